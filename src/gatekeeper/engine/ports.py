@@ -1,0 +1,68 @@
+"""The engine's port to its store, and the raw replies the store gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from gatekeeper.engine.plan import DecisionPlan
+from gatekeeper.model import Policy, frozen_map
+
+__all__ = ["DecideReply", "DecisionStore", "PolicySource", "ReplyRow", "SettleReply"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRow:
+    """One counter's state after the decision (before it, when denied)."""
+
+    kind: str  # q (quota) | r (rate) | s (spend)
+    meter: int  # 1-based meter index in the plan (0 for spend)
+    rate: int  # 1-based rate index within the meter (0 otherwise)
+    limit: int
+    used: int
+    remaining: int
+    reset_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecideReply:
+    replayed: bool
+    admitted: bool
+    decision_id: str
+    deny_kind: str  # '' | quota | rate | spend
+    deny_meter: int
+    deny_rate: int
+    retry_after_us: int
+    cost_nano: int
+    overage_meters: tuple[int, ...]
+    reserved: bool
+    rows: tuple[ReplyRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReply:
+    status: str  # settled | expired | unknown
+    cost_delta_nano: int = 0
+    deltas: Mapping[str, int] = field(default_factory=frozen_map)
+
+
+class DecisionStore(Protocol):
+    """Executes a DecisionPlan atomically. Raises StoreUnavailable when it cannot answer."""
+
+    async def decide(
+        self, plan: DecisionPlan, *, decision_id: str, request_id: str, idempotency_key: str | None
+    ) -> DecideReply: ...
+
+    async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None: ...
+
+    async def settle(
+        self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime
+    ) -> SettleReply: ...
+
+
+class PolicySource(Protocol):
+    """The policy in force now (swapped atomically when config or admin changes land)."""
+
+    def current(self) -> Policy: ...

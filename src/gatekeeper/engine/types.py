@@ -1,0 +1,117 @@
+"""Values crossing the engine boundary: requests in, decisions out (no transport types)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from gatekeeper.model import frozen_map
+
+__all__ = [
+    "Decision",
+    "DecisionRequest",
+    "LimitKind",
+    "LimitStatus",
+    "MeterRequest",
+    "Outcome",
+    "SettleResult",
+    "SettleStatus",
+]
+
+
+class Outcome(StrEnum):
+    """Stable outcome codes (also metric labels). The edge maps them to 401/402/403/429."""
+
+    ALLOWED = "allowed"
+    UNKNOWN_CUSTOMER = "unknown_customer"  # 401
+    NOT_ENTITLED = "not_entitled"  # 403
+    QUOTA_EXHAUSTED = "quota_exhausted"  # 429
+    RATE_LIMITED = "rate_limited"  # 429
+    SPEND_CAP = "spend_cap"  # 402
+
+
+class LimitKind(StrEnum):
+    QUOTA = "quota"
+    RATE = "rate"
+    SPEND = "spend"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRequest:
+    """`quantity` units of a metered feature; `reserve` marks an estimate to settle later."""
+
+    feature: str
+    quantity: int
+    reserve: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantity < 0:
+            raise ValueError(f"quantity of {self.feature!r} must be >= 0, got {self.quantity}")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    customer_id: str
+    requires: tuple[str, ...] = ()  # features the caller must be entitled to
+    meters: tuple[MeterRequest, ...] = ()  # metered features consumed
+    idempotency_key: str | None = None  # same key within the TTL: first decision, no charge
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """One counter after the decision: `used` and `remaining` in units (nano-units for spend)."""
+
+    kind: LimitKind
+    feature: str | None  # None for spend
+    limit: int
+    used: int
+    remaining: int
+    reset_at: datetime  # when the window ends (quota, spend) or the bucket is full again (rate)
+    window_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    decision_id: str
+    outcome: Outcome
+    customer_id: str
+    plan: str | None = None
+    feature: str | None = None  # the feature a denial is about
+    limits: tuple[LimitStatus, ...] = ()
+    denied_by: LimitStatus | None = None
+    retry_after_s: float | None = None
+    cost_nano: int = 0
+    overage: tuple[str, ...] = ()  # soft-limited features now past their limit
+    reservation_id: str | None = None
+    replayed: bool = False  # answered from the idempotency record
+    config_values: Mapping[str, str] = field(default_factory=frozen_map)  # header -> value
+    upgrade_hint: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.ALLOWED
+
+    def tightest(self) -> LimitStatus | None:
+        """The counter closest to exhaustion (for RateLimit headers), denial first."""
+        if self.denied_by is not None:
+            return self.denied_by
+        bounded = [s for s in self.limits if s.limit > 0]
+        if not bounded:
+            return None
+        return min(bounded, key=lambda s: (s.remaining / s.limit, s.remaining))
+
+
+class SettleStatus(StrEnum):
+    SETTLED = "settled"
+    EXPIRED = "expired"  # stands at its estimate
+    UNKNOWN = "unknown"  # never reserved, or already settled
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    status: SettleStatus
+    deltas: Mapping[str, int] = field(default_factory=frozen_map)  # feature -> actual - estimate
+    cost_delta_nano: int = 0

@@ -1,0 +1,187 @@
+-- common.lua: helpers shared by decide.lua and settle.lua (prepended to each at load time).
+--
+-- Why Lua and not MULTI/EXEC: a decision reads several counters and writes all or none of
+-- them depending on what it read; MULTI cannot branch on reads, WATCH would retry under
+-- contention. One script is one atomic step on one hash slot.
+--
+-- Numbers: Lua numbers are doubles, exact for integers below 2^53. Every integer leaves the
+-- script through fmt() (string.format %d), never tostring() (14 significant digits).
+
+local ai = 0
+local function arg_s() ai = ai + 1; return ARGV[ai] end
+local function arg_n() ai = ai + 1; return tonumber(ARGV[ai]) end
+local function fmt(x) return string.format('%d', x) end
+
+local function hnum(key, field)
+  local v = redis.call('HGET', key, field)
+  if v then return tonumber(v) end
+  return 0
+end
+
+-- Cost of qty (>= 0) more units when `already` units of the billing period are billed.
+-- tiers: list of {up_to (-1 = unbounded), nano per unit}; each tier prices its own units.
+local function tier_cost(tiers, already, qty)
+  local low, high = already, already + qty
+  local cost, lower = 0, 0
+  for _, t in ipairs(tiers) do
+    local upper = t[1]
+    local top = high
+    if upper >= 0 and upper < high then top = upper end
+    local bottom = low
+    if lower > bottom then bottom = lower end
+    if top > bottom then cost = cost + (top - bottom) * t[2] end
+    if upper < 0 or upper >= high then break end
+    lower = upper
+  end
+  return cost
+end
+
+local function read_thresholds()
+  local t = {}
+  local n = arg_n()
+  for j = 1, n do t[j] = arg_n() end
+  return t
+end
+
+local function key_at(index)
+  if index > 0 then return KEYS[index] end
+  return nil
+end
+
+-- One meter: feature, unit, qty, emit, reserve, grants, quota, rates, price (see codec.py).
+local function read_meter()
+  local m = {}
+  m.feature = arg_s(); m.unit = arg_s(); m.qty = arg_n()
+  m.emit = arg_n() == 1; m.reserve = arg_n() == 1
+  m.grants = {}
+  local ng = arg_n()
+  for j = 1, ng do
+    local g = {}
+    g.key = key_at(arg_n()); g.amount = arg_n(); g.ttl = arg_n(); g.id = arg_s()
+    m.grants[j] = g
+  end
+  local q = {}
+  q.key = key_at(arg_n()); q.limit = arg_n(); q.ceiling = arg_n(); q.ttl = arg_n()
+  q.start_us = arg_n(); q.end_us = arg_n(); q.thr = read_thresholds()
+  m.q = q
+  m.rates = {}
+  local nr = arg_n()
+  for j = 1, nr do
+    local r = {}
+    r.key = key_at(arg_n()); r.limit = arg_n(); r.period = arg_n(); r.unit = arg_s()
+    m.rates[j] = r
+  end
+  local b = {}
+  b.key = key_at(arg_n()); b.ttl = arg_n()
+  m.b = b
+  m.tiers = {}
+  local nt = arg_n()
+  for j = 1, nt do
+    local up_to = arg_n()
+    m.tiers[j] = {up_to, arg_n()}
+  end
+  return m
+end
+
+local function read_spend()
+  local s = {}
+  s.key = key_at(arg_n()); s.cap = arg_n(); s.block = arg_n() == 1; s.ttl = arg_n()
+  s.start_us = arg_n(); s.end_us = arg_n(); s.thr = read_thresholds()
+  return s
+end
+
+-- Read the counters a consumption of m.qty units touches; decide nothing, write nothing.
+local function evaluate(m, now)
+  local rest = m.qty
+  m.takes = {}
+  for j, g in ipairs(m.grants) do
+    local take = 0
+    local avail = g.amount - hnum(g.key, 'u')
+    if avail > 0 and rest > 0 then take = math.min(avail, rest) end
+    m.takes[j] = take
+    rest = rest - take
+  end
+  m.billable = rest
+  m.granted = m.qty - rest
+  local q = m.q
+  if q.key then
+    q.u0 = hnum(q.key, 'u')
+    q.u1 = q.u0 + m.billable
+    q.deny = q.ceiling >= 0 and q.u1 > q.ceiling
+  end
+  for _, r in ipairs(m.rates) do
+    local tat = tonumber(redis.call('GET', r.key) or '0')
+    if tat < now then tat = now end
+    r.t = r.period / r.limit
+    r.tat0 = tat
+    r.tat1 = tat + m.qty * r.t
+    r.deny = r.tat1 - now > r.period
+    r.retry = r.tat1 - r.period - now
+  end
+  m.b0 = 0
+  if m.b.key then m.b0 = hnum(m.b.key, 'u') end
+  m.cost = 0
+  if #m.tiers > 0 then m.cost = tier_cost(m.tiers, m.b0, m.billable) end
+end
+
+-- Alerts: each threshold of each counter fires once per window (HSETNX on the counter).
+local function fire_thresholds(key, thr, limit, used, emit)
+  if limit <= 0 then return end
+  for _, t in ipairs(thr) do
+    if used * 100 < t * limit then return end
+    if redis.call('HSETNX', key, 'a' .. t, 1) == 1 then emit('threshold', t) end
+  end
+end
+
+local function alert(stream, fields)
+  redis.call('XADD', stream, '*', unpack(fields))
+end
+
+-- Write what evaluate() read for m: grants, quota, rates, billed units. Emits alerts through
+-- `emit(kind, threshold, m)`. Returns true when m is past its (soft) limit.
+local function apply(m, now, emit)
+  for j, g in ipairs(m.grants) do
+    local take = m.takes[j]
+    if take > 0 then
+      if redis.call('HINCRBY', g.key, 'u', take) == take then
+        redis.call('PEXPIRE', g.key, g.ttl)
+      end
+    end
+  end
+  local over = false
+  local q = m.q
+  if q.key then
+    redis.call('HINCRBY', q.key, 'u', m.billable)
+    if q.u0 == 0 then redis.call('PEXPIRE', q.key, q.ttl) end
+    if m.billable > 0 and q.limit >= 0 then
+      fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t) emit(kind, t, m) end)
+      if q.u1 > q.limit then
+        over = true
+        if redis.call('HSETNX', q.key, 'ov', 1) == 1 then emit('overage', 100, m) end
+      end
+    end
+  end
+  for _, r in ipairs(m.rates) do
+    if m.qty > 0 then
+      local ttl = math.ceil((r.tat1 - now) / 1000) + 1000
+      redis.call('SET', r.key, string.format('%.17g', r.tat1), 'PX', ttl)
+    end
+  end
+  if m.b.key and m.billable ~= 0 then
+    redis.call('HINCRBY', m.b.key, 'u', m.billable)
+    if m.b0 == 0 then redis.call('PEXPIRE', m.b.key, m.b.ttl) end
+  end
+  return over
+end
+
+local function apply_spend(s, total, emit)
+  if not s.key or total == 0 then return end
+  s.s1 = redis.call('HINCRBY', s.key, 'u', total)
+  if s.s1 == total then redis.call('PEXPIRE', s.key, s.ttl) end
+  if total > 0 and s.cap >= 0 then
+    fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t) emit(kind, t, nil) end)
+    if s.s1 > s.cap and redis.call('HSETNX', s.key, 'ov', 1) == 1 then
+      emit('spend_cap', 100, nil)
+    end
+  end
+end

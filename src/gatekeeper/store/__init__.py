@@ -1,0 +1,8 @@
+"""Redis adapters: key layout, Lua scripts, the decision store, embedded Redis."""
+
+from gatekeeper.store.connection import RedisHandle, open_redis
+from gatekeeper.store.embedded import EmbeddedRedis
+from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.redis_store import RedisDecisionStore
+
+__all__ = ["EmbeddedRedis", "KeySpace", "RedisDecisionStore", "RedisHandle", "open_redis"]

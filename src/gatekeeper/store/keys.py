@@ -1,0 +1,80 @@
+"""Every Redis key name gatekeeper uses, built here and nowhere else (DESIGN.md §5).
+
+All keys of one customer, and the usage and alert streams of its partition, share the hash
+tag `{<partition>}`, so one script per decision touches one Cluster slot. Counter keys carry
+their window start; a limit's amount is never part of a key (raising a limit keeps the count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+
+__all__ = ["KeySpace"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    prefix: str = "gk"
+    partitions: int = 16
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+
+    def partition(self, customer: str) -> int:
+        """Stable partition of a customer: CRC-32 of its id modulo the partition count."""
+        return zlib.crc32(customer.encode()) % self.partitions
+
+    def _base(self, partition: int) -> str:
+        return f"{self.prefix}:{{{partition}}}"
+
+    def _customer(self, customer: str) -> str:
+        return f"{self._base(self.partition(customer))}"
+
+    # partition-wide streams
+    def usage_stream(self, partition: int) -> str:
+        return f"{self._base(partition)}:usage"
+
+    def alert_stream(self, partition: int) -> str:
+        return f"{self._base(partition)}:alerts"
+
+    def all_usage_streams(self) -> list[str]:
+        return [self.usage_stream(p) for p in range(self.partitions)]
+
+    def all_alert_streams(self) -> list[str]:
+        return [self.alert_stream(p) for p in range(self.partitions)]
+
+    # per-customer state
+    def quota(self, customer: str, feature: str, window_token: str) -> str:
+        """Hash: u = units used in the window; a<pct> / ov = alert already fired."""
+        return f"{self._customer(customer)}:q:{customer}:{feature}:{window_token}"
+
+    def billed_units(self, customer: str, feature: str, window_token: str) -> str:
+        """Hash: u = billable units in the billing period (graduated price tiers)."""
+        return f"{self._customer(customer)}:b:{customer}:{feature}:{window_token}"
+
+    def spend(self, customer: str, window_token: str) -> str:
+        """Hash: u = nano-units spent in the billing period; a<pct> / ov = alerts fired."""
+        return f"{self._customer(customer)}:s:{customer}:{window_token}"
+
+    def grant(self, customer: str, grant_id: str) -> str:
+        """Hash: u = units of the grant consumed."""
+        return f"{self._customer(customer)}:g:{customer}:{grant_id}"
+
+    def rate(self, customer: str, feature: str, unit: str) -> str:
+        """String: GCRA theoretical arrival time in microseconds."""
+        return f"{self._customer(customer)}:r:{customer}:{feature}:{unit}"
+
+    def idempotency(self, customer: str, idempotency_key: str) -> str:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        return f"{self._customer(customer)}:i:{customer}:{digest}"
+
+    def reservation(self, customer: str, decision_id: str) -> str:
+        """Hash: what a decision reserved, until settled or expired."""
+        return f"{self._customer(customer)}:res:{customer}:{decision_id}"
+
+    def customer_pattern(self, customer: str) -> str:
+        """SCAN pattern for every per-customer key (inspection and tests)."""
+        return f"{self._customer(customer)}:*:{customer}:*"

@@ -1,0 +1,83 @@
+"""DecisionStore on Redis: one EVALSHA per decision, one HGET + one EVALSHA per settlement."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gatekeeper.engine.plan import DecisionPlan
+from gatekeeper.engine.ports import DecideReply, SettleReply
+from gatekeeper.errors import StoreUnavailable
+from gatekeeper.settings import RedisSettings
+from gatekeeper.store.codec import decode_decide, decode_settle, encode, to_us
+from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.scripts import LuaScript, load_script
+
+__all__ = ["RedisDecisionStore"]
+
+
+class RedisDecisionStore:
+    def __init__(self, *, redis: Redis, settings: RedisSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.keys = KeySpace(prefix=settings.key_prefix, partitions=settings.partitions)
+        self._decide: LuaScript = load_script("decide")
+        self._settle: LuaScript = load_script("settle")
+
+    @property
+    def decide_script(self) -> LuaScript:
+        return self._decide
+
+    async def decide(
+        self, plan: DecisionPlan, *, decision_id: str, request_id: str, idempotency_key: str | None
+    ) -> DecideReply:
+        s = self._settings
+        head: list[str | int] = [
+            to_us(plan.now), decision_id, plan.customer_id, plan.plan, request_id,
+            idempotency_key or "", int(idempotency_key is not None), s.idempotency_ttl_s * 1000,
+            s.reservation_ttl_s * 1000, plan.currency,
+        ]
+        enc = encode(
+            plan, self.keys, head=head, idempotency_key=idempotency_key,
+            decision_id=decision_id, grace_s=s.period_grace_s,
+        )
+        reply = await self._call(self._decide, enc.keys, enc.args)
+        return decode_decide(reply)
+
+    async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None:
+        try:
+            raw = await self._redis.hget(self.keys.reservation(customer_id, decision_id), "t")
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        if raw is None:
+            return None
+        us = int(raw)
+        return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+
+    async def settle(
+        self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime
+    ) -> SettleReply:
+        head: list[str | int] = [
+            to_us(now), decision_id, plan.customer_id, plan.plan, request_id, plan.currency,
+        ]
+        enc = encode(
+            plan, self.keys, head=head, idempotency_key=None, decision_id=decision_id,
+            grace_s=self._settings.period_grace_s,
+        )
+        # settle.lua reads KEYS[3] as the reservation record
+        keys = [enc.keys[0], enc.keys[1], enc.keys[3], enc.keys[3], *enc.keys[4:]]
+        reply = await self._call(self._settle, keys, enc.args)
+        return decode_settle(reply)
+
+    async def _call(self, script: LuaScript, keys: list[str], args: list[str | int]) -> list[bytes]:
+        try:
+            result: list[bytes] = await script.run(self._redis, keys, args)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        except RedisError as exc:
+            raise StoreUnavailable(f"redis error in {script.name}: {exc}", transient=False) from exc
+        return result
