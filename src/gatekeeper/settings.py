@@ -57,6 +57,8 @@ class RedisSettings:
     idempotency_ttl_s: int = 86_400
     reservation_ttl_s: int = 900  # an unsettled reservation stands at its estimate after this
     period_grace_s: int = 3_600  # counters outlive their period by this much
+    max_connections: int = 64  # per process
+    pool_timeout_s: int = 5  # wait this long for a free connection, then fail the decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,15 @@ local function refund(m, r)
   local rg = r - rb
   if m.q.key and rb > 0 then redis.call('HINCRBY', m.q.key, 'u', -rb) end
   m.cost = 0
-  if #m.tiers > 0 then
-    local b_now = 0
-    if m.b.key then b_now = hnum(m.b.key, 'u') end
+  if m.b.key then
+    -- graduated: the refunded units are the last ones billed this period
+    local b_now = hnum(m.b.key, 'u')
     local from = b_now - rb
     if from < 0 then from = 0 end
     m.cost = -tier_cost(m.tiers, from, b_now - from)
-    if m.b.key and rb > 0 then redis.call('HINCRBY', m.b.key, 'u', -rb) end
+    if rb > 0 then redis.call('HINCRBY', m.b.key, 'u', -rb) end
+  elseif #m.tiers > 0 then
+    m.cost = -tier_cost(m.tiers, 0, rb)
   end
   for j = #m.grants, 1, -1 do
     if rg <= 0 then break end

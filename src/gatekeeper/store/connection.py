@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gatekeeper.settings import RedisSettings
 from gatekeeper.store.embedded import EmbeddedRedis
@@ -40,7 +40,11 @@ async def open_redis(settings: RedisSettings) -> RedisHandle:
         url = embedded.url
     else:
         url = settings.url.value
-    client: Redis = Redis.from_url(url, decode_responses=False)
+    # A bounded pool that waits for a free connection instead of failing under bursts.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=settings.max_connections, timeout=settings.pool_timeout_s
+    )
+    client = Redis(connection_pool=pool)
     try:
         info = await client.info("server")
         version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
