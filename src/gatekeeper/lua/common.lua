@@ -7,9 +7,13 @@
 -- Numbers: Lua numbers are doubles, exact for integers below 2^53. Every integer leaves the
 -- script through fmt() (string.format %d), never tostring() (14 significant digits).
 
+-- ARGV[1] carries every argument, each followed by \31 (unit separator): one bulk string
+-- packs far cheaper on the client than ~80 separate arguments.
+local A = {}
+for field in string.gmatch(ARGV[1], '([^\31]*)\31') do A[#A + 1] = field end
 local ai = 0
-local function arg_s() ai = ai + 1; return ARGV[ai] end
-local function arg_n() ai = ai + 1; return tonumber(ARGV[ai]) end
+local function arg_s() ai = ai + 1; return A[ai] end
+local function arg_n() ai = ai + 1; return tonumber(A[ai]) end
 local function fmt(x) return string.format('%d', x) end
 
 local function hnum(key, field)

@@ -5,7 +5,7 @@
 -- KEYS[4] reservation record (written only when a meter reserves)
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
--- ARGV: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
+-- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
 --       idem_ttl_ms, reservation_ttl_ms, currency, n_meters, meter..., spend
 --   (layout written by gatekeeper/store/codec.py; read by read_meter/read_spend)
 --

@@ -15,7 +15,7 @@ from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
 from gatekeeper.periods import Window
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["Encoded", "decode_decide", "decode_settle", "encode", "to_us"]
+__all__ = ["SEPARATOR", "Encoded", "clean", "decode_decide", "decode_settle", "encode", "to_us"]
 
 _FIXED_KEYS = 4  # usage stream, alert stream, idempotency record, reservation record
 
@@ -26,10 +26,22 @@ def to_us(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+SEPARATOR = "\x1f"  # ASCII unit separator: ends every field of the packed ARGV[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
     keys: list[str]
     args: list[str | int]
+
+    def packed(self) -> list[str]:
+        """ARGV as the scripts read it: one string, every field terminated by SEPARATOR."""
+        return [SEPARATOR.join(map(str, self.args)) + SEPARATOR]
+
+
+def clean(text: str) -> str:
+    """A free-text field (request id, idempotency key) made safe for the packed ARGV."""
+    return text.replace(SEPARATOR, " ")
 
 
 class _Builder:

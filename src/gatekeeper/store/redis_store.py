@@ -13,7 +13,7 @@ from gatekeeper.engine.plan import DecisionPlan
 from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
-from gatekeeper.store.codec import decode_decide, decode_settle, encode, to_us
+from gatekeeper.store.codec import clean, decode_decide, decode_settle, encode, to_us
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
 
@@ -37,15 +37,15 @@ class RedisDecisionStore:
     ) -> DecideReply:
         s = self._settings
         head: list[str | int] = [
-            to_us(plan.now), decision_id, plan.customer_id, plan.plan, request_id,
-            idempotency_key or "", int(idempotency_key is not None), s.idempotency_ttl_s * 1000,
+            to_us(plan.now), decision_id, plan.customer_id, plan.plan, clean(request_id),
+            clean(idempotency_key or ""), int(idempotency_key is not None), s.idempotency_ttl_s * 1000,
             s.reservation_ttl_s * 1000, plan.currency,
         ]
         enc = encode(
             plan, self.keys, head=head, idempotency_key=idempotency_key,
             decision_id=decision_id, grace_s=s.period_grace_s,
         )
-        reply = await self._call(self._decide, enc.keys, enc.args)
+        reply = await self._call(self._decide, enc.keys, enc.packed())
         return decode_decide(reply)
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None:
@@ -62,7 +62,7 @@ class RedisDecisionStore:
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime
     ) -> SettleReply:
         head: list[str | int] = [
-            to_us(now), decision_id, plan.customer_id, plan.plan, request_id, plan.currency,
+            to_us(now), decision_id, plan.customer_id, plan.plan, clean(request_id), plan.currency,
         ]
         enc = encode(
             plan, self.keys, head=head, idempotency_key=None, decision_id=decision_id,
@@ -70,10 +70,10 @@ class RedisDecisionStore:
         )
         # settle.lua reads KEYS[3] as the reservation record
         keys = [enc.keys[0], enc.keys[1], enc.keys[3], enc.keys[3], *enc.keys[4:]]
-        reply = await self._call(self._settle, keys, enc.args)
+        reply = await self._call(self._settle, keys, enc.packed())
         return decode_settle(reply)
 
-    async def _call(self, script: LuaScript, keys: list[str], args: list[str | int]) -> list[bytes]:
+    async def _call(self, script: LuaScript, keys: list[str], args: list[str]) -> list[bytes]:
         try:
             result: list[bytes] = await script.run(self._redis, keys, args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
