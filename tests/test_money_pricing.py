@@ -43,7 +43,9 @@ def test_tiers_price_only_their_units() -> None:
 
 @given(st.integers(0, 30_000_000), st.integers(0, 30_000_000), st.integers(0, 30_000_000))
 def test_tiered_cost_is_additive(already: int, a: int, b: int) -> None:
-    assert tiered_cost(TIERS, already, a + b) == tiered_cost(TIERS, already, a) + tiered_cost(TIERS, already + a, b)
+    assert tiered_cost(TIERS, already, a + b) == tiered_cost(TIERS, already, a) + tiered_cost(
+        TIERS, already + a, b
+    )
 
 
 @given(st.integers(0, 30_000_000), st.integers(0, 30_000_000))

@@ -13,7 +13,12 @@ def dt(*a: int) -> datetime:
 @pytest.mark.parametrize(
     ("now", "period", "start", "end"),
     [
-        (dt(2026, 11, 24, 12, 34, 56), Period.MINUTE, dt(2026, 11, 24, 12, 34), dt(2026, 11, 24, 12, 35)),
+        (
+            dt(2026, 11, 24, 12, 34, 56),
+            Period.MINUTE,
+            dt(2026, 11, 24, 12, 34),
+            dt(2026, 11, 24, 12, 35),
+        ),
         (dt(2026, 11, 24, 12, 34, 56), Period.HOUR, dt(2026, 11, 24, 12), dt(2026, 11, 24, 13)),
         (dt(2026, 12, 31, 23, 59, 59), Period.DAY, dt(2026, 12, 31), dt(2027, 1, 1)),
         (dt(2026, 12, 31, 23, 59, 59), Period.MONTH, dt(2026, 12, 1), dt(2027, 1, 1)),
@@ -38,7 +43,9 @@ def test_calendar_windows(now: datetime, period: Period, start: datetime, end: d
         (dt(2028, 2, 29, 1), 30, dt(2028, 2, 29), dt(2028, 3, 30)),  # leap year
     ],
 )
-def test_billing_day_anchored_months(now: datetime, day: int, start: datetime, end: datetime) -> None:
+def test_billing_day_anchored_months(
+    now: datetime, day: int, start: datetime, end: datetime
+) -> None:
     w = window_for(now, Period.MONTH, Anchor.BILLING_DAY, day)
     assert (w.start, w.end) == (start, end)
     assert billing_window(now, day) == w

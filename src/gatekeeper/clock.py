@@ -1,4 +1,4 @@
-"""Injectable clocks. All time in gatekeeper is UTC; the engine never reads the wall clock itself."""
+"""Injectable clocks. All time is UTC; the engine never reads the wall clock itself."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 __all__ = [
-    "NANO",
     "MAX_SCRIPT_NANO",
+    "NANO",
     "MoneyError",
     "format_nano",
     "minor_units",
@@ -24,8 +24,22 @@ MAX_SCRIPT_NANO = 2**53
 
 # ISO 4217 minor-unit exponents for currencies that do not use 2 decimals.
 _MINOR_EXPONENT = {
-    "BHD": 3, "CLP": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
-    "LYD": 3, "OMR": 3, "PYG": 0, "TND": 3, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0,
+    "BHD": 3,
+    "CLP": 0,
+    "IQD": 3,
+    "ISK": 0,
+    "JOD": 3,
+    "JPY": 0,
+    "KRW": 0,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "PYG": 0,
+    "TND": 3,
+    "UGX": 0,
+    "VND": 0,
+    "XAF": 0,
+    "XOF": 0,
 }
 
 
@@ -38,8 +52,8 @@ def parse_nano(text: str | int | Decimal) -> int:
 
     Raises MoneyError when the text is not a finite decimal or has more than 9 decimals.
     """
-    if isinstance(text, bool) or isinstance(text, float):
-        raise MoneyError("must be a decimal string such as \"0.002\", not a float")
+    if isinstance(text, bool | float):
+        raise MoneyError('must be a decimal string such as "0.002", not a float')
     try:
         value = Decimal(text) if not isinstance(text, Decimal) else text
     except (InvalidOperation, ValueError):

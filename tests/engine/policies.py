@@ -86,7 +86,11 @@ def policy(
     extra_plans: tuple[Plan, ...] = (),
 ) -> Policy:
     c = Customer(
-        id=customer, plan=p.name, entitlements=p, billing_day=billing_day, grants=grants,
+        id=customer,
+        plan=p.name,
+        entitlements=p,
+        billing_day=billing_day,
+        grants=grants,
         spend_cap=own_cap,
     )
     return Policy(
@@ -103,7 +107,9 @@ def rate(feature: str, limit: int, per: RateUnit = RateUnit.SECOND) -> RateLimit
     return RateLimit(feature, limit, per)
 
 
-def cap(amount_nano: int, action: CapAction = CapAction.BLOCK, thresholds: tuple[int, ...] = ()) -> SpendCap:
+def cap(
+    amount_nano: int, action: CapAction = CapAction.BLOCK, thresholds: tuple[int, ...] = ()
+) -> SpendCap:
     return SpendCap(amount_nano, None, action, thresholds)
 
 

@@ -49,7 +49,11 @@ class Model:
         ent = c.entitlements.metered[feature]
         rest = qty
         takes: dict[str, int] = {}
-        live = [g for g in c.grants if g.feature == feature and (g.expires_at is None or g.expires_at > at)]
+        live = [
+            g
+            for g in c.grants
+            if g.feature == feature and (g.expires_at is None or g.expires_at > at)
+        ]
         live.sort(key=lambda g: (g.expires_at is None, g.expires_at or at, g.id))
         for g in live:
             take = min(max(g.amount - self.grants.get(g.id, 0), 0), rest)
@@ -67,8 +71,18 @@ class Model:
                 t = r.per.seconds * 1_000_000 / r.limit
                 tat = max(self.tat.get((feature, r.per.value), 0.0), float(self._us(now)))
                 rates.append(((feature, r.per.value), tat + qty * t, r.per.seconds * 1_000_000))
-        return {"takes": takes, "billable": rest, "win": win, "u1": u1, "ceiling": ent.ceiling,
-                "bwin": bwin, "cost": cost, "rates": rates, "feature": feature, "qty": qty}
+        return {
+            "takes": takes,
+            "billable": rest,
+            "win": win,
+            "u1": u1,
+            "ceiling": ent.ceiling,
+            "bwin": bwin,
+            "cost": cost,
+            "rates": rates,
+            "feature": feature,
+            "qty": qty,
+        }
 
     def _apply(self, p: dict[str, object]) -> None:
         f = p["feature"]
@@ -80,7 +94,9 @@ class Model:
             for key, tat1, _ in p["rates"]:  # type: ignore[attr-defined]
                 self.tat[key] = tat1
 
-    def decide(self, meters: dict[str, int], reserve: set[str], now: datetime, decision_id: str) -> tuple[bool, int]:
+    def decide(
+        self, meters: dict[str, int], reserve: set[str], now: datetime, decision_id: str
+    ) -> tuple[bool, int]:
         plans = [self._consume(f, q, now, now) for f, q in meters.items()]
         total = sum(int(p["cost"]) for p in plans)  # type: ignore[call-overload]
         bwin = billing_window(now, self.customer.billing_day).token
@@ -88,7 +104,12 @@ class Model:
         if any(p["ceiling"] is not None and p["u1"] > p["ceiling"] for p in plans):  # type: ignore[operator]
             return False, 0
         priced = any(f in self.policy.prices for f in meters)
-        if priced and cap and cap.amount_nano is not None and self.spend.get(bwin, 0) + total > cap.amount_nano:
+        if (
+            priced
+            and cap
+            and cap.amount_nano is not None
+            and self.spend.get(bwin, 0) + total > cap.amount_nano
+        ):
             return False, 0
         now_us = self._us(now)
         if any(tat1 - now_us > period for p in plans for _, tat1, period in p["rates"]):  # type: ignore[attr-defined]
@@ -99,7 +120,8 @@ class Model:
             self.spend[bwin] = self.spend.get(bwin, 0) + total
         if reserve:
             self.reservations[decision_id] = Reservation(
-                at=now, expires_us=now_us + self.reservation_ttl_s * 1_000_000,
+                at=now,
+                expires_us=now_us + self.reservation_ttl_s * 1_000_000,
                 est={f: meters[f] for f in reserve},
                 billable={p["feature"]: p["billable"] for p in plans if p["feature"] in reserve},  # type: ignore[misc]
                 takes={p["feature"]: dict(p["takes"]) for p in plans if p["feature"] in reserve},  # type: ignore[misc,call-overload]

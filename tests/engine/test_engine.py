@@ -13,7 +13,9 @@ from tests.engine.harness import START, Harness, make_harness
 from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate, tiered
 
 
-def req(*meters: tuple[str, int] | tuple[str, int, bool], key: str | None = None) -> DecisionRequest:
+def req(
+    *meters: tuple[str, int] | tuple[str, int, bool], key: str | None = None
+) -> DecisionRequest:
     return DecisionRequest(
         "cust",
         requires=("api_access",),
@@ -22,7 +24,9 @@ def req(*meters: tuple[str, int] | tuple[str, int, bool], key: str | None = None
     )
 
 
-async def test_hard_limit_admits_exactly_limit_and_records_only_admitted(redis: Redis, key_prefix: str) -> None:
+async def test_hard_limit_admits_exactly_limit_and_records_only_admitted(
+    redis: Redis, key_prefix: str
+) -> None:
     h = make_harness(redis, policy(plan("p", metered("requests", 3))), key_prefix)
     outcomes = [(await h.engine.decide(req(("requests", 1)))).outcome for _ in range(5)]
     assert outcomes == [Outcome.ALLOWED] * 3 + [Outcome.QUOTA_EXHAUSTED] * 2
@@ -32,7 +36,9 @@ async def test_hard_limit_admits_exactly_limit_and_records_only_admitted(redis: 
 
 
 async def test_denial_reports_limit_remaining_and_reset(redis: Redis, key_prefix: str) -> None:
-    h = make_harness(redis, policy(plan("p", metered("requests", 2, period=Period.DAY))), key_prefix)
+    h = make_harness(
+        redis, policy(plan("p", metered("requests", 2, period=Period.DAY))), key_prefix
+    )
     await h.engine.decide(req(("requests", 2)))
     d = await h.engine.decide(req(("requests", 1)))
     assert d.outcome is Outcome.QUOTA_EXHAUSTED and d.feature == "requests"
@@ -58,7 +64,9 @@ async def test_all_or_nothing_across_counters(redis: Redis, key_prefix: str) -> 
     assert by_feature == {"requests": 1, "tokens": 100}  # the denied request consumed nothing
 
 
-async def test_soft_limit_admits_past_limit_and_flags_overage_once(redis: Redis, key_prefix: str) -> None:
+async def test_soft_limit_admits_past_limit_and_flags_overage_once(
+    redis: Redis, key_prefix: str
+) -> None:
     p = plan("p", metered("requests", 2, enforcement=Enforcement.SOFT))
     h = make_harness(redis, policy(p), key_prefix)
     decisions = [await h.engine.decide(req(("requests", 1))) for _ in range(4)]
@@ -78,7 +86,11 @@ async def test_overage_allowance_turns_soft_into_hard(redis: Redis, key_prefix: 
 async def test_rate_limit_gcra_burst_then_spacing(redis: Redis, key_prefix: str) -> None:
     p = plan("p", metered("requests", None), rates=(rate("requests", 2),))
     h = make_harness(redis, policy(p), key_prefix)
-    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [True, True, False]
+    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
     denied = await h.engine.decide(req(("requests", 1)))
     assert denied.outcome is Outcome.RATE_LIMITED
     assert denied.retry_after_s == pytest.approx(0.5)
@@ -86,10 +98,16 @@ async def test_rate_limit_gcra_burst_then_spacing(redis: Redis, key_prefix: str)
     assert (await h.engine.decide(req(("requests", 1)))).allowed
     assert not (await h.engine.decide(req(("requests", 1)))).allowed
     h.clock.advance(1.0)
-    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [True, True, False]
+    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
 
 
-async def test_rate_limit_on_access_feature_counts_requests_without_events(redis: Redis, key_prefix: str) -> None:
+async def test_rate_limit_on_access_feature_counts_requests_without_events(
+    redis: Redis, key_prefix: str
+) -> None:
     p = plan("p", rates=(rate("api_access", 1),))
     h = make_harness(redis, policy(p), key_prefix)
     first = await h.engine.decide(DecisionRequest("cust", requires=("api_access",)))
@@ -121,7 +139,11 @@ async def test_customer_own_cap_overrides_plan_cap(redis: Redis, key_prefix: str
     p = plan("p", metered("requests", None), spend_cap=cap(100_000))
     pol = policy(p, prices=(flat("requests", 1_000),), own_cap=CustomerSpendCap(2_000))
     h = make_harness(redis, pol, key_prefix)
-    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [True, True, False]
+    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
 
 
 async def test_graduated_tiers_price_each_tier_once(redis: Redis, key_prefix: str) -> None:
@@ -152,14 +174,20 @@ async def test_grants_are_consumed_first_and_not_priced(redis: Redis, key_prefix
     assert not (await h.engine.decide(req(("tokens", 1)))).allowed  # limit counts billable only
 
 
-async def test_not_entitled_and_unknown_customer_touch_nothing(redis: Redis, key_prefix: str) -> None:
+async def test_not_entitled_and_unknown_customer_touch_nothing(
+    redis: Redis, key_prefix: str
+) -> None:
     p = plan("free", metered("requests", 10), access=())
     pro = plan("pro", metered("requests", 10), metered("images", 5))
     h = make_harness(redis, policy(p, extra_plans=(pro,)), key_prefix)
     d = await h.engine.decide(req(("requests", 1)))
     assert (d.outcome, d.feature) == (Outcome.NOT_ENTITLED, "api_access")
     d = await h.engine.decide(DecisionRequest("cust", meters=(MeterRequest("images", 1),)))
-    assert (d.outcome, d.feature, d.upgrade_hint) == (Outcome.NOT_ENTITLED, "images", "available on plan pro")
+    assert (d.outcome, d.feature, d.upgrade_hint) == (
+        Outcome.NOT_ENTITLED,
+        "images",
+        "available on plan pro",
+    )
     d = await h.engine.decide(DecisionRequest("nobody", meters=(MeterRequest("requests", 1),)))
     assert d.outcome is Outcome.UNKNOWN_CUSTOMER
     assert [k async for k in redis.scan_iter(match=f"{key_prefix}:*")] == []
@@ -172,7 +200,9 @@ async def test_config_values_are_passed_by_header(redis: Redis, key_prefix: str)
     assert dict(d.config_values) == {"x-model-tier": "large"}
 
 
-async def test_idempotency_key_replays_first_decision_without_charging(redis: Redis, key_prefix: str) -> None:
+async def test_idempotency_key_replays_first_decision_without_charging(
+    redis: Redis, key_prefix: str
+) -> None:
     p = plan("p", metered("requests", 5))
     h = make_harness(redis, policy(p, prices=(flat("requests", 1_000),)), key_prefix)
     first = await h.engine.decide(req(("requests", 1), key="order-42"))
@@ -202,7 +232,11 @@ async def test_reservation_settles_up_and_down_exactly_once(redis: Redis, key_pr
     d = await h.engine.decide(req(("tokens", 2_000, True)))
     assert d.reservation_id == d.decision_id and d.cost_nano == 4_000
     down = await h.engine.settle("cust", d.decision_id, {"tokens": 1_500})
-    assert (down.status, dict(down.deltas), down.cost_delta_nano) == (SettleStatus.SETTLED, {"tokens": -500}, -1_000)
+    assert (down.status, dict(down.deltas), down.cost_delta_nano) == (
+        SettleStatus.SETTLED,
+        {"tokens": -500},
+        -1_000,
+    )
     dup = await h.engine.settle("cust", d.decision_id, {"tokens": 1_500})
     assert dup.status is SettleStatus.UNKNOWN
     d2 = await h.engine.decide(req(("tokens", 2_000, True)))
@@ -210,7 +244,10 @@ async def test_reservation_settles_up_and_down_exactly_once(redis: Redis, key_pr
     assert (dict(up.deltas), up.cost_delta_nano) == ({"tokens": 600}, 1_200)
     events = await h.events()
     assert [(e["type"], e["quantity"]) for e in events] == [
-        ("reservation", "2000"), ("adjustment", "-500"), ("reservation", "2000"), ("adjustment", "600"),
+        ("reservation", "2000"),
+        ("adjustment", "-500"),
+        ("reservation", "2000"),
+        ("adjustment", "600"),
     ]
     assert sum(int(e["quantity"]) for e in events) == 1_500 + 2_600
     assert sum(int(e["amount_nano"]) for e in events) == (1_500 + 2_600) * 2
@@ -225,13 +262,17 @@ async def test_unsettled_reservation_expires_at_its_estimate(redis: Redis, key_p
     h.clock.advance(601)
     late = await h.engine.settle("cust", d.decision_id, {"tokens": 10})
     assert late.status is SettleStatus.EXPIRED
-    assert (await h.engine.settle("cust", d.decision_id, {"tokens": 10})).status is SettleStatus.UNKNOWN
+    assert (
+        await h.engine.settle("cust", d.decision_id, {"tokens": 10})
+    ).status is SettleStatus.UNKNOWN
     assert [e["type"] for e in await h.events()] == ["reservation"]
     check = await h.engine.decide(req(("tokens", 0)))
     assert check.limits[0].used == 2_000
 
 
-async def test_settlement_after_rollover_adjusts_the_reserved_window(redis: Redis, key_prefix: str) -> None:
+async def test_settlement_after_rollover_adjusts_the_reserved_window(
+    redis: Redis, key_prefix: str
+) -> None:
     p = plan("p", metered("tokens", 10_000, period=Period.DAY))
     h = make_harness(redis, policy(p), key_prefix)
     h.clock.set(START.replace(hour=23, minute=59, second=59))
@@ -245,9 +286,15 @@ async def test_settlement_after_rollover_adjusts_the_reserved_window(redis: Redi
 
 
 async def test_period_rollover_starts_a_fresh_window(redis: Redis, key_prefix: str) -> None:
-    h = make_harness(redis, policy(plan("p", metered("requests", 2, period=Period.HOUR))), key_prefix)
+    h = make_harness(
+        redis, policy(plan("p", metered("requests", 2, period=Period.HOUR))), key_prefix
+    )
     h.clock.set(START.replace(minute=59, second=59))
-    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [True, True, False]
+    assert [(await h.engine.decide(req(("requests", 1)))).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
     h.clock.advance(1)
     d = await h.engine.decide(req(("requests", 1)))
     assert d.allowed and d.limits[0].used == 1
@@ -294,7 +341,9 @@ async def test_store_unavailable_is_raised_not_swallowed(key_prefix: str) -> Non
     await client.aclose()
 
 
-async def test_noscript_after_script_flush_mid_run(redis: Redis, key_prefix: str, redis_target) -> None:  # type: ignore[no-untyped-def]
+async def test_noscript_after_script_flush_mid_run(
+    redis: Redis, key_prefix: str, redis_target
+) -> None:  # type: ignore[no-untyped-def]
     if redis_target.name != "embedded":
         pytest.skip("SCRIPT FLUSH only on the server this test run owns")
     h: Harness = make_harness(redis, policy(plan("p", metered("requests", 10))), key_prefix)

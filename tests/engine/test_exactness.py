@@ -19,7 +19,9 @@ def _fan_out(target: RedisTarget, prefix: str, name: str, total: int) -> list[tu
     per = total // PROCESSES
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
-        futures = [pool.submit(run_batch, target.url, prefix, name, per, seed) for seed in range(PROCESSES)]
+        futures = [
+            pool.submit(run_batch, target.url, prefix, name, per, seed) for seed in range(PROCESSES)
+        ]
         return [r for f in futures for r in f.result(timeout=120)]
 
 

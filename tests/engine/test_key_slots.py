@@ -42,11 +42,15 @@ def test_crc16_matches_the_cluster_spec_vectors() -> None:
     assert key_slot("{user1000}.following") == key_slot("{user1000}.followers")
 
 
-async def test_all_script_keys_share_one_slot(redis: Redis, key_prefix: str, monkeypatch: Any) -> None:
+async def test_all_script_keys_share_one_slot(
+    redis: Redis, key_prefix: str, monkeypatch: Any
+) -> None:
     seen: list[list[str]] = []
     original = LuaScript.run
 
-    async def spy(self: LuaScript, client: Redis, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def spy(
+        self: LuaScript, client: Redis, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
         seen.append(list(keys))
         return await original(self, client, keys, args)
 
@@ -58,13 +62,20 @@ async def test_all_script_keys_share_one_slot(redis: Redis, key_prefix: str, mon
         rates=(rate("requests", 10), rate("tokens", 100_000, RateUnit.MINUTE)),
         spend_cap=cap(10**12),
     )
-    pol = policy(p, prices=(tiered("tokens", (1000, 5), (None, 2)),),
-                 grants=(grant("g", "tokens", 100, START + timedelta(days=3)),))
+    pol = policy(
+        p,
+        prices=(tiered("tokens", (1000, 5), (None, 2)),),
+        grants=(grant("g", "tokens", 100, START + timedelta(days=3)),),
+    )
     for customer in ("cust",):
         h = make_harness(redis, pol, key_prefix, partitions=64)
-        d = await h.engine.decide(DecisionRequest(
-            customer, meters=(MeterRequest("requests", 1), MeterRequest("tokens", 500, reserve=True)),
-            idempotency_key="idem-1"))
+        d = await h.engine.decide(
+            DecisionRequest(
+                customer,
+                meters=(MeterRequest("requests", 1), MeterRequest("tokens", 500, reserve=True)),
+                idempotency_key="idem-1",
+            )
+        )
         assert d.allowed
         await h.engine.settle(customer, d.decision_id, {"tokens": 700})
     assert len(seen) == 2

@@ -19,7 +19,9 @@ POLICY = policy(
     plan(
         "p",
         metered("requests", 12, period=Period.HOUR),
-        metered("tokens", 2_000, period=Period.DAY, enforcement=Enforcement.SOFT, overage_allowance=500),
+        metered(
+            "tokens", 2_000, period=Period.DAY, enforcement=Enforcement.SOFT, overage_allowance=500
+        ),
         rates=(rate("requests", 4, RateUnit.SECOND), rate("tokens", 3_000, RateUnit.MINUTE)),
         spend_cap=cap(25_000),
     ),
@@ -30,17 +32,24 @@ POLICY = policy(
     ),
 )
 
-decide_op = st.tuples(
-    st.just("decide"), st.integers(0, 3), st.integers(0, 900), st.booleans()
-)
+decide_op = st.tuples(st.just("decide"), st.integers(0, 3), st.integers(0, 900), st.booleans())
 settle_op = st.tuples(st.just("settle"), st.integers(0, 20), st.integers(0, 1_200), st.just(False))
-advance_op = st.tuples(st.just("advance"), st.sampled_from([0, 1, 250, 1_000, 60_000, 900_000, 3_600_000]), st.just(0), st.just(False))
+advance_op = st.tuples(
+    st.just("advance"),
+    st.sampled_from([0, 1, 250, 1_000, 60_000, 900_000, 3_600_000]),
+    st.just(0),
+    st.just(False),
+)
 ops = st.lists(st.one_of(decide_op, decide_op, settle_op, advance_op), min_size=1, max_size=25)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(sequence=ops)
-async def test_engine_agrees_with_reference_model(redis: Redis, sequence: list[tuple[str, int, int, bool]]) -> None:
+async def test_engine_agrees_with_reference_model(
+    redis: Redis, sequence: list[tuple[str, int, int, bool]]
+) -> None:
     prefix = f"gkp-{uuid.uuid4().hex[:12]}"
     h = make_harness(redis, POLICY, prefix, reservation_ttl_s=600)
     model = Model(POLICY, reservation_ttl_s=600)
@@ -53,7 +62,8 @@ async def test_engine_agrees_with_reference_model(redis: Redis, sequence: list[t
             elif op == "decide":
                 meters = {"requests": a, "tokens": b}
                 request = DecisionRequest(
-                    "cust", meters=(MeterRequest("requests", a), MeterRequest("tokens", b, reserve=flag))
+                    "cust",
+                    meters=(MeterRequest("requests", a), MeterRequest("tokens", b, reserve=flag)),
                 )
                 d = await h.engine.decide(request)
                 expected = model.decide(meters, {"tokens"} if flag else set(), now, d.decision_id)

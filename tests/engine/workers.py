@@ -22,11 +22,18 @@ def scenario(name: str) -> Policy:
     if name == "thresholds":
         return policy(plan("p", metered("requests", 400, thresholds=(50, 80, 100))))
     if name == "soft_thresholds":
-        p = plan("p", metered("requests", 400, enforcement=Enforcement.SOFT, thresholds=(50, 80, 100)))
+        p = plan(
+            "p", metered("requests", 400, enforcement=Enforcement.SOFT, thresholds=(50, 80, 100))
+        )
         return policy(p)
     if name == "spend":
-        p = plan("p", metered("requests", None), metered("images", None), metered("tokens", None),
-                 spend_cap=cap(SPEND_CAP_NANO))
+        p = plan(
+            "p",
+            metered("requests", None),
+            metered("images", None),
+            metered("tokens", None),
+            spend_cap=cap(SPEND_CAP_NANO),
+        )
         return policy(p, prices=PRICES)
     raise ValueError(name)
 
@@ -43,7 +50,9 @@ def _request(name: str, rng: random.Random) -> DecisionRequest:
 
 
 async def _run(url: str, prefix: str, name: str, n: int, seed: int) -> list[tuple[bool, int]]:
-    client = Redis(connection_pool=BlockingConnectionPool.from_url(url, max_connections=32, timeout=30))
+    client = Redis(
+        connection_pool=BlockingConnectionPool.from_url(url, max_connections=32, timeout=30)
+    )
     try:
         h = make_harness(client, scenario(name), prefix)
         rng = random.Random(seed)

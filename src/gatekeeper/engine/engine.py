@@ -94,19 +94,30 @@ class DecisionEngine:
         missing = self._not_entitled(policy, customer, request.requires, meters)
         if missing is not None:
             return Decision(
-                decision_id, Outcome.NOT_ENTITLED, customer.id, plan=customer.plan,
-                feature=missing, upgrade_hint=self._upgrade_hint(policy, missing),
+                decision_id,
+                Outcome.NOT_ENTITLED,
+                customer.id,
+                plan=customer.plan,
+                feature=missing,
+                upgrade_hint=self._upgrade_hint(policy, missing),
             )
         now = self._clock.now()
         plan = self._plan(policy, customer, meters, request.requires, now)
         reply = await self._store.decide(
-            plan, decision_id=decision_id, request_id=request.request_id,
+            plan,
+            decision_id=decision_id,
+            request_id=request.request_id,
             idempotency_key=request.idempotency_key,
         )
         return self._decision(policy, customer, plan, reply)
 
     async def settle(
-        self, customer_id: str, reservation_id: str, actuals: Mapping[str, int], *, request_id: str = ""
+        self,
+        customer_id: str,
+        reservation_id: str,
+        actuals: Mapping[str, int],
+        *,
+        request_id: str = "",
     ) -> SettleResult:
         """Adjust reservation `reservation_id` (the decision id) to the actual quantities.
 
@@ -162,8 +173,12 @@ class DecisionEngine:
             price = policy.prices.get(m.feature)
             planned.append(
                 build_meter(
-                    customer=customer, feature=policy.features[m.feature], quantity=m.quantity,
-                    reserve=m.reserve, tiers=price.tiers if price else (), now=now,
+                    customer=customer,
+                    feature=policy.features[m.feature],
+                    quantity=m.quantity,
+                    reserve=m.reserve,
+                    tiers=price.tiers if price else (),
+                    now=now,
                 )
             )
         metered = {m.feature for m in meters}
@@ -173,8 +188,12 @@ class DecisionEngine:
                 metered.add(name)
                 planned.append(
                     build_meter(
-                        customer=customer, feature=policy.features[name], quantity=1,
-                        reserve=False, tiers=(), now=now,
+                        customer=customer,
+                        feature=policy.features[name],
+                        quantity=1,
+                        reserve=False,
+                        tiers=(),
+                        now=now,
                     )
                 )
         priced = any(m.tiers for m in planned)
@@ -205,8 +224,13 @@ class DecisionEngine:
                 window = meter.quota.window
                 window_s = int((window.end - window.start).total_seconds())
         return LimitStatus(
-            kind=kind, feature=feature, limit=row.limit, used=row.used,
-            remaining=row.remaining, reset_at=_from_us(row.reset_us), window_s=window_s,
+            kind=kind,
+            feature=feature,
+            limit=row.limit,
+            used=row.used,
+            remaining=row.remaining,
+            reset_at=_from_us(row.reset_us),
+            window_s=window_s,
         )
 
     def _decision(
@@ -223,13 +247,21 @@ class DecisionEngine:
         reservation = reply.decision_id if reply.reserved else None
         if reply.admitted:
             return Decision(
-                reply.decision_id, Outcome.ALLOWED, customer.id, plan=customer.plan,
-                limits=statuses, cost_nano=reply.cost_nano, overage=overage,
-                reservation_id=reservation, replayed=reply.replayed, config_values=config_values,
+                reply.decision_id,
+                Outcome.ALLOWED,
+                customer.id,
+                plan=customer.plan,
+                limits=statuses,
+                cost_nano=reply.cost_nano,
+                overage=overage,
+                reservation_id=reservation,
+                replayed=reply.replayed,
+                config_values=config_values,
             )
         denied_by = next(
             (
-                s for s, row in zip(statuses, reply.rows, strict=True)
+                s
+                for s, row in zip(statuses, reply.rows, strict=True)
                 if row.kind == reply.deny_kind[0]
                 and row.meter == reply.deny_meter
                 and row.rate == reply.deny_rate
@@ -238,8 +270,14 @@ class DecisionEngine:
         )
         feature = plan.meters[reply.deny_meter - 1].feature if reply.deny_meter else None
         return Decision(
-            reply.decision_id, _DENY_OUTCOME[reply.deny_kind], customer.id, plan=customer.plan,
-            feature=feature, limits=statuses, denied_by=denied_by,
-            retry_after_s=max(reply.retry_after_us, 0) / 1_000_000, replayed=reply.replayed,
+            reply.decision_id,
+            _DENY_OUTCOME[reply.deny_kind],
+            customer.id,
+            plan=customer.plan,
+            feature=feature,
+            limits=statuses,
+            denied_by=denied_by,
+            retry_after_s=max(reply.retry_after_us, 0) / 1_000_000,
+            replayed=reply.replayed,
             config_values=config_values,
         )

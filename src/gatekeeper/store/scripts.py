@@ -34,5 +34,7 @@ class LuaScript:
 def load_script(name: str) -> LuaScript:
     """Read `gatekeeper/lua/<name>.lua` with the shared library prepended."""
     folder = resources.files("gatekeeper").joinpath("lua")
-    source = folder.joinpath(_LIBRARY).read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
+    source = (
+        folder.joinpath(_LIBRARY).read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
+    )
     return LuaScript(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())

@@ -1,0 +1,258 @@
+"""The `customers:` section: plan + overrides, grants, the customer's own spend cap, API keys.
+
+Nothing here raises: problems are recorded in the `Issues` collector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from gatekeeper.config.errors import Issues, did_you_mean
+from gatekeeper.config.features import RESERVED_FEATURE_NAMES, Catalog
+from gatekeeper.config.fields import Section, describe, expect_map, section_map, section_seq
+from gatekeeper.config.plans import EntitlementBuilder, parse_rate_limits, parse_spend_cap
+from gatekeeper.config.yamlsrc import Node, Scalar, YMap, item_path, key_path
+from gatekeeper.model import ApiKey, CapAction, Customer, CustomerSpendCap, FeatureType, Grant, Plan
+from gatekeeper.money import format_nano
+
+__all__ = ["parse_customers"]
+
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_GRANT_ID = re.compile(r"[A-Za-z0-9._-]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CUSTOMER_KEYS = (
+    "plan",
+    "billing_day",
+    "overrides",
+    "grants",
+    "spend_cap",
+    "api_keys",
+    "description",
+)
+
+
+@dataclass(slots=True)
+class _KeyHashes:
+    """Where each API key hash was first seen, across all customers."""
+
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def parse_customers(
+    node: Node | None, plans: dict[str, Plan], catalog: Catalog, issues: Issues
+) -> dict[str, Customer]:
+    customers: dict[str, Customer] = {}
+    hashes = _KeyHashes()
+    for entry in section_map(node, "customers", issues) or ():
+        path = key_path("customers", entry.key)
+        if not _CUSTOMER_ID.fullmatch(entry.key):
+            issues.add(
+                path,
+                entry.key_line,
+                "customer ids match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (at most 128)",
+            )
+        mapping = expect_map(entry.value, path, issues)
+        if mapping is not None:
+            customer = _customer(entry.key, mapping, path, plans, catalog, hashes, issues)
+            if customer is not None:
+                customers[entry.key] = customer
+    return customers
+
+
+def _customer(
+    cid: str,
+    mapping: YMap,
+    path: str,
+    plans: dict[str, Plan],
+    catalog: Catalog,
+    hashes: _KeyHashes,
+    issues: Issues,
+) -> Customer | None:
+    sec = Section(mapping, path, issues, allowed=_CUSTOMER_KEYS, required=("plan",))
+    sec.text("description", "")
+    plan_name = sec.text("plan", "")
+    plan = plans.get(plan_name)
+    if plan is None and sec.ok("plan"):
+        sec.error("plan", f"unknown plan '{plan_name}'{did_you_mean(plan_name, plans)}")
+    billing_day = sec.integer("billing_day", None, lo=1, hi=31)
+    entitlements = None if plan is None else _overrides(sec, plan, catalog)
+    grants = _grants(sec, catalog)
+    api_keys = _api_keys(sec, hashes)
+    cap = None if entitlements is None else _own_cap(sec, entitlements)
+    if entitlements is None:
+        return None
+    return Customer(
+        id=cid,
+        plan=plan_name,
+        entitlements=entitlements,
+        billing_day=billing_day,
+        grants=grants,
+        spend_cap=cap,
+        api_keys=api_keys,
+    )
+
+
+def _overrides(sec: Section, plan: Plan, catalog: Catalog) -> Plan:
+    builder = EntitlementBuilder.of(plan)
+    rate_limits, cap = plan.rate_limits, plan.spend_cap
+    base = sec.path_of("overrides")
+    for entry in section_map(sec.get("overrides"), base, sec.issues) or ():
+        path = key_path(base, entry.key)
+        if entry.key == "rate_limits":
+            rate_limits = parse_rate_limits(entry.value, path, catalog, sec.issues)
+        elif entry.key == "spend_cap":
+            cap_map = expect_map(entry.value, path, sec.issues)
+            if cap_map is not None:
+                cap = parse_spend_cap(cap_map, path, plan.spend_cap, sec.issues) or cap
+        elif entry.key not in catalog.declared:
+            hint = did_you_mean(entry.key, catalog.declared | RESERVED_FEATURE_NAMES)
+            sec.issues.add(path, entry.key_line, f"unknown feature '{entry.key}'{hint}")
+        else:
+            builder.apply(entry, path, catalog, sec.issues)
+    return builder.build(plan.name, rate_limits, cap)
+
+
+def _grants(sec: Section, catalog: Catalog) -> tuple[Grant, ...]:
+    grants: list[Grant] = []
+    where: dict[str, str] = {}
+    seq = section_seq(sec.get("grants"), sec.path_of("grants"), sec.issues)
+    for index, item in enumerate(seq.items if seq else ()):
+        path = item_path(sec.path_of("grants"), index)
+        mapping = expect_map(item, path, sec.issues, what="a grant {feature, amount, expires_at}")
+        if mapping is None:
+            continue
+        g = Section(
+            mapping,
+            path,
+            sec.issues,
+            allowed=("id", "feature", "amount", "expires_at"),
+            required=("feature", "amount"),
+        )
+        feature = g.text("feature", "")
+        if g.ok("feature"):
+            found = catalog.lookup(
+                feature,
+                g.path_of("feature"),
+                g.line_of("feature"),
+                sec.issues,
+                kinds=(FeatureType.METERED,),
+                wrong_kind="grant of {type} feature '{name}'; only metered features take grants",
+            )
+            if found is None:
+                g.bad.add("feature")
+        amount = g.integer("amount", 0, lo=1)
+        expires_at = _expires_at(g)
+        stamp = expires_at.isoformat() if expires_at else ""
+        derived = hashlib.sha256(f"{feature}|{amount}|{stamp}".encode()).hexdigest()[:12]
+        gid = g.text(
+            "id", derived, pattern=_GRANT_ID, what="an id of letters, digits, '.', '_', '-'"
+        )
+        if gid in where and not g.bad:
+            g.error(
+                "id" if g.has("id") else "amount", f"duplicate grant id '{gid}' (also {where[gid]})"
+            )
+        elif not g.bad:
+            where[gid] = path
+        if not g.bad:
+            grants.append(Grant(id=gid, feature=feature, amount=amount, expires_at=expires_at))
+    return tuple(grants)
+
+
+def _expires_at(g: Section) -> datetime | None:
+    node = g.get("expires_at")
+    if node is None or g.is_null("expires_at"):
+        return None
+    value = node.value if isinstance(node, Scalar) else None
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+    if moment is None:
+        kind = "a date without a time" if isinstance(value, date) else describe(node)
+        g.error("expires_at", f"expected an ISO 8601 date-time with a timezone, got {kind}")
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        g.error("expires_at", "expires_at needs a timezone, e.g. 2027-01-31T00:00:00Z")
+        return None
+    return moment.astimezone(UTC)
+
+
+def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
+    keys: list[ApiKey] = []
+    ids: dict[str, str] = {}
+    seq = section_seq(sec.get("api_keys"), sec.path_of("api_keys"), sec.issues)
+    for index, item in enumerate(seq.items if seq else ()):
+        path = item_path(sec.path_of("api_keys"), index)
+        mapping = expect_map(item, path, sec.issues, what="an API key {id, sha256}")
+        if mapping is None:
+            continue
+        k = Section(
+            mapping,
+            path,
+            sec.issues,
+            allowed=("id", "sha256", "revoked"),
+            required=("id", "sha256"),
+        )
+        kid = k.text(
+            "id", "", pattern=_CUSTOMER_ID, what="a key id of letters, digits, '.', '_', '-'"
+        )
+        if k.ok("id") and kid in ids:
+            k.error("id", f"duplicate key id '{kid}' (also {ids[kid]})")
+        ids.setdefault(kid, path)
+        digest = k.text("sha256", "")
+        if k.ok("sha256") and not _SHA256.fullmatch(digest):
+            # Never echo the value: it may be the key itself pasted by mistake.
+            k.error(
+                "sha256",
+                f"expected 64 lower-case hex characters (the SHA-256 of the key), "
+                f"got a {len(digest)}-character value",
+            )
+        elif k.ok("sha256"):
+            first = hashes.seen.get(digest)
+            if first is not None:
+                k.error("sha256", f"key hash already used at {first[0]} (line {first[1]})")
+            else:
+                hashes.seen[digest] = (k.path_of("sha256"), k.line_of("sha256"))
+        revoked = k.flag("revoked", False)
+        if not k.bad:
+            keys.append(ApiKey(id=kid, sha256=digest, revoked=revoked))
+    return tuple(keys)
+
+
+def _own_cap(sec: Section, plan: Plan) -> CustomerSpendCap | None:
+    cap_map = section_map(sec.get("spend_cap"), sec.path_of("spend_cap"), sec.issues)
+    if cap_map is None:
+        return None
+    c = Section(
+        cap_map,
+        sec.path_of("spend_cap"),
+        sec.issues,
+        allowed=("amount", "action"),
+        required=("amount",),
+    )
+    amount = c.money("amount")
+    action = c.choice("action", CapAction, None)
+    if amount is None:
+        if c.has("amount") and "amount" not in c.bad:
+            c.error("amount", 'expected a decimal amount such as "250.00", got null')
+        return None
+    limit = plan.spend_cap
+    if limit is not None:
+        ceiling = limit.max_customer_cap_nano
+        label = "max_customer_cap"
+        if ceiling is None:
+            ceiling, label = limit.amount_nano, "spend_cap amount"
+        if ceiling is not None and amount > ceiling:
+            c.error(
+                "amount",
+                f"{format_nano(amount)} is above plan '{plan.name}' {label} {format_nano(ceiling)}",
+            )
+            return None
+    return None if c.bad else CustomerSpendCap(amount_nano=amount, action=action)

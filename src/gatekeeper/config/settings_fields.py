@@ -1,0 +1,111 @@
+"""The scalar settings: their names, types and ranges, shared by the YAML reader and the env reader.
+
+One table, so `settings.server.grpc_port` in the file and `GATEKEEPER_SERVER_GRPC_PORT` in the
+environment are checked by the same rule and fail with the same message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from gatekeeper.config.errors import did_you_mean
+from gatekeeper.config.fields import int_range
+from gatekeeper.settings import FailureMode, Secret
+
+__all__ = ["LIST_FIELDS", "SECTIONS", "TOP_LEVEL", "FieldSpec", "env_name"]
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """How one scalar setting is read. `convert` raises ValueError with the full reason."""
+
+    kind: Literal["int", "str", "enum", "secret"]
+    lo: int | None = None
+    hi: int | None = None
+    pattern: re.Pattern[str] | None = None
+    what: str = "a string"
+    choices: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()  # secret URLs: allowed schemes (empty = any non-empty value)
+
+    def convert(self, value: object, shown: str, *, from_env: bool) -> object:
+        """The typed value; `shown` is how `value` reads in a message (never used for secrets).
+
+        Raises ValueError: the value has the wrong type or is out of range.
+        """
+        if self.kind == "int":
+            if from_env and isinstance(value, str) and _INT.fullmatch(value.strip()):
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not self._in_range(value):
+                raise ValueError(f"expected {int_range(self.lo, self.hi)}, got {shown}")
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected {self.what}, got {shown}")
+        if self.kind == "enum":
+            if value not in self.choices:
+                hint = did_you_mean(value, self.choices)
+                raise ValueError(f"expected one of {', '.join(self.choices)}, got {shown}{hint}")
+            return value
+        if self.kind == "secret":
+            if not value or (self.schemes and urlsplit(value).scheme not in self.schemes):
+                raise ValueError(f"expected {self.what} (value not shown)")
+            return Secret(value)
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise ValueError(f"expected {self.what}, got {shown}")
+        return value
+
+    def _in_range(self, value: int) -> bool:
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+
+_PORT = FieldSpec("int", lo=1, hi=65535)
+_POSITIVE = FieldSpec("int", lo=1)
+
+SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
+    "server": {
+        "host": FieldSpec("str", what="a host name or address"),
+        "grpc_port": _PORT,
+        "authz_http_port": _PORT,
+        "http_port": _PORT,
+        "workers": _POSITIVE,
+    },
+    "redis": {
+        "url": FieldSpec(
+            "secret",
+            what="a redis://, rediss:// or unix:// URL",
+            schemes=("redis", "rediss", "unix"),
+        ),
+        "partitions": FieldSpec("int", lo=1, hi=16384),
+        "key_prefix": FieldSpec(
+            "str",
+            pattern=re.compile(r"[A-Za-z0-9_.-]+"),
+            what="a key prefix of letters, digits, '_', '.', '-'",
+        ),
+        "idempotency_ttl_s": _POSITIVE,
+        "reservation_ttl_s": _POSITIVE,
+        "period_grace_s": FieldSpec("int", lo=0),
+        "max_connections": _POSITIVE,
+        "pool_timeout_s": _POSITIVE,
+    },
+    "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
+    "alerts": {"digest_window_s": _POSITIVE},
+}
+
+TOP_LEVEL: Mapping[str, FieldSpec] = {
+    "failure_mode": FieldSpec("enum", choices=tuple(mode.value for mode in FailureMode)),
+    "ratelimit_config": FieldSpec("str", what="a file or directory path"),
+}
+
+LIST_FIELDS: Mapping[str, tuple[str, ...]] = {"alerts": ("webhooks",)}  # not settable by env
+
+
+def env_name(section: str | None, name: str) -> str:
+    """The variable for a setting: GATEKEEPER_SERVER_GRPC_PORT, GATEKEEPER_FAILURE_MODE."""
+    if section is None:
+        return f"GATEKEEPER_{name.upper()}"
+    return f"GATEKEEPER_{section.upper()}_{name.upper()}"
