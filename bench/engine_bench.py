@@ -144,6 +144,7 @@ async def main() -> None:
             s.idempotency_ttl_s * 1000,
             s.reservation_ttl_s * 1000,
             p.currency,
+            0,
         ]
         enc = encode(
             p, store.keys, head=head, idempotency_key=None, decision_id="bench", grace_s=3600

@@ -14,6 +14,8 @@ from enum import StrEnum
 __all__ = [
     "AlertSettings",
     "BillingSettings",
+    "EdgeSettings",
+    "FailClosedAnswer",
     "FailureMode",
     "RedisSettings",
     "Secret",
@@ -79,6 +81,26 @@ class AlertSettings:
     digest_window_s: int = 60
 
 
+class FailClosedAnswer(StrEnum):
+    UNAVAILABLE = "unavailable"  # gRPC UNAVAILABLE: Envoy's failure_mode_allow decides
+    STATUS_503 = "503"  # answer 503 with a problem+json body
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """How requests from Envoy (or the own API) are identified and answered."""
+
+    # A header carrying the customer id, set by a trusted filter and stripped from client
+    # input by Envoy. Unset = client-supplied customer headers are ignored.
+    trusted_customer_header: str | None = None
+    # Envoy dynamic metadata "<filter namespace>:<field>" carrying the customer id (e.g. a
+    # JWT claim copied by jwt_authn). Unset = not used.
+    customer_metadata: str | None = None
+    charge_5xx: bool = False  # settle reservations of 5xx responses at 0 unless true
+    upgrade_url: str | None = None  # linked from 402/403/429 bodies
+    fail_closed_answer: FailClosedAnswer = FailClosedAnswer.UNAVAILABLE
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -86,4 +108,5 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory

@@ -11,6 +11,8 @@ from gatekeeper.config.settings_fields import LIST_FIELDS, SECTIONS, TOP_LEVEL
 from gatekeeper.settings import (
     AlertSettings,
     BillingSettings,
+    EdgeSettings,
+    FailClosedAnswer,
     FailureMode,
     RedisSettings,
     ServerSettings,
@@ -123,12 +125,30 @@ def test_every_settings_field_is_readable() -> None:
         "redis": RedisSettings,
         "billing": BillingSettings,
         "alerts": AlertSettings,
+        "edge": EdgeSettings,
     }
     for section, cls in classes.items():
         names = {f.name for f in dataclasses.fields(cls)}
         assert names == set(SECTIONS[section]) | set(LIST_FIELDS.get(section, ())), section
     top = {f.name for f in dataclasses.fields(Settings)} - set(classes)
     assert top == set(TOP_LEVEL)
+
+
+def test_edge_settings_from_env_and_file() -> None:
+    env = {
+        "GATEKEEPER_EDGE_CHARGE_5XX": "yes",
+        "GATEKEEPER_EDGE_TRUSTED_CUSTOMER_HEADER": "x-customer-id",
+        "GATEKEEPER_EDGE_FAIL_CLOSED_ANSWER": "503",
+    }
+    edge = parse_config(BASE, env=env).settings.edge
+    assert (edge.charge_5xx, edge.trusted_customer_header, edge.fail_closed_answer) == (
+        True,
+        "x-customer-id",
+        FailClosedAnswer.STATUS_503,
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(BASE, env={"GATEKEEPER_EDGE_CHARGE_5XX": "maybe"})
+    assert "GATEKEEPER_EDGE_CHARGE_5XX: expected true or false, got 'maybe'" in str(err.value)
 
 
 def test_pool_settings_from_env() -> None:

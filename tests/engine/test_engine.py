@@ -354,3 +354,17 @@ async def test_noscript_after_script_flush_mid_run(
         results.append((await h.engine.decide(req(("requests", 2)))).outcome)
     assert results == [Outcome.ALLOWED] * 5 + [Outcome.QUOTA_EXHAUSTED]
     assert len(await h.events()) == 5
+
+
+async def test_forced_record_admits_past_limits_with_original_time(
+    redis: Redis, key_prefix: str
+) -> None:
+    h = make_harness(redis, policy(plan("p", metered("requests", 1))), key_prefix)
+    await h.engine.decide(req(("requests", 1)))
+    at = START - timedelta(minutes=5)
+    d = await h.engine.decide(req(("requests", 1)), force=True, at=at, decision_id="offline-1")
+    assert d.allowed and d.decision_id == "offline-1"
+    events = await h.events()
+    assert [e["decision_id"] for e in events][-1] == "offline-1"
+    assert events[-1]["time_us"] == str(int(at.timestamp() * 1_000_000))
+    assert not (await h.engine.decide(req(("requests", 1)))).allowed

@@ -14,18 +14,20 @@ from urllib.parse import urlsplit
 
 from gatekeeper.config.errors import did_you_mean
 from gatekeeper.config.fields import int_range
-from gatekeeper.settings import FailureMode, Secret
+from gatekeeper.settings import FailClosedAnswer, FailureMode, Secret
 
 __all__ = ["LIST_FIELDS", "SECTIONS", "TOP_LEVEL", "FieldSpec", "env_name"]
 
 _INT = re.compile(r"[+-]?[0-9]+")
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_HEADER = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """How one scalar setting is read. `convert` raises ValueError with the full reason."""
 
-    kind: Literal["int", "str", "enum", "secret"]
+    kind: Literal["int", "str", "enum", "secret", "bool"]
     lo: int | None = None
     hi: int | None = None
     pattern: re.Pattern[str] | None = None
@@ -43,6 +45,12 @@ class FieldSpec:
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or not self._in_range(value):
                 raise ValueError(f"expected {int_range(self.lo, self.hi)}, got {shown}")
+            return value
+        if self.kind == "bool":
+            if from_env and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+                value = _BOOL_WORDS[value.strip().lower()]
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {shown}")
             return value
         if not isinstance(value, str):
             raise ValueError(f"expected {self.what}, got {shown}")
@@ -94,6 +102,19 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE},
+    "edge": {
+        "trusted_customer_header": FieldSpec(
+            "str", pattern=_HEADER, what="a lower-case header name"
+        ),
+        "customer_metadata": FieldSpec(
+            "str",
+            pattern=re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+"),
+            what="'<filter namespace>:<field>'",
+        ),
+        "charge_5xx": FieldSpec("bool"),
+        "upgrade_url": FieldSpec("str", pattern=re.compile(r"https?://\S+"), what="an http(s) URL"),
+        "fail_closed_answer": FieldSpec("enum", choices=tuple(a.value for a in FailClosedAnswer)),
+    },
 }
 
 TOP_LEVEL: Mapping[str, FieldSpec] = {

@@ -27,6 +27,8 @@ from gatekeeper.config.yamlsrc import Node, Scalar, item_path, key_path
 from gatekeeper.settings import (
     AlertSettings,
     BillingSettings,
+    EdgeSettings,
+    FailClosedAnswer,
     FailureMode,
     RedisSettings,
     ServerSettings,
@@ -181,4 +183,13 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         billing=dataclasses.replace(BillingSettings(), **fields("billing")),
         alerts=dataclasses.replace(AlertSettings(webhooks=webhooks), **fields("alerts")),
         ratelimit_config=None if ratelimit is None else str(ratelimit),
+        edge=_edge(fields("edge")),
     )
+
+
+def _edge(values: dict[str, Any]) -> EdgeSettings:
+    answer = values.pop("fail_closed_answer", None)
+    edge = dataclasses.replace(EdgeSettings(), **values)
+    if answer is not None:
+        edge = dataclasses.replace(edge, fail_closed_answer=FailClosedAnswer(str(answer)))
+    return edge

@@ -79,13 +79,22 @@ class DecisionEngine:
         self._clock = clock
         self._new_id = new_id
 
-    async def decide(self, request: DecisionRequest) -> Decision:
+    async def decide(
+        self,
+        request: DecisionRequest,
+        *,
+        force: bool = False,
+        at: datetime | None = None,
+        decision_id: str | None = None,
+    ) -> Decision:
         """Admit or deny `request`, consuming all its counters or none.
 
+        `force` records an admission made elsewhere (fail-open replay: `at` is when it was
+        admitted, `decision_id` the id it was given): counters move, nothing is denied.
         Raises StoreUnavailable when the store cannot answer (the caller applies the
         configured failure mode). Never raises for a denial.
         """
-        decision_id = self._new_id()
+        decision_id = decision_id or self._new_id()
         policy = self._policy.current()
         customer = policy.customers.get(request.customer_id)
         if customer is None:
@@ -101,13 +110,14 @@ class DecisionEngine:
                 feature=missing,
                 upgrade_hint=self._upgrade_hint(policy, missing),
             )
-        now = self._clock.now()
+        now = at or self._clock.now()
         plan = self._plan(policy, customer, meters, request.requires, now)
         reply = await self._store.decide(
             plan,
             decision_id=decision_id,
             request_id=request.request_id,
             idempotency_key=request.idempotency_key,
+            force=force,
         )
         return self._decision(policy, customer, plan, reply)
 

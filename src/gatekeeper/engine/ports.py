@@ -52,7 +52,13 @@ class DecisionStore(Protocol):
     """Executes a DecisionPlan atomically. Raises StoreUnavailable when it cannot answer."""
 
     async def decide(
-        self, plan: DecisionPlan, *, decision_id: str, request_id: str, idempotency_key: str | None
+        self,
+        plan: DecisionPlan,
+        *,
+        decision_id: str,
+        request_id: str,
+        idempotency_key: str | None,
+        force: bool = False,
     ) -> DecideReply: ...
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None: ...

@@ -6,7 +6,8 @@
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
 -- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
---       idem_ttl_ms, reservation_ttl_ms, currency, n_meters, meter..., spend
+--       idem_ttl_ms, reservation_ttl_ms, currency, force, n_meters, meter..., spend
+--   force = 1 records an admission decided elsewhere (fail-open replay): nothing is denied.
 --   (layout written by gatekeeper/store/codec.py; read by read_meter/read_spend)
 --
 -- Checks every counter the request touches (grants, quota, rate, spend) and consumes all or
@@ -28,6 +29,7 @@ local idem = arg_n() == 1
 local idem_ttl = arg_n()
 local res_ttl = arg_n()
 local currency = arg_s()
+local force = arg_n() == 1
 
 if idem then
   local prev = redis.call('GET', KEYS[3])
@@ -63,6 +65,7 @@ if deny_kind == '' then
     if deny_kind ~= '' then break end
   end
 end
+if force then deny_kind, deny_meter, deny_rate, retry = '', 0, 0, 0 end
 if deny_kind == 'quota' then retry = meters[deny_meter].q.end_us - now end
 if deny_kind == 'spend' then retry = spend.end_us - now end
 

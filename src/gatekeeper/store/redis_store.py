@@ -33,7 +33,13 @@ class RedisDecisionStore:
         return self._decide
 
     async def decide(
-        self, plan: DecisionPlan, *, decision_id: str, request_id: str, idempotency_key: str | None
+        self,
+        plan: DecisionPlan,
+        *,
+        decision_id: str,
+        request_id: str,
+        idempotency_key: str | None,
+        force: bool = False,
     ) -> DecideReply:
         s = self._settings
         head: list[str | int] = [
@@ -47,6 +53,7 @@ class RedisDecisionStore:
             s.idempotency_ttl_s * 1000,
             s.reservation_ttl_s * 1000,
             plan.currency,
+            int(force),
         ]
         enc = encode(
             plan,
