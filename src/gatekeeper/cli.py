@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.serve import add_serve_arguments, run_serve
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
 
@@ -67,6 +68,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         help="validate a policy file and report every error with its line",
         add_arguments=_check_config_arguments,
         run=check_config,
+    ),
+    Subcommand(
+        name="serve",
+        help="serve Envoy ext_authz, rate limit and access log, and the gatekeeper gRPC API",
+        add_arguments=add_serve_arguments,
+        run=run_serve,
     ),
 )
 

@@ -368,3 +368,21 @@ async def test_forced_record_admits_past_limits_with_original_time(
     assert [e["decision_id"] for e in events][-1] == "offline-1"
     assert events[-1]["time_us"] == str(int(at.timestamp() * 1_000_000))
     assert not (await h.engine.decide(req(("requests", 1)))).allowed
+
+
+async def test_usage_peek_reports_counters_and_writes_nothing(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("requests", 10), rates=(rate("requests", 5),), spend_cap=cap(1_000_000))
+    h = make_harness(redis, policy(p, prices=(flat("requests", 1_000),)), key_prefix)
+    await h.engine.decide(req(("requests", 3)))
+    before = sorted([k async for k in redis.scan_iter(match=f"{key_prefix}:*")])
+    statuses = await h.engine.usage("cust")
+    assert statuses is not None
+    got = {(s.kind, s.feature): (s.limit, s.used, s.remaining) for s in statuses}
+    assert got[(LimitKind.QUOTA, "requests")] == (10, 3, 7)
+    assert got[(LimitKind.SPEND, None)] == (1_000_000, 3_000, 997_000)
+    assert got[(LimitKind.RATE, "requests")][0] == 5
+    assert sorted([k async for k in redis.scan_iter(match=f"{key_prefix}:*")]) == before
+    assert len(await h.events()) == 1
+    assert await h.engine.usage("nobody") is None

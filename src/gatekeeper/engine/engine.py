@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gatekeeper.clock import Clock
@@ -32,6 +33,8 @@ from gatekeeper.engine.types import (
 from gatekeeper.model import Customer, FeatureType, Policy, frozen_map
 
 __all__ = ["DecisionEngine", "new_decision_id"]
+
+MODE_DECIDE, MODE_FORCE, MODE_PEEK = 0, 1, 2
 
 _DENY_OUTCOME = {
     "quota": Outcome.QUOTA_EXHAUSTED,
@@ -117,9 +120,29 @@ class DecisionEngine:
             decision_id=decision_id,
             request_id=request.request_id,
             idempotency_key=request.idempotency_key,
-            force=force,
+            mode=MODE_FORCE if force else MODE_DECIDE,
         )
         return self._decision(policy, customer, plan, reply)
+
+    async def usage(self, customer_id: str) -> tuple[LimitStatus, ...] | None:
+        """Every counter of the customer now (quota, rate, spend), consuming nothing.
+
+        None for an unknown customer. Raises StoreUnavailable.
+        """
+        policy = self._policy.current()
+        customer = policy.customers.get(customer_id)
+        if customer is None:
+            return None
+        ents = customer.entitlements
+        meters = [MeterRequest(f, 0) for f in ents.metered]
+        requires = tuple(r.feature for r in ents.rate_limits if r.feature not in ents.metered)
+        plan = self._plan(policy, customer, meters, requires, self._clock.now())
+        if plan.spend is None:
+            plan = replace(plan, spend=build_spend(customer, plan.now))
+        reply = await self._store.decide(
+            plan, decision_id="peek", request_id="", idempotency_key=None, mode=MODE_PEEK
+        )
+        return tuple(self._status(plan, row) for row in reply.rows)
 
     async def settle(
         self,

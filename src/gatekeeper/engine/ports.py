@@ -28,7 +28,7 @@ class ReplyRow:
 
 @dataclass(frozen=True, slots=True)
 class DecideReply:
-    replayed: bool
+    replayed: bool  # answered from the idempotency record
     admitted: bool
     decision_id: str
     deny_kind: str  # '' | quota | rate | spend
@@ -58,8 +58,10 @@ class DecisionStore(Protocol):
         decision_id: str,
         request_id: str,
         idempotency_key: str | None,
-        force: bool = False,
-    ) -> DecideReply: ...
+        mode: int = 0,
+    ) -> DecideReply:
+        """mode 0 decides, 1 records without denying (force), 2 only reports (peek)."""
+        ...
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None: ...
 

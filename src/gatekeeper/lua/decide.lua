@@ -6,8 +6,9 @@
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
 -- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
---       idem_ttl_ms, reservation_ttl_ms, currency, force, n_meters, meter..., spend
---   force = 1 records an admission decided elsewhere (fail-open replay): nothing is denied.
+--       idem_ttl_ms, reservation_ttl_ms, currency, mode, n_meters, meter..., spend
+--   mode 0 = decide; 1 = force: record an admission decided elsewhere (fail-open replay),
+--   nothing is denied; 2 = peek: report the counters, write nothing, emit nothing.
 --   (layout written by gatekeeper/store/codec.py; read by read_meter/read_spend)
 --
 -- Checks every counter the request touches (grants, quota, rate, spend) and consumes all or
@@ -29,7 +30,9 @@ local idem = arg_n() == 1
 local idem_ttl = arg_n()
 local res_ttl = arg_n()
 local currency = arg_s()
-local force = arg_n() == 1
+local mode = arg_n()
+local force, peek = mode == 1, mode == 2
+if peek then idem = false end
 
 if idem then
   local prev = redis.call('GET', KEYS[3])
@@ -69,7 +72,7 @@ if force then deny_kind, deny_meter, deny_rate, retry = '', 0, 0, 0 end
 if deny_kind == 'quota' then retry = meters[deny_meter].q.end_us - now end
 if deny_kind == 'spend' then retry = spend.end_us - now end
 
-local admitted = deny_kind == ''
+local admitted = deny_kind == '' and not peek
 local overage = {}
 local reserved = false
 local n_alerts = 0
@@ -152,6 +155,7 @@ end
 local outcome = 'D'
 local cost = 0
 if admitted then outcome = 'A'; cost = total end
+if peek then outcome = 'P' end
 local head = table.concat({outcome, decision_id, deny_kind, fmt(deny_meter), fmt(deny_rate),
   fmt(math.ceil(retry)), fmt(cost), table.concat(overage, ','), reserved and '1' or '0',
   fmt(#rows)}, '|')

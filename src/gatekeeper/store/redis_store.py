@@ -39,7 +39,7 @@ class RedisDecisionStore:
         decision_id: str,
         request_id: str,
         idempotency_key: str | None,
-        force: bool = False,
+        mode: int = 0,
     ) -> DecideReply:
         s = self._settings
         head: list[str | int] = [
@@ -53,7 +53,7 @@ class RedisDecisionStore:
             s.idempotency_ttl_s * 1000,
             s.reservation_ttl_s * 1000,
             plan.currency,
-            int(force),
+            mode,
         ]
         enc = encode(
             plan,

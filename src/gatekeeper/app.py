@@ -1,0 +1,176 @@
+"""Composition root of `gatekeeper serve`: builds every part from the config and supervises it.
+
+Background tasks (policy invalidation listener, fail-open backlog) are supervised: one that
+dies is logged with its exception and turns the process not-ready; nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatekeeper.clock import Clock, SystemClock
+from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.edge import Authorizer, OfflineBacklog
+from gatekeeper.engine import DecisionEngine, StaticPolicy
+from gatekeeper.grpc.als import AccessLogServicer
+from gatekeeper.grpc.api import GatekeeperServicer
+from gatekeeper.grpc.authz import AuthorizationServicer
+from gatekeeper.grpc.server import GrpcServer
+from gatekeeper.settings import FailureMode
+from gatekeeper.store import RedisDecisionStore, RedisHandle, open_redis
+from gatekeeper.store.feed import UsageFeed
+
+__all__ = ["App", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Supervisor:
+    """Runs background coroutines; any that ends unexpectedly marks the process unhealthy."""
+
+    on_failure: Callable[[str, BaseException | None], None]
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    stopping: bool = False
+
+    def start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(lambda t, n=name: self._done(n, t))
+        self.tasks[name] = task
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.stopping or task.cancelled():
+            return
+        exc = task.exception()
+        log.error("background task %s ended: %r", name, exc, exc_info=exc)
+        self.on_failure(name, exc)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class App:
+    """Everything `gatekeeper serve` runs in one process."""
+
+    def __init__(self, config: LoadedConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.policy = StaticPolicy(config.policy)
+        self.redis: RedisHandle | None = None
+        self.grpc: GrpcServer | None = None
+        self.healthy = False
+        self.failures: list[str] = []
+        self.supervisor = Supervisor(on_failure=self._failed)
+        self.engine: DecisionEngine | None = None
+        self.authorizer: Authorizer | None = None
+        self.backlog: OfflineBacklog | None = None
+        self.als: AccessLogServicer | None = None
+
+    def _failed(self, name: str, exc: BaseException | None) -> None:
+        self.failures.append(f"{name}: {exc!r}")
+        self.healthy = False
+        if self.grpc is not None:
+            asyncio.get_running_loop().create_task(self.grpc.set_serving(False))
+
+    @property
+    def grpc_port(self) -> int:
+        assert self.grpc is not None
+        return self.grpc.port
+
+    async def start(self, *, host: str | None = None, grpc_port: int | None = None) -> App:
+        settings = self.config.settings
+        self.redis = await open_redis(settings.redis)
+        store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis)
+        self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
+        if settings.failure_mode is FailureMode.OPEN:
+            self.backlog = OfflineBacklog(self.engine)
+            self.supervisor.start("offline-backlog", self.backlog.run())
+        self.authorizer = Authorizer(
+            policy=self.policy,
+            engine=self.engine,
+            settings=settings,
+            clock=self.clock,
+            backlog=self.backlog,
+        )
+        self.als = AccessLogServicer(self.engine, charge_5xx=settings.edge.charge_5xx)
+        self.grpc = GrpcServer(
+            authz=AuthorizationServicer(self.authorizer, settings.edge),
+            als=self.als,
+            api=GatekeeperServicer(
+                engine=self.engine,
+                policy=self.policy,
+                feed=UsageFeed(redis=self.redis.client, keys=store.keys),
+            ),
+            extra=self._extra_services(),
+        )
+        await self.grpc.start(
+            host or settings.server.host,
+            settings.server.grpc_port if grpc_port is None else grpc_port,
+        )
+        self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys.prefix))
+        self.healthy = True
+        log.info("gatekeeper serving gRPC on %s:%d", host or settings.server.host, self.grpc.port)
+        return self
+
+    def _extra_services(self) -> list[tuple[str, Callable[[Any], None]]]:
+        """The envoyproxy/ratelimit-compatible RLS, when a config for it is given."""
+        path = self.config.settings.ratelimit_config
+        if not path:
+            return []
+        from gatekeeper.grpc.ratelimit_servicer import rls_service  # optional part
+
+        assert self.redis is not None
+        return [
+            rls_service(
+                path, redis=self.redis.client, settings=self.config.settings, clock=self.clock
+            )
+        ]
+
+    async def _listen_invalidations(self, prefix: str) -> None:
+        """Reload the policy file when anything publishes on `<prefix>:invalidate`."""
+        assert self.redis is not None
+        pubsub = self.redis.client.pubsub()
+        await pubsub.subscribe(f"{prefix}:invalidate")
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                self.reload()
+        finally:
+            await pubsub.aclose()
+
+    def reload(self) -> bool:
+        """Re-read the policy file; a bad file keeps the policy in force (and says why)."""
+        source = self.config.source
+        if source.startswith("<"):
+            return False
+        try:
+            fresh = load_config(source, env={})
+        except ConfigError as exc:
+            log.error("policy reload rejected, keeping the current policy:\n%s", exc)
+            return False
+        self.policy.replace(fresh.policy)
+        log.info("policy reloaded from %s", source)
+        return True
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Not-ready first, then drain in-flight calls, then close."""
+        self.healthy = False
+        if self.grpc is not None:
+            await self.grpc.stop(grace_s)
+        if self.backlog is not None:
+            self.backlog.stop()
+            await self.backlog.run_once()
+        await self.supervisor.stop()
+        if self.redis is not None:
+            await self.redis.close()

@@ -1,0 +1,127 @@
+"""The edge's one question: identify, resolve usage, decide, answer (transport-neutral)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from gatekeeper.clock import Clock
+from gatekeeper.edge.answers import (
+    Answer,
+    answer_bad_request,
+    answer_for,
+    answer_unauthorized,
+    answer_unavailable,
+)
+from gatekeeper.edge.backlog import OfflineBacklog, OfflineDecision
+from gatekeeper.edge.identity import IdentityFailure, identify
+from gatekeeper.edge.request import EdgeRequest
+from gatekeeper.edge.routing import BadRequest, RouteTable, resolve_usage
+from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, Outcome, PolicySource
+from gatekeeper.engine.engine import new_decision_id
+from gatekeeper.errors import StoreUnavailable
+from gatekeeper.model import Policy, frozen_map
+from gatekeeper.settings import FailClosedAnswer, FailureMode, Settings
+
+__all__ = ["Authorizer"]
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+class Authorizer:
+    def __init__(
+        self,
+        *,
+        policy: PolicySource,
+        engine: DecisionEngine,
+        settings: Settings,
+        clock: Clock,
+        backlog: OfflineBacklog | None = None,
+    ) -> None:
+        self._policy = policy
+        self._engine = engine
+        self._settings = settings
+        self._clock = clock
+        self._backlog = backlog
+        self._table: tuple[Policy, RouteTable] | None = None
+        self.counts: dict[str, int] = {}
+
+    def _routes(self, policy: Policy) -> RouteTable:
+        if self._table is None or self._table[0] is not policy:
+            self._table = (policy, RouteTable(policy.routes))
+        return self._table[1]
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    async def check(self, request: EdgeRequest) -> Answer:
+        """Answer one request. Never raises for anything a client can cause."""
+        answer = await self._check(request)
+        self._count(answer.outcome)
+        return answer
+
+    async def _check(self, request: EdgeRequest) -> Answer:
+        policy = self._policy.current()
+        who = identify(policy, request, self._settings.edge)
+        if isinstance(who, IdentityFailure):
+            return answer_unauthorized(who.value)
+        try:
+            usage = resolve_usage(policy, self._routes(policy), request)
+        except BadRequest as exc:
+            return answer_bad_request(str(exc), who.customer_id)
+        decision_request = DecisionRequest(
+            who.customer_id,
+            requires=usage.requires,
+            meters=usage.meters,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER) or None,
+            request_id=request.request_id,
+        )
+        try:
+            decision = await self._engine.decide(decision_request)
+        except StoreUnavailable as exc:
+            log.warning("store unavailable deciding for %s: %s", who.customer_id, exc)
+            return self._store_down(policy, decision_request, usage.settle_headers)
+        return answer_for(
+            decision,
+            now=self._clock.now(),
+            upgrade_url=self._settings.edge.upgrade_url,
+            currency=policy.currency,
+            settle_headers=usage.settle_headers,
+        )
+
+    def _store_down(
+        self, policy: Policy, request: DecisionRequest, settle: Mapping[str, str]
+    ) -> Answer:
+        closed = answer_unavailable(
+            as_status=self._settings.edge.fail_closed_answer is FailClosedAnswer.STATUS_503
+        )
+        if self._settings.failure_mode is not FailureMode.OPEN or self._backlog is None:
+            return closed
+        customer = policy.customers.get(request.customer_id)
+        decision_id = new_decision_id()
+        if not self._backlog.add(OfflineDecision(request, self._clock.now(), decision_id)):
+            log.error("offline backlog full: answering fail-closed")
+            return closed
+        decision = Decision(
+            decision_id,
+            Outcome.ALLOWED,
+            request.customer_id,
+            plan=customer.plan if customer else None,
+            reservation_id=decision_id if any(m.reserve for m in request.meters) else None,
+            config_values=frozen_map(
+                {
+                    (policy.features[f].header or f): v
+                    for f, v in (customer.entitlements.config_values.items() if customer else ())
+                }
+            ),
+        )
+        answer = answer_for(decision, now=self._clock.now(), settle_headers=settle)
+        return Answer(
+            status=answer.status,
+            outcome="allowed_offline",
+            client_headers=answer.client_headers,
+            upstream_headers=answer.upstream_headers,
+            metadata=frozen_map({**answer.metadata, "decision": "allowed_offline"}),
+        )

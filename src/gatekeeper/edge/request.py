@@ -1,0 +1,25 @@
+"""What the edge knows about one HTTP request, whichever transport brought it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gatekeeper.model import frozen_map
+
+__all__ = ["EdgeRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRequest:
+    method: str
+    path: str  # as received, query string included
+    headers: Mapping[str, str] = field(default_factory=frozen_map)  # lower-case names
+    # Envoy per-route context_extensions: feature, cost, cost_header, settle_header, requires
+    context: Mapping[str, str] = field(default_factory=frozen_map)
+    metadata_customer: str | None = None  # customer id from trusted Envoy dynamic metadata
+    request_id: str = ""
+
+    @property
+    def path_only(self) -> str:
+        return self.path.split("?", 1)[0]

@@ -1,0 +1,101 @@
+"""envoy.service.auth.v3.Authorization/Check: Envoy's ext_authz (gRPC mode) onto the edge.
+
+Protobuf stays here: CheckRequest → EdgeRequest, Answer → CheckResponse. Hot path on
+xds-protos (upb) messages.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as authz
+from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+import grpc
+from gatekeeper.edge import Answer, Authorizer, EdgeRequest
+from gatekeeper.model import frozen_map
+from gatekeeper.settings import EdgeSettings
+
+__all__ = ["EXT_AUTHZ_NAMESPACE", "AuthorizationServicer", "to_edge_request"]
+
+EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_DENY_CODE = {401: code_pb2.UNAUTHENTICATED, 400: code_pb2.INVALID_ARGUMENT}
+
+
+def _headers(http: object) -> dict[str, str]:
+    header_map = http.header_map  # type: ignore[attr-defined]
+    if header_map.headers:
+        return {
+            h.key.lower(): (h.raw_value.decode() if h.raw_value else h.value)
+            for h in header_map.headers
+        }
+    return dict(http.headers)  # type: ignore[attr-defined]
+
+
+def to_edge_request(request: authz.CheckRequest, settings: EdgeSettings) -> EdgeRequest:
+    attrs = request.attributes
+    http = attrs.request.http
+    headers = _headers(http)
+    customer = None
+    if settings.customer_metadata:
+        namespace, _, key = settings.customer_metadata.partition(":")
+        ns = attrs.metadata_context.filter_metadata.get(namespace)
+        if ns is not None and key in ns.fields:
+            customer = ns.fields[key].string_value or None
+    return EdgeRequest(
+        method=http.method,
+        path=http.path,
+        headers=headers,
+        context=frozen_map(dict(attrs.context_extensions)),
+        metadata_customer=customer,
+        request_id=headers.get("x-request-id", http.id),
+    )
+
+
+def _options(pairs: tuple[tuple[str, str], ...]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=k, value=v), append_action=_OVERWRITE
+        )
+        for k, v in pairs
+    ]
+
+
+def to_check_response(answer: Answer) -> authz.CheckResponse:
+    metadata = struct_pb2.Struct()
+    metadata.update(dict(answer.metadata))
+    if answer.allowed:
+        return authz.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=authz.OkHttpResponse(
+                headers=_options(answer.upstream_headers),
+                response_headers_to_add=_options(answer.client_headers),
+            ),
+            dynamic_metadata=metadata,
+        )
+    return authz.CheckResponse(
+        status=status_pb2.Status(code=_DENY_CODE.get(answer.status, code_pb2.PERMISSION_DENIED)),
+        denied_response=authz.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=answer.status),  # type: ignore[arg-type]
+            headers=_options(answer.client_headers),
+            body=answer.body.decode(),
+        ),
+        dynamic_metadata=metadata,
+    )
+
+
+class AuthorizationServicer(authz_grpc.AuthorizationServicer):
+    def __init__(self, authorizer: Authorizer, settings: EdgeSettings) -> None:
+        self._authorizer = authorizer
+        self._settings = settings
+
+    async def Check(
+        self, request: authz.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> authz.CheckResponse:
+        answer = await self._authorizer.check(to_edge_request(request, self._settings))
+        if answer.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
+        return to_check_response(answer)

@@ -1,0 +1,77 @@
+"""The grpc.aio server (9191): ext_authz, ALS, RLS when configured, own API, health, reflection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import grpc
+from gatekeeper.grpc.als import AccessLogServicer
+from gatekeeper.grpc.api import GatekeeperServicer
+from gatekeeper.grpc.authz import AuthorizationServicer
+from gatekeeper.v1 import gatekeeper_pb2, gatekeeper_pb2_grpc
+
+__all__ = ["GrpcServer"]
+
+AUTHZ = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+ALS = als_pb2.DESCRIPTOR.services_by_name["AccessLogService"].full_name
+API = gatekeeper_pb2.DESCRIPTOR.services_by_name["Gatekeeper"].full_name
+
+
+class GrpcServer:
+    """Owns the grpc.aio server and its health states (not-ready first on shutdown)."""
+
+    def __init__(
+        self,
+        *,
+        authz: AuthorizationServicer,
+        als: AccessLogServicer,
+        api: GatekeeperServicer,
+        extra: Sequence[tuple[str, Callable[[grpc.aio.Server], None]]] = (),
+    ) -> None:
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+        self.health = health.aio.HealthServicer()
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(authz, self.server)
+        als_pb2_grpc.add_AccessLogServiceServicer_to_server(als, self.server)
+        gatekeeper_pb2_grpc.add_GatekeeperServicer_to_server(api, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.services = [AUTHZ, ALS, API]
+        for name, add in extra:
+            add(self.server)
+            self.services.append(name)
+        reflection.enable_server_reflection(
+            (
+                *self.services,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC on {host}:{port}")
+        await self.server.start()
+        await self.set_serving(True)
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.services):
+            result = self.health.set(name, status)
+            if result is not None:
+                await result
+
+    async def stop(self, grace_s: float) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace_s)

@@ -1,0 +1,119 @@
+"""`gatekeeper serve`: the gRPC server (and, with --workers N, N processes on one port)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from gatekeeper.app import App
+from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.store.embedded import EmbeddedRedis
+
+__all__ = ["add_serve_arguments", "load_or_report", "run_serve"]
+
+log = logging.getLogger("gatekeeper")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="policy file (default: $GATEKEEPER_CONFIG, else the demo policy)"
+    )
+    parser.add_argument("--host", help="bind address (default: settings.server.host)")
+    parser.add_argument(
+        "--grpc-port", type=int, help="gRPC port (default: settings.server.grpc_port)"
+    )
+    parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def load_or_report(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedConfig | None:
+    """The config named by --config / GATEKEEPER_CONFIG; prints every issue and returns None."""
+    try:
+        return load_config(args.config or env.get("GATEKEEPER_CONFIG") or None, env=env)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return None
+
+
+async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
+    app = App(config)
+    try:
+        await app.start(host=args.host, grpc_port=args.grpc_port)
+    except Exception as exc:  # startup failure: say what and exit 1
+        log.error("gatekeeper could not start: %s", exc)
+        await app.stop(0)
+        return 1
+    print(
+        f"gatekeeper: serving gRPC on {args.host or config.settings.server.host}:{app.grpc_port}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: not-ready, draining")
+    await app.stop(grace_s=5.0)
+    return 0
+
+
+def _run_workers(
+    config: LoadedConfig, args: argparse.Namespace, env: Mapping[str, str], n: int
+) -> int:
+    child_env = dict(env)
+    embedded = None
+    if config.settings.redis.url is None:
+        embedded = EmbeddedRedis().start()  # one Redis shared by every worker
+        child_env["GATEKEEPER_REDIS_URL"] = embedded.url
+    argv = [sys.executable, "-m", "gatekeeper", "serve", "--workers", "1"]
+    for flag, value in (
+        ("--config", args.config),
+        ("--host", args.host),
+        ("--grpc-port", args.grpc_port),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    children = [subprocess.Popen(argv, env=child_env) for _ in range(n)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    if embedded is not None:
+        embedded.stop()
+    return max(codes)
+
+
+def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_or_report(args, env)
+    if config is None:
+        return 2
+    workers = args.workers or config.settings.server.workers
+    if workers > 1:
+        return _run_workers(config, args, env, workers)
+    try:
+        import uvloop  # optional: faster event loop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    return asyncio.run(_serve_one(config, args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_serve(argparse.Namespace(), os.environ))
