@@ -111,8 +111,10 @@ class Envoy:
 
 
 @contextlib.contextmanager
-def running_envoy(template: str, *, clusters: dict[str, int]):  # type: ignore[no-untyped-def]
+def running_envoy(template: str, *, clusters: dict[str, int], mutate=None):  # type: ignore[no-untyped-def]
     config = yaml.safe_load((ENVOY_DIR / template).read_text())
+    if mutate is not None:
+        mutate(config)
     listener, admin = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="gk-envoy-") as tmp:
         path = Path(tmp) / template
@@ -178,3 +180,12 @@ async def wait_for(predicate, timeout_s: float = 5.0, interval_s: float = 0.02) 
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session
+
+
+def ext_authz_filter(config: dict[str, Any]) -> dict[str, Any]:
+    """The ext_authz filter's typed_config in a rendered front-proxy bootstrap."""
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    for f in hcm["typed_config"]["http_filters"]:
+        if f["name"] == "envoy.filters.http.ext_authz":
+            return f["typed_config"]  # type: ignore[no-any-return]
+    raise KeyError("ext_authz filter not found")
