@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gatekeeper.app import App  # noqa: E402
-from gatekeeper.config import load_config  # noqa: E402
-from tests.e2e.harness import Upstream, running_envoy  # noqa: E402
+from tests.e2e.harness import Upstream, running_envoy
+
+from gatekeeper.app import App
+from gatekeeper.config import load_config
 
 POLICY = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "policy.yaml"
 LUA = """
