@@ -20,12 +20,16 @@ from gatekeeper.engine import DecisionEngine, StaticPolicy
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
+from gatekeeper.grpc.ratelimit_servicer import add_to_server as add_ratelimit
 from gatekeeper.grpc.server import GrpcServer
+from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
 from gatekeeper.settings import FailureMode
-from gatekeeper.store import RedisDecisionStore, RedisHandle, open_redis
+from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
 from gatekeeper.store.feed import UsageFeed
 
 __all__ = ["App", "Supervisor"]
+
+RLS_SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class App:
         self.authorizer: Authorizer | None = None
         self.backlog: OfflineBacklog | None = None
         self.als: AccessLogServicer | None = None
+        self.ratelimit: RateLimitService | None = None
 
     def _failed(self, name: str, exc: BaseException | None) -> None:
         self.failures.append(f"{name}: {exc!r}")
@@ -123,18 +128,27 @@ class App:
         return self
 
     def _extra_services(self) -> list[tuple[str, Callable[[Any], None]]]:
-        """The envoyproxy/ratelimit-compatible RLS, when a config for it is given."""
+        """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config.
+
+        Raises ConfigError (every issue, with file and line) for a bad rate limit config.
+        """
         path = self.config.settings.ratelimit_config
         if not path:
             return []
-        from gatekeeper.grpc.ratelimit_servicer import rls_service  # optional part
-
         assert self.redis is not None
-        return [
-            rls_service(
-                path, redis=self.redis.client, settings=self.config.settings, clock=self.clock
-            )
-        ]
+        redis_settings = self.config.settings.redis
+        service = RateLimitService(
+            load_ratelimit_config(path),
+            RedisCounterStore(
+                redis=self.redis.client,
+                keys=KeySpace(
+                    prefix=redis_settings.key_prefix, partitions=redis_settings.partitions
+                ),
+            ),
+            self.clock,
+        )
+        self.ratelimit = service
+        return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
 
     async def _listen_invalidations(self, prefix: str) -> None:
         """Reload the policy file when anything publishes on `<prefix>:invalidate`."""

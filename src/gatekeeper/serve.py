@@ -47,6 +47,11 @@ async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
     app = App(config)
     try:
         await app.start(host=args.host, grpc_port=args.grpc_port)
+    except ConfigError as exc:  # e.g. the rate limit config: every issue, exit 2
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        await app.stop(0)
+        return 2
     except Exception as exc:  # startup failure: say what and exit 1
         log.error("gatekeeper could not start: %s", exc)
         await app.stop(0)

@@ -7,11 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
-import grpc
 from gatekeeper.app import App
 from gatekeeper.config import load_config
 from gatekeeper.v1 import gatekeeper_pb2 as pb

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+
 from gatekeeper.v1 import gatekeeper_pb2 as pb
 from gatekeeper.v1 import gatekeeper_pb2_grpc as pb_grpc
 from tests.conftest import RedisTarget

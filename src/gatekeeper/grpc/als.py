@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 
+import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
-import grpc
 from gatekeeper.engine import DecisionEngine, SettleStatus
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.grpc.authz import EXT_AUTHZ_NAMESPACE

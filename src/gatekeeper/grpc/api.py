@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import grpc
 from google.protobuf import timestamp_pb2
 
-import grpc
 from gatekeeper.edge import IdentityFailure, key_hash
 from gatekeeper.edge.answers import answer_for
 from gatekeeper.engine import (

@@ -6,6 +6,7 @@ xds-protos (upb) messages.
 
 from __future__ import annotations
 
+import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
@@ -13,7 +14,6 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
-import grpc
 from gatekeeper.edge import Answer, Authorizer, EdgeRequest
 from gatekeeper.model import frozen_map
 from gatekeeper.settings import EdgeSettings

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-import grpc
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
+from urllib.parse import quote
 
 __all__ = ["KeySpace"]
 
@@ -39,6 +40,10 @@ class KeySpace:
 
     def alert_stream(self, partition: int) -> str:
         return f"{self._base(partition)}:alerts"
+
+    def dead_letter(self, partition: int) -> str:
+        """Stream of usage entries the billing sink could not parse or store (never trimmed)."""
+        return f"{self._base(partition)}:usage:dead"
 
     def all_usage_streams(self) -> list[str]:
         return [self.usage_stream(p) for p in range(self.partitions)]
@@ -78,3 +83,13 @@ class KeySpace:
     def customer_pattern(self, customer: str) -> str:
         """SCAN pattern for every per-customer key (inspection and tests)."""
         return f"{self._customer(customer)}:*:{customer}:*"
+
+    # envoyproxy/ratelimit-compatible fixed windows (gatekeeper.ratelimit)
+    def ratelimit(self, domain: str, descriptor_key: str, window_start: int) -> str:
+        """String: hits of one descriptor in the fixed window starting at `window_start` (epoch s).
+
+        The hash tag is the domain plus the descriptor, so the descriptors of one request may
+        live in different Cluster slots. `descriptor_key` must already be escaped (no `{`, `}`);
+        the domain is percent-escaped here.
+        """
+        return f"{self.prefix}:rl:{{{quote(domain, safe='')}/{descriptor_key}}}:{window_start}"

@@ -1,0 +1,63 @@
+"""An envoyproxy/ratelimit-compatible rate limit service (Envoy's `ShouldRateLimit`).
+
+Load the upstream YAML with `load_ratelimit_config(path)` (the path named by
+`GATEKEEPER_RATELIMIT_CONFIG` or `settings.ratelimit_config`), count in Redis with
+`RedisCounterStore`, answer with `RateLimitService`; the gRPC face is
+`gatekeeper.grpc.ratelimit_servicer`.
+"""
+
+from gatekeeper.ratelimit.config import (
+    ENV_VAR,
+    config_files,
+    load_ratelimit_config,
+    parse_ratelimit_documents,
+    ratelimit_config_path,
+)
+from gatekeeper.ratelimit.matcher import Match, Matcher
+from gatekeeper.ratelimit.model import (
+    DescriptorConfig,
+    DomainConfig,
+    RateLimit,
+    RateLimitConfig,
+    Unit,
+)
+from gatekeeper.ratelimit.service import (
+    UNLIMITED_REMAINING,
+    Code,
+    Counter,
+    CounterStore,
+    CurrentLimit,
+    DescriptorStatus,
+    LimitOverride,
+    RateLimitRequestError,
+    RateLimitResult,
+    RateLimitService,
+)
+from gatekeeper.ratelimit.store import RedisCounterStore, descriptor_key
+
+__all__ = [
+    "ENV_VAR",
+    "UNLIMITED_REMAINING",
+    "Code",
+    "Counter",
+    "CounterStore",
+    "CurrentLimit",
+    "DescriptorConfig",
+    "DescriptorStatus",
+    "DomainConfig",
+    "LimitOverride",
+    "Match",
+    "Matcher",
+    "RateLimit",
+    "RateLimitConfig",
+    "RateLimitRequestError",
+    "RateLimitResult",
+    "RateLimitService",
+    "RedisCounterStore",
+    "Unit",
+    "config_files",
+    "descriptor_key",
+    "load_ratelimit_config",
+    "parse_ratelimit_documents",
+    "ratelimit_config_path",
+]
