@@ -27,8 +27,6 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.engine.policies import cap, flat, metered, plan, policy, rate, tiered
-
 from gatekeeper.clock import SystemClock
 from gatekeeper.engine import DecisionEngine, DecisionRequest, MeterRequest, StaticPolicy
 from gatekeeper.engine.plan import DecisionPlan
@@ -36,6 +34,7 @@ from gatekeeper.model import Enforcement, RateUnit
 from gatekeeper.settings import RedisSettings
 from gatekeeper.store import EmbeddedRedis, RedisDecisionStore
 from gatekeeper.store.codec import encode, to_us
+from tests.engine.policies import cap, flat, metered, plan, policy, rate, tiered
 
 # A decision shaped like the example's chat completion: quota + rate + tiered price + spend.
 POLICY = policy(

@@ -22,10 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.harness import Upstream, running_envoy
-
 from gatekeeper.app import App
 from gatekeeper.config import load_config
+from tests.e2e.harness import Upstream, running_envoy
 
 POLICY = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "policy.yaml"
 LUA = """

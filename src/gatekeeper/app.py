@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class Supervisor:
 
     def start(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(lambda t, n=name: self._done(n, t))
+        task.add_done_callback(functools.partial(self._done, name))
         self.tasks[name] = task
 
     def _done(self, name: str, task: asyncio.Task[None]) -> None:
@@ -127,7 +128,7 @@ class App:
         log.info("gatekeeper serving gRPC on %s:%d", host or settings.server.host, self.grpc.port)
         return self
 
-    def _extra_services(self) -> list[tuple[str, Callable[[Any], None]]]:
+    def _extra_services(self) -> list[tuple[str, Callable[[Any], object]]]:
         """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config.
 
         Raises ConfigError (every issue, with file and line) for a bad rate limit config.
@@ -161,7 +162,7 @@ class App:
                     continue
                 self.reload()
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def reload(self) -> bool:
         """Re-read the policy file; a bad file keeps the policy in force (and says why)."""

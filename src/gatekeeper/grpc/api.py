@@ -155,6 +155,7 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
         if statuses is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "unknown customer")
+            raise AssertionError("abort raises")
         customer = self._policy.current().customers[request.customer_id]
         return pb.GetUsageResponse(
             customer_id=customer.id, plan=customer.plan, limits=[_limit(s) for s in statuses]

@@ -79,7 +79,7 @@ def to_check_response(answer: Answer) -> authz.CheckResponse:
     return authz.CheckResponse(
         status=status_pb2.Status(code=_DENY_CODE.get(answer.status, code_pb2.PERMISSION_DENIED)),
         denied_response=authz.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=answer.status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=answer.status),
             headers=_options(answer.client_headers),
             body=answer.body.decode(),
         ),

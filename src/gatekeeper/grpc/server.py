@@ -31,7 +31,7 @@ class GrpcServer:
         authz: AuthorizationServicer,
         als: AccessLogServicer,
         api: GatekeeperServicer,
-        extra: Sequence[tuple[str, Callable[[grpc.aio.Server], None]]] = (),
+        extra: Sequence[tuple[str, Callable[[grpc.aio.Server], object]]] = (),
     ) -> None:
         self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
         self.health = health.aio.HealthServicer()

