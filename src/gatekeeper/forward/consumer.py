@@ -1,0 +1,302 @@
+"""Read the partition usage streams and forward them as CloudEvents, acking only what landed.
+
+Consumer group `gatekeeper-forwarder` (created from id 0, so history is forwarded too) on each
+usage stream, independent of the billing sink's group. A batch is XACKed only after the
+receiver answered 2xx (or refused it for good and the dead-letter callback returned), so a
+receiver outage or a crash loses nothing: the entries stay pending, this consumer re-reads its
+own pending entries first, and XAUTOCLAIM hands entries of a dead consumer to a live one.
+Delivery is at least once, always with the same CloudEvent id (the usage event id).
+
+Redis Cluster: one XREADGROUP names every stream it reads, and the partitions live in
+different slots; there, run one forwarder per partition (`partitions=[p]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gatekeeper.events import UsageEvent
+from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
+from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
+from gatekeeper.forward.settings import ForwarderSettings
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["GROUP", "EventSender", "UsageForwarder"]
+
+log = logging.getLogger(__name__)
+
+GROUP = "gatekeeper-forwarder"
+_Fields: TypeAlias = "Mapping[bytes | str, bytes | str]"
+_TRANSIENT = (ForwardUnavailable, RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class EventSender(Protocol):
+    async def send(self, events: Sequence[JsonObject]) -> SendResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class UsageForwarder:
+    """The forwarding loop: `run()` until `stop()`; `run_once()` for one batch (tests).
+
+    `consumer` names this process in the group; keep it stable across restarts so a restarted
+    forwarder resumes its own pending entries at once (others' are reclaimed after
+    `reclaim_idle_ms`). `healthy` turns False only if the loop dies of an unexpected error;
+    transient failures (receiver or Redis down) are logged, paused on, and retried.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: KeySpace,
+        sender: EventSender,
+        dead_letter: DeadLetterSink,
+        settings: ForwarderSettings,
+        consumer: str,
+        partitions: Sequence[int] | None = None,
+        reclaim_idle_ms: int = 60_000,
+        reclaim_interval_s: float = 30.0,
+        read_slice_ms: int = 100,
+    ) -> None:
+        self._redis = redis
+        self._sender = sender
+        self._dead_letter = dead_letter
+        self._settings = settings
+        self._consumer = consumer
+        ids = range(keys.partitions) if partitions is None else partitions
+        self._streams = [keys.usage_stream(p) for p in ids]
+        self._reclaim_idle_ms = reclaim_idle_ms
+        self._reclaim_interval_s = reclaim_interval_s
+        self._read_slice_ms = max(1, read_slice_ms)
+        self._groups_ready = False
+        self._check_own_pending = True  # after start and after any failed batch
+        self._next_reclaim = 0.0  # loop time; 0 = reclaim on the first pass
+        self._reclaim_cursor: dict[str, str] = {}
+        self._stopping = asyncio.Event()
+        self._running = False
+        self._died = False
+        self.forwarded = 0  # events acknowledged after delivery
+        self.dead_lettered = 0  # entries acknowledged after dead-lettering
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False once the loop died of an unexpected error (the worker is then not ready)."""
+        return not self._died
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def stop(self) -> None:
+        """Ask `run()` to return; an in-flight batch is abandoned unacked (sent again later)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Forward until `stop()`. Re-raises (after logging, with `healthy` False) any error
+        that is not a transient Redis or receiver failure."""
+        self._running = True
+        try:
+            while not self._stopping.is_set():
+                step = asyncio.ensure_future(self.run_once())
+                stopper = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:  # run() itself cancelled: take the batch down too
+                    step.cancel()
+                    raise
+                finally:
+                    stopper.cancel()
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await step
+                    break
+                try:
+                    step.result()
+                    self.consecutive_failures = 0
+                except _TRANSIENT as exc:
+                    await self._pause_after(exc)
+        except Exception:
+            self._died = True
+            log.exception("forwarder loop died: consumer=%s group=%s", self._consumer, GROUP)
+            raise
+        finally:
+            self._running = False
+
+    async def _pause_after(self, exc: BaseException) -> None:
+        self.consecutive_failures += 1
+        self._check_own_pending = True
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        retry_after = exc.retry_after_s if isinstance(exc, ForwardUnavailable) else None
+        base, cap = self._settings.backoff_base_ms, self._settings.backoff_max_ms
+        pause = min(cap, base * 2 ** min(self.consecutive_failures, 30)) / 1000.0
+        if retry_after is not None:
+            pause = max(pause, retry_after)
+        log.warning(
+            "forwarder batch failed (%s); failure %d, next try in %.3fs: consumer=%s",
+            self.last_error,
+            self.consecutive_failures,
+            pause,
+            self._consumer,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+
+    async def run_once(self) -> int:
+        """Collect one batch (own pending, reclaimed, then new entries up to `max_wait_ms`),
+        forward it, and XACK it. Returns the number of entries acknowledged.
+
+        Raises ForwardUnavailable (nothing of the batch acked) or Redis errors.
+        """
+        await self._ensure_groups()
+        try:
+            entries = await self._collect()
+            if not entries:
+                return 0
+            return await self._forward(entries)
+        except BaseException:
+            self._check_own_pending = True
+            raise
+
+    async def _forward(self, entries: list[_Entry]) -> int:
+        good: list[tuple[_Entry, JsonObject]] = []
+        bad: list[tuple[_Entry, str]] = []
+        for entry in entries:
+            try:
+                usage = UsageEvent.from_fields(cast(_Fields, entry.fields))
+                event = to_cloudevent(usage, source=self._settings.source)
+                good.append((entry, event))
+            except ValueError as exc:
+                bad.append((entry, str(exc)))
+        acked = 0
+        if bad:
+            reason = "; ".join(f"{e.stream} {e.entry_id}: {why}" for e, why in bad)
+            log.error("unparseable usage entries, dead-lettering: %s", reason)
+            await self._dead_letter(
+                DeadLetter(reason=reason, status=None, raw=tuple(e.fields for e, _ in bad))
+            )
+            acked += await self._ack([e for e, _ in bad])
+            self.dead_lettered += len(bad)
+        if good:
+            result = await self._sender.send([event for _, event in good])
+            acked += await self._ack([e for e, _ in good])
+            if result is SendResult.DELIVERED:
+                self.forwarded += len(good)
+            else:
+                self.dead_lettered += len(good)
+        return acked
+
+    async def _ack(self, entries: Sequence[_Entry]) -> int:
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, GROUP, *ids)
+            counts = await pipe.execute()
+        return sum(int(c) for c in counts)
+
+    async def _ensure_groups(self) -> None:
+        if self._groups_ready:
+            return
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups_ready = True
+
+    async def _collect(self) -> list[_Entry]:
+        size = self._settings.batch_size
+        batch: dict[tuple[str, str], _Entry] = {}
+        gone: list[_Entry] = []
+        if self._check_own_pending:
+            reply = await self._redis.xreadgroup(
+                GROUP, self._consumer, dict.fromkeys(self._streams, "0"), count=size
+            )
+            self._add(batch, gone, reply)
+            self._check_own_pending = bool(batch) or bool(gone)
+        loop = asyncio.get_running_loop()
+        if not batch and loop.time() >= self._next_reclaim:
+            self._next_reclaim = loop.time() + self._reclaim_interval_s
+            await self._reclaim(batch, gone, size)
+        # "count + max wait": fill up to `batch_size`, never waiting past `max_wait_ms`
+        deadline = loop.time() + self._settings.max_wait_ms / 1000.0
+        while len(batch) < size and not self._stopping.is_set():
+            left_ms = int((deadline - loop.time()) * 1000)
+            if left_ms <= 0:
+                break
+            # BLOCK 0 would mean "forever": never pass less than 1 ms. Short slices keep
+            # stop() prompt without cancelling a command mid-flight.
+            block = max(1, min(left_ms, self._read_slice_ms))
+            reply = await self._redis.xreadgroup(
+                GROUP,
+                self._consumer,
+                dict.fromkeys(self._streams, ">"),
+                count=size - len(batch),
+                block=block,
+            )
+            self._add(batch, gone, reply)
+        if gone:  # trimmed or deleted before we forwarded them: nothing left to send
+            log.warning("acking %d pending entries that no longer exist", len(gone))
+            await self._ack(gone)
+        return list(batch.values())
+
+    async def _reclaim(
+        self, batch: dict[tuple[str, str], _Entry], gone: list[_Entry], size: int
+    ) -> None:
+        for stream in self._streams:
+            if len(batch) >= size:
+                return
+            reply = await self._redis.xautoclaim(
+                stream,
+                GROUP,
+                self._consumer,
+                min_idle_time=self._reclaim_idle_ms,
+                start_id=self._reclaim_cursor.get(stream, "0-0"),
+                count=size - len(batch),
+            )
+            self._reclaim_cursor[stream] = _s(reply[0])  # "0-0" again after a full scan
+            # Redis 6.2: [next, entries]; >= 7.0: [next, entries, deleted ids] (already
+            # dropped from the PEL by Redis); only the entries matter here.
+            claimed = reply[1] if len(reply) >= 2 else []
+            if claimed:
+                log.info("reclaimed %d idle entries of %s", len(claimed), stream)
+            self._add(batch, gone, [[stream, claimed]])
+
+    def _add(self, batch: dict[tuple[str, str], _Entry], gone: list[_Entry], reply: Any) -> None:
+        for stream_name, rows in reply or ():
+            stream = _s(stream_name)
+            for entry_id, fields in rows or ():
+                if entry_id is None:  # 6.2 XAUTOCLAIM of a deleted entry: no id to ack
+                    continue
+                entry = _Entry(
+                    stream, _s(entry_id), {_s(k): _s(v) for k, v in (fields or {}).items()}
+                )
+                if not entry.fields:
+                    gone.append(entry)
+                else:
+                    batch.setdefault((stream, entry.entry_id), entry)
