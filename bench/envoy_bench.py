@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekeeper.app import App
 from gatekeeper.config import load_config
-from tests.e2e.harness import Upstream, running_envoy
+from tests.e2e.harness import Upstream, front_proxy
 
 POLICY = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "policy.yaml"
 LUA = """
@@ -62,29 +62,43 @@ async def _run(opts: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.yaml"
         policy.write_text(text)
-        app = await App(load_config(policy, env=env)).start(host="127.0.0.1", grpc_port=0)
-    upstream = await Upstream().start()
-    try:
-        with running_envoy(
-            "front-proxy.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
-        ) as envoy:
-            loop = asyncio.get_running_loop()
-            alone = await loop.run_in_executor(
-                None, _wrk, envoy.url + "/healthz", opts.seconds, opts.connections, "GET"
-            )
-            metered = await loop.run_in_executor(
-                None,
-                _wrk,
-                envoy.url + "/v1/chat/completions",
-                opts.seconds,
-                opts.connections,
-                "POST",
-            )
-        print(f"Envoy alone (ext_authz disabled):         {alone:9.0f} req/s  1.00")
-        print(
-            f"Envoy + gatekeeper gRPC ext_authz + ALS:  {metered:9.0f} req/s  {metered / alone:.2f}"
+        app = await App(load_config(policy, env=env)).start(
+            host="127.0.0.1", grpc_port=0, authz_http_port=0
         )
-        print("note: upstream, Envoy, gatekeeper, Redis and wrk share this machine's cores")
+    upstream = await Upstream().start()
+    loop = asyncio.get_running_loop()
+    results: dict[str, float] = {}
+    try:
+        for mode in ("http", "grpc"):
+            with front_proxy(
+                mode,
+                grpc_port=app.grpc_port,
+                authz_http_port=app.authz_http_port,
+                upstream_port=upstream.port,
+            ) as envoy:
+                if mode == "http":
+                    results["alone"] = await loop.run_in_executor(
+                        None, _wrk, envoy.url + "/healthz", opts.seconds, opts.connections, "GET"
+                    )
+                results[mode] = await loop.run_in_executor(
+                    None,
+                    _wrk,
+                    envoy.url + "/v1/chat/completions",
+                    opts.seconds,
+                    opts.connections,
+                    "POST",
+                )
+        alone = results["alone"]
+        print(f"Envoy alone (ext_authz disabled):         {alone:9.0f} req/s  1.00")
+        for mode in ("http", "grpc"):
+            print(
+                f"Envoy + ext_authz {mode:4} + decision + ALS:  {results[mode]:9.0f} req/s  "
+                f"{results[mode] / alone:.2f}"
+            )
+        print(f"HTTP mode / gRPC mode: {results['http'] / results['grpc']:.2f}")
+        print(
+            "note: upstream is aiohttp in gatekeeper's process; Envoy, Redis, wrk share cores"
+        )
     finally:
         await upstream.stop()
         await app.stop(1.0)

@@ -23,6 +23,7 @@ from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
 from gatekeeper.grpc.ratelimit_servicer import add_to_server as add_ratelimit
 from gatekeeper.grpc.server import GrpcServer
+from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
 from gatekeeper.settings import FailureMode
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
@@ -73,6 +74,7 @@ class App:
         self.policy = StaticPolicy(config.policy)
         self.redis: RedisHandle | None = None
         self.grpc: GrpcServer | None = None
+        self.authz_http: AuthzHttpServer | None = None
         self.healthy = False
         self.failures: list[str] = []
         self.supervisor = Supervisor(on_failure=self._failed)
@@ -93,7 +95,19 @@ class App:
         assert self.grpc is not None
         return self.grpc.port
 
-    async def start(self, *, host: str | None = None, grpc_port: int | None = None) -> App:
+    @property
+    def authz_http_port(self) -> int:
+        assert self.authz_http is not None
+        return self.authz_http.port
+
+    async def start(
+        self,
+        *,
+        host: str | None = None,
+        grpc_port: int | None = None,
+        authz_http_port: int | None = None,
+    ) -> App:
+        """Start every server; ports default to the settings (0 = any free port)."""
         settings = self.config.settings
         self.redis = await open_redis(settings.redis)
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis)
@@ -119,13 +133,21 @@ class App:
             ),
             extra=self._extra_services(),
         )
-        await self.grpc.start(
-            host or settings.server.host,
-            settings.server.grpc_port if grpc_port is None else grpc_port,
+        bind = host or settings.server.host
+        await self.grpc.start(bind, settings.server.grpc_port if grpc_port is None else grpc_port)
+        self.authz_http = AuthzHttpServer(self.authorizer.check)
+        await self.authz_http.start(
+            bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
         )
         self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys.prefix))
         self.healthy = True
-        log.info("gatekeeper serving gRPC on %s:%d", host or settings.server.host, self.grpc.port)
+        log.info(
+            "gatekeeper serving gRPC on %s:%d, ext_authz HTTP on %s:%d",
+            bind,
+            self.grpc.port,
+            bind,
+            self.authz_http.port,
+        )
         return self
 
     def _extra_services(self) -> list[tuple[str, Callable[[Any], object]]]:
@@ -181,6 +203,10 @@ class App:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Not-ready first, then drain in-flight calls, then close."""
         self.healthy = False
+        if self.grpc is not None:
+            await self.grpc.set_serving(False)
+        if self.authz_http is not None:
+            await self.authz_http.stop(grace_s)
         if self.grpc is not None:
             await self.grpc.stop(grace_s)
         if self.backlog is not None:

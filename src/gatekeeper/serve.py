@@ -46,7 +46,9 @@ def load_or_report(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedCo
 async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
     app = App(config)
     try:
-        await app.start(host=args.host, grpc_port=args.grpc_port)
+        await app.start(
+            host=args.host, grpc_port=args.grpc_port, authz_http_port=args.authz_http_port
+        )
     except ConfigError as exc:  # e.g. the rate limit config: every issue, exit 2
         for issue in exc.issues:
             print(issue, file=sys.stderr)
@@ -56,8 +58,10 @@ async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
         log.error("gatekeeper could not start: %s", exc)
         await app.stop(0)
         return 1
+    host = args.host or config.settings.server.host
     print(
-        f"gatekeeper: serving gRPC on {args.host or config.settings.server.host}:{app.grpc_port}",
+        f"gatekeeper: serving gRPC on {host}:{app.grpc_port}, "
+        f"ext_authz HTTP on {host}:{app.authz_http_port}",
         flush=True,
     )
     stop = asyncio.Event()

@@ -189,3 +189,19 @@ def ext_authz_filter(config: dict[str, Any]) -> dict[str, Any]:
         if f["name"] == "envoy.filters.http.ext_authz":
             return f["typed_config"]  # type: ignore[no-any-return]
     raise KeyError("ext_authz filter not found")
+
+
+# ext_authz transports: the same tests run through both (DESIGN §6: identical answers)
+MODES = {"http": "front-proxy.yaml", "grpc": "front-proxy-grpc.yaml"}
+
+
+def front_proxy(
+    mode: str, *, grpc_port: int, authz_http_port: int, upstream_port: int, mutate=None
+):  # type: ignore[no-untyped-def]
+    """A running Envoy front proxy in `mode` (http | grpc) pointed at gatekeeper and upstream."""
+    clusters = {
+        "gatekeeper": grpc_port,
+        "gatekeeper_authz_http": authz_http_port,
+        "upstream": upstream_port,
+    }
+    return running_envoy(MODES[mode], clusters=clusters, mutate=mutate)

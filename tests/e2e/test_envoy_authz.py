@@ -18,7 +18,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.model import Period
 from gatekeeper.periods import window_for
 from tests.conftest import RedisTarget
-from tests.e2e.harness import Upstream, client, running_envoy, wait_for
+from tests.e2e.harness import MODES, Upstream, client, front_proxy, wait_for
 
 POLICY = Path(__file__).with_name("policy.yaml")
 pytestmark = pytest.mark.e2e
@@ -29,8 +29,8 @@ def key(customer: str) -> dict[str, str]:
 
 
 class Stack:
-    def __init__(self, app: App, upstream: Upstream, url: str, redis: Redis) -> None:
-        self.app, self.upstream, self.url, self.redis = app, upstream, url, redis
+    def __init__(self, app: App, upstream: Upstream, url: str, redis: Redis, mode: str) -> None:
+        self.app, self.upstream, self.url, self.redis, self.mode = app, upstream, url, redis, mode
 
     async def events(self, customer: str) -> list[UsageEvent]:
         keys = self.app.engine._store.keys  # type: ignore[union-attr,attr-defined]
@@ -38,16 +38,23 @@ class Stack:
         return [e for e in (UsageEvent.from_fields(f) for _, f in raw) if e.customer == customer]
 
 
-@pytest.fixture
-async def stack(redis: Redis, redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[Stack]:
+@pytest.fixture(params=sorted(MODES))
+async def stack(
+    request: pytest.FixtureRequest, redis: Redis, redis_target: RedisTarget, key_prefix: str
+) -> AsyncIterator[Stack]:
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
-    app = await App(load_config(POLICY, env=env)).start(host="127.0.0.1", grpc_port=0)
+    app = await App(load_config(POLICY, env=env)).start(
+        host="127.0.0.1", grpc_port=0, authz_http_port=0
+    )
     upstream = await Upstream().start()
     try:
-        with running_envoy(
-            "front-proxy.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
+        with front_proxy(
+            request.param,
+            grpc_port=app.grpc_port,
+            authz_http_port=app.authz_http_port,
+            upstream_port=upstream.port,
         ) as envoy:
-            yield Stack(app, upstream, envoy.url, redis)
+            yield Stack(app, upstream, envoy.url, redis, request.param)
     finally:
         await upstream.stop()
         await app.stop(0.5)
@@ -124,6 +131,8 @@ async def test_malformed_cost_header_is_400(stack: Stack) -> None:
 
 
 async def test_context_extensions_choose_feature_and_cost(stack: Stack) -> None:
+    if stack.mode != "grpc":
+        pytest.skip("Envoy sends context_extensions only in gRPC mode")
     async with client() as s, s.get(stack.url + "/v1/images/1", headers=key("busy")) as r:
         assert r.status == 200
         assert r.headers["x-ratelimit-remaining"] == "45"  # cost 5 from the route's context

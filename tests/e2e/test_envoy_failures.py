@@ -13,7 +13,16 @@ from gatekeeper.app import App
 from gatekeeper.config import load_config
 from gatekeeper.events import UsageEvent
 from gatekeeper.store.embedded import EmbeddedRedis
-from tests.e2e.harness import Upstream, client, ext_authz_filter, free_port, running_envoy, wait_for
+from tests.conftest import RedisTarget
+from tests.e2e.harness import (
+    MODES,
+    Upstream,
+    client,
+    ext_authz_filter,
+    free_port,
+    front_proxy,
+    wait_for,
+)
 
 POLICY = Path(__file__).with_name("policy.yaml")
 pytestmark = pytest.mark.e2e
@@ -37,7 +46,24 @@ async def _post(url: str, customer: str = "busy") -> tuple[int, dict[str, str], 
 
 
 async def _start(env: dict[str, str]) -> App:
-    return await App(load_config(POLICY, env=env)).start(host="127.0.0.1", grpc_port=0)
+    return await App(load_config(POLICY, env=env)).start(
+        host="127.0.0.1", grpc_port=0, authz_http_port=0
+    )
+
+
+def _proxy(mode: str, app: App, upstream: Upstream, mutate=None):  # type: ignore[no-untyped-def]
+    return front_proxy(
+        mode,
+        grpc_port=app.grpc_port,
+        authz_http_port=app.authz_http_port,
+        upstream_port=upstream.port,
+        mutate=mutate,
+    )
+
+
+@pytest.fixture(params=sorted(MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -48,13 +74,11 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 async def test_fail_closed_answers_503_while_redis_is_down(
-    own_redis: EmbeddedRedis, upstream: Upstream
+    own_redis: EmbeddedRedis, upstream: Upstream, mode: str
 ) -> None:
     app = await _start({"GATEKEEPER_REDIS_URL": own_redis.url, "GATEKEEPER_FAILURE_MODE": "closed"})
     try:
-        with running_envoy(
-            "front-proxy.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
-        ) as envoy:
+        with _proxy(mode, app, upstream) as envoy:
             assert (await _post(envoy.url))[0] == 200
             own_redis.stop()
             assert (await _post(envoy.url))[0] == 503  # UNAVAILABLE → Envoy's status_on_error
@@ -69,29 +93,29 @@ async def _ok(url: str) -> bool:
     return (await _post(url))[0] == 200
 
 
-async def test_fail_closed_as_503_problem(own_redis: EmbeddedRedis, upstream: Upstream) -> None:
+async def test_fail_closed_as_503_problem(
+    own_redis: EmbeddedRedis, upstream: Upstream, mode: str
+) -> None:
     env = {"GATEKEEPER_REDIS_URL": own_redis.url, "GATEKEEPER_EDGE_FAIL_CLOSED_ANSWER": "503"}
     app = await _start(env)
     try:
-        with running_envoy(
-            "front-proxy.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
-        ) as envoy:
+        with _proxy(mode, app, upstream) as envoy:
             own_redis.stop()
             status, headers, body = await _post(envoy.url)
-            assert status == 503 and headers["content-type"] == "application/problem+json"
-            assert json.loads(body)["title"] == "Service unavailable"
+            assert status == 503
+            if mode == "grpc":  # in HTTP mode Envoy replaces a 5xx with its status_on_error
+                assert headers["content-type"] == "application/problem+json"
+                assert json.loads(body)["title"] == "Service unavailable"
     finally:
         await app.stop(0.5)
 
 
 async def test_fail_open_admits_and_records_everything_once_redis_is_back(
-    own_redis: EmbeddedRedis, upstream: Upstream
+    own_redis: EmbeddedRedis, upstream: Upstream, mode: str
 ) -> None:
     app = await _start({"GATEKEEPER_REDIS_URL": own_redis.url, "GATEKEEPER_FAILURE_MODE": "open"})
     try:
-        with running_envoy(
-            "front-proxy.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
-        ) as envoy:
+        with _proxy(mode, app, upstream) as envoy:
             for _ in range(3):
                 assert (await _post(envoy.url))[0] == 200
             own_redis.stop()
@@ -119,10 +143,11 @@ async def test_fail_open_admits_and_records_everything_once_redis_is_back(
 @pytest.mark.parametrize("allow", [False, True])
 async def test_gatekeeper_down_envoy_failure_mode_allow_decides(
     redis: Redis,
-    redis_target,
+    redis_target: RedisTarget,
     key_prefix: str,
     upstream: Upstream,
-    allow: bool,  # type: ignore[no-untyped-def]
+    allow: bool,
+    mode: str,
 ) -> None:
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
     app = await _start(env)
@@ -130,11 +155,7 @@ async def test_gatekeeper_down_envoy_failure_mode_allow_decides(
     def mutate(config):  # type: ignore[no-untyped-def]
         ext_authz_filter(config)["failure_mode_allow"] = allow
 
-    with running_envoy(
-        "front-proxy.yaml",
-        clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port},
-        mutate=mutate,
-    ) as envoy:
+    with _proxy(mode, app, upstream, mutate=mutate) as envoy:
         assert (await _post(envoy.url))[0] == 200
         await app.stop(0.2)  # gatekeeper killed
         status, _, _ = await _post(envoy.url)

@@ -17,16 +17,21 @@ from gatekeeper.model import frozen_map
 from gatekeeper.money import format_nano
 
 __all__ = [
+    "META_HEADER_PREFIX",
     "PROBLEM_BASE",
     "Answer",
     "answer_bad_request",
     "answer_for",
     "answer_unauthorized",
     "answer_unavailable",
+    "metadata_key",
     "rate_limit_headers",
 ]
 
 PROBLEM_BASE = "https://gatekeeper.dev/problems/"
+# In Envoy's HTTP mode dynamic metadata travels as response headers with this prefix
+# (`dynamic_metadata_from_headers`), keyed in Envoy by the full header name.
+META_HEADER_PREFIX = "x-gatekeeper-meta-"
 CONTENT_TYPE = "application/problem+json"
 
 _STATUS = {
@@ -247,3 +252,10 @@ def answer_for(
         upstream_headers=tuple(upstream),
         metadata=frozen_map(meta),
     )
+
+
+def metadata_key(name: str) -> str:
+    """`reservation_id` for both `reservation_id` (gRPC mode) and its HTTP-mode header name."""
+    if name.startswith(META_HEADER_PREFIX):
+        return name[len(META_HEADER_PREFIX) :].replace("-", "_")
+    return name

@@ -15,6 +15,7 @@ import grpc
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
+from gatekeeper.edge.answers import metadata_key
 from gatekeeper.engine import DecisionEngine, SettleStatus
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.grpc.authz import EXT_AUTHZ_NAMESPACE
@@ -29,9 +30,11 @@ def actuals_from_entry(
 ) -> tuple[str, str, dict[str, int]] | None:
     """(customer, reservation id, feature -> actual) for an entry that settles, else None."""
     ns = entry.common_properties.metadata.filter_metadata.get(EXT_AUTHZ_NAMESPACE)
-    if ns is None or "reservation_id" not in ns.fields:
+    if ns is None:
         return None
-    fields: Mapping[str, object] = {k: v.string_value for k, v in ns.fields.items()}
+    fields: Mapping[str, object] = {metadata_key(k): v.string_value for k, v in ns.fields.items()}
+    if not fields.get("reservation_id"):
+        return None
     settle = str(fields.get("settle", ""))
     status = entry.response.response_code.value
     headers = {k.lower(): v for k, v in entry.response.response_headers.items()}

@@ -1,0 +1,176 @@
+"""ext_authz in Envoy's HTTP mode (`http_service`): the fast path (DESIGN.md §6, port 9192).
+
+A lean asyncio HTTP/1.1 server (httptools parser, keep-alive, requests on one connection
+answered in order) that hands every request to the same Authorizer as the gRPC mode and writes
+its Answer back: 200 + headers for the upstream and the client, or the denial's status, headers
+and problem+json body. Envoy copies headers according to the filter's `authorization_response`
+lists; dynamic metadata travels as `x-gatekeeper-meta-*` headers (`dynamic_metadata_from_headers`).
+
+Differences from the gRPC mode (Envoy's, not ours): no per-route context_extensions (usage
+comes from the route table), and a 5xx answer is an authorization *error* for Envoy, which
+answers its own `status_on_error` (the 503 problem body is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+import httptools
+
+from gatekeeper.edge import Answer, EdgeRequest
+from gatekeeper.edge.answers import META_HEADER_PREFIX
+from gatekeeper.model import frozen_map
+
+__all__ = ["META_PREFIX", "AuthzHttpServer", "render_answer"]
+
+log = logging.getLogger(__name__)
+
+META_PREFIX = META_HEADER_PREFIX
+Handler = Callable[[EdgeRequest], Awaitable[Answer]]
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+def render_answer(answer: Answer, *, keep_alive: bool) -> bytes:
+    """The HTTP/1.1 response Envoy's http_service mode expects for `answer`."""
+    status = 503 if answer.unavailable else answer.status
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    if answer.allowed:
+        pairs = list(answer.upstream_headers) + list(answer.client_headers)
+    else:
+        pairs = list(answer.client_headers)
+    pairs.extend((META_PREFIX + k.replace("_", "-"), v) for k, v in answer.metadata.items())
+    for name, value in pairs:
+        lines.append(f"{name}: {value}")
+    body = b"" if answer.allowed else answer.body
+    lines.append(f"content-length: {len(body)}")
+    if not keep_alive:
+        lines.append("connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    return head + body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection from Envoy: parse, answer in order, never block the loop."""
+
+    def __init__(self, handler: Handler, connections: set[_Connection]) -> None:
+        self._handler = handler
+        self._connections = connections
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._pending: asyncio.Queue[tuple[EdgeRequest, bool] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._writer = asyncio.get_running_loop().create_task(self._answer_in_order())
+        self._connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            log.info("bad request from envoy: %s", exc)
+            self._reject(400)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pending.put_nowait(None)
+        self._connections.discard(self)
+
+    def finish(self) -> asyncio.Task[None] | None:
+        """Answer what was already received, then close (graceful shutdown)."""
+        self._pending.put_nowait(None)
+        return self._writer
+
+    # httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self._headers[key] = f"{self._headers[key]},{text}" if key in self._headers else text
+
+    def on_message_complete(self) -> None:
+        if self._header_bytes > _MAX_HEADER_BYTES:
+            self._reject(431)
+            return
+        method = self._parser.get_method().decode("latin-1")
+        headers = self._headers
+        request = EdgeRequest(
+            method=method,
+            path=self._url.decode("latin-1"),
+            headers=frozen_map(headers),
+            request_id=headers.get("x-request-id", ""),
+        )
+        self._pending.put_nowait((request, self._parser.should_keep_alive()))
+        self._url, self._headers, self._header_bytes = b"", {}, 0
+
+    def _reject(self, status: int) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            reason = _REASONS.get(status, "Error")
+            head = f"HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            self._transport.write(head.encode())
+            self._transport.close()
+
+    async def _answer_in_order(self) -> None:
+        while True:
+            item = await self._pending.get()
+            if item is None or self._transport is None or self._transport.is_closing():
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            request, keep_alive = item
+            try:
+                answer = await self._handler(request)
+            except Exception:  # a bug, not a client error: logged, counted by the caller, 500
+                log.exception("authorizer failed on %s %s", request.method, request.path)
+                self._reject(500)
+                return
+            self._transport.write(render_answer(answer, keep_alive=keep_alive))
+            if not keep_alive:
+                self._transport.close()
+                return
+
+
+class AuthzHttpServer:
+    """Serves `handler` on host:port until stop()."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self._handler, self._connections),
+            host,
+            port,
+            reuse_port=True,
+            backlog=1024,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting, let in-flight answers finish (up to grace_s), close connections."""
+        if self._server is None:
+            return
+        self._server.close()
+        writers = [w for w in (c.finish() for c in list(self._connections)) if w is not None]
+        if writers:
+            _, late = await asyncio.wait(writers, timeout=grace_s)
+            for task in late:
+                task.cancel()
+        self._server = None
