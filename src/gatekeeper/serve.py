@@ -29,6 +29,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grpc-port", type=int, help="gRPC port (default: settings.server.grpc_port)"
     )
+    parser.add_argument(
+        "--authz-http-port",
+        type=int,
+        help="ext_authz HTTP-mode port (default: settings.server.authz_http_port)",
+    )
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--log-level", default="INFO")
 
