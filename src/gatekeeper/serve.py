@@ -92,6 +92,8 @@ def _run_workers(
         ("--config", args.config),
         ("--host", args.host),
         ("--grpc-port", args.grpc_port),
+        ("--authz-http-port", args.authz_http_port),
+        ("--log-level", args.log_level),
     ):
         if value is not None:
             argv += [flag, str(value)]
