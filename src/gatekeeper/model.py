@@ -140,6 +140,8 @@ class MeteredEntitlement:
     enforcement: Enforcement = Enforcement.HARD
     overage_allowance: int | None = None  # soft only: past limit + allowance the limit is hard
     alert_thresholds: tuple[int, ...] = ()  # percentages of limit, ascending
+    # hard only: admit up to limit + grace_percent % (flagged as overage, alerted once), then deny
+    grace_percent: int = 0
 
     @property
     def ceiling(self) -> int | None:
@@ -147,7 +149,7 @@ class MeteredEntitlement:
         if self.limit is None:
             return None
         if self.enforcement is Enforcement.HARD:
-            return self.limit
+            return self.limit + self.limit * self.grace_percent // 100
         if self.overage_allowance is None:
             return None
         return self.limit + self.overage_allowance

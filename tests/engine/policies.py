@@ -51,9 +51,10 @@ def metered(
     overage_allowance: int | None = None,
     thresholds: tuple[int, ...] = (),
     anchor: Anchor = Anchor.CALENDAR,
+    grace_percent: int = 0,
 ) -> MeteredEntitlement:
     return MeteredEntitlement(
-        feature, limit, period, anchor, enforcement, overage_allowance, thresholds
+        feature, limit, period, anchor, enforcement, overage_allowance, thresholds, grace_percent
     )
 
 

@@ -386,3 +386,15 @@ async def test_usage_peek_reports_counters_and_writes_nothing(
     assert sorted([k async for k in redis.scan_iter(match=f"{key_prefix}:*")]) == before
     assert len(await h.events()) == 1
     assert await h.engine.usage("nobody") is None
+
+
+async def test_hard_limit_grace_admits_a_percentage_over_with_one_alert(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("requests", 10, grace_percent=20))
+    h = make_harness(redis, policy(p), key_prefix)
+    decisions = [await h.engine.decide(req(("requests", 1))) for _ in range(13)]
+    assert [d.allowed for d in decisions] == [True] * 12 + [False]
+    assert [d.overage for d in decisions[9:12]] == [(), ("requests",), ("requests",)]
+    assert [a["kind"] for a in await h.alerts()] == ["overage"]
+    assert decisions[12].denied_by is not None and decisions[12].denied_by.limit == 10

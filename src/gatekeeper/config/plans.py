@@ -46,6 +46,7 @@ _METERED_KEYS = (
     "anchor",
     "enforcement",
     "overage_allowance",
+    "grace_percent",
     "alert_thresholds",
 )
 
@@ -156,7 +157,11 @@ def _metered(
     inherited = was.overage_allowance if enforcement is Enforcement.SOFT else None
     allowance = sec.integer_or_null("overage_allowance", inherited, lo=0)
     thresholds = sec.thresholds("alert_thresholds", was.alert_thresholds)
+    inherited_grace = was.grace_percent if enforcement is Enforcement.HARD else 0
+    grace = sec.integer("grace_percent", inherited_grace, lo=0, hi=1000)
     hard = enforcement is Enforcement.HARD and "enforcement" not in sec.bad
+    if sec.ok("grace_percent") and sec.has("grace_percent") and grace and not hard:
+        sec.error("grace_percent", "grace_percent applies only with enforcement: hard")
     if sec.ok("overage_allowance") and allowance is not None and hard:
         sec.error("overage_allowance", "overage_allowance applies only with enforcement: soft")
     if (
@@ -179,6 +184,7 @@ def _metered(
         enforcement=enforcement,
         overage_allowance=allowance,
         alert_thresholds=thresholds,
+        grace_percent=grace,
     )
 
 
