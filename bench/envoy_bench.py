@@ -63,7 +63,7 @@ async def _run(opts: argparse.Namespace) -> None:
         policy = Path(tmp) / "policy.yaml"
         policy.write_text(text)
         app = await App(load_config(policy, env=env)).start(
-            host="127.0.0.1", grpc_port=0, authz_http_port=0
+            host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
         )
     upstream = await Upstream().start()
     loop = asyncio.get_running_loop()
@@ -96,9 +96,7 @@ async def _run(opts: argparse.Namespace) -> None:
                 f"{results[mode] / alone:.2f}"
             )
         print(f"HTTP mode / gRPC mode: {results['http'] / results['grpc']:.2f}")
-        print(
-            "note: upstream is aiohttp in gatekeeper's process; Envoy, Redis, wrk share cores"
-        )
+        print("note: upstream is aiohttp in gatekeeper's process; Envoy, Redis, wrk share cores")
     finally:
         await upstream.stop()
         await app.stop(1.0)

@@ -14,15 +14,19 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.controls import LivePolicy, SpendControls
 from gatekeeper.edge import Authorizer, OfflineBacklog
-from gatekeeper.engine import DecisionEngine, StaticPolicy
+from gatekeeper.engine import DecisionEngine
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
 from gatekeeper.grpc.ratelimit_servicer import add_to_server as add_ratelimit
 from gatekeeper.grpc.server import GrpcServer
+from gatekeeper.http.api import build_api
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
 from gatekeeper.settings import FailureMode
@@ -71,10 +75,13 @@ class App:
     def __init__(self, config: LoadedConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.policy = StaticPolicy(config.policy)
+        self.policy = LivePolicy(config.policy)
         self.redis: RedisHandle | None = None
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.http_port = 0
+        self.controls: SpendControls | None = None
         self.healthy = False
         self.failures: list[str] = []
         self.supervisor = Supervisor(on_failure=self._failed)
@@ -106,11 +113,16 @@ class App:
         host: str | None = None,
         grpc_port: int | None = None,
         authz_http_port: int | None = None,
+        http_port: int | None = None,
     ) -> App:
         """Start every server; ports default to the settings (0 = any free port)."""
         settings = self.config.settings
         self.redis = await open_redis(settings.redis)
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis)
+        self.controls = SpendControls(
+            redis=self.redis.client, keys=store.keys, policy=self.policy, clock=self.clock
+        )
+        await self.controls.load()
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
         if settings.failure_mode is FailureMode.OPEN:
             self.backlog = OfflineBacklog(self.engine)
@@ -139,7 +151,25 @@ class App:
         await self.authz_http.start(
             bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
         )
-        self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys.prefix))
+        self.http_runner = web.AppRunner(
+            build_api(
+                policy=self.policy,
+                controls=self.controls,
+                admin_token=settings.admin.token,
+                ready=lambda: self.healthy,
+            ),
+            access_log=None,
+        )
+        await self.http_runner.setup()
+        site = web.TCPSite(
+            self.http_runner,
+            bind,
+            settings.server.http_port if http_port is None else http_port,
+            reuse_port=True,
+        )
+        await site.start()
+        self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys))
         self.healthy = True
         log.info(
             "gatekeeper serving gRPC on %s:%d, ext_authz HTTP on %s:%d",
@@ -173,16 +203,20 @@ class App:
         self.ratelimit = service
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
 
-    async def _listen_invalidations(self, prefix: str) -> None:
-        """Reload the policy file when anything publishes on `<prefix>:invalidate`."""
-        assert self.redis is not None
+    async def _listen_invalidations(self, keys: KeySpace) -> None:
+        """On any message on the invalidation channel: reload overrides (and the policy file,
+        unless the message only announces a customer's spend cap)."""
+        assert self.redis is not None and self.controls is not None
         pubsub = self.redis.client.pubsub()
-        await pubsub.subscribe(f"{prefix}:invalidate")
+        await pubsub.subscribe(keys.invalidate_channel())
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
-                self.reload()
+                data = message.get("data") or b""
+                if not bytes(data).startswith(b"spend_cap:"):
+                    self.reload()
+                await self.controls.load()
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -209,6 +243,8 @@ class App:
             await self.authz_http.stop(grace_s)
         if self.grpc is not None:
             await self.grpc.stop(grace_s)
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
         if self.backlog is not None:
             self.backlog.stop()
             await self.backlog.run_once()

@@ -34,6 +34,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="ext_authz HTTP-mode port (default: settings.server.authz_http_port)",
     )
+    parser.add_argument(
+        "--http-port", type=int, help="HTTP API/health port (default: settings.server.http_port)"
+    )
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--log-level", default="INFO")
 
@@ -52,7 +55,10 @@ async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
     app = App(config)
     try:
         await app.start(
-            host=args.host, grpc_port=args.grpc_port, authz_http_port=args.authz_http_port
+            host=args.host,
+            grpc_port=args.grpc_port,
+            authz_http_port=args.authz_http_port,
+            http_port=args.http_port,
         )
     except ConfigError as exc:  # e.g. the rate limit config: every issue, exit 2
         for issue in exc.issues:
@@ -66,7 +72,7 @@ async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
     host = args.host or config.settings.server.host
     print(
         f"gatekeeper: serving gRPC on {host}:{app.grpc_port}, "
-        f"ext_authz HTTP on {host}:{app.authz_http_port}",
+        f"ext_authz HTTP on {host}:{app.authz_http_port}, API on {host}:{app.http_port}",
         flush=True,
     )
     stop = asyncio.Event()
@@ -93,6 +99,7 @@ def _run_workers(
         ("--host", args.host),
         ("--grpc-port", args.grpc_port),
         ("--authz-http-port", args.authz_http_port),
+        ("--http-port", args.http_port),
         ("--log-level", args.log_level),
     ):
         if value is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "AdminSettings",
     "AlertSettings",
     "BillingSettings",
     "EdgeSettings",
@@ -102,6 +103,11 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    token: Secret | None = None  # operator bearer token for the HTTP API (GATEKEEPER_ADMIN_TOKEN)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     failure_mode: FailureMode = FailureMode.CLOSED
@@ -109,4 +115,5 @@ class Settings:
     billing: BillingSettings = field(default_factory=BillingSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory

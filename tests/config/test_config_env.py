@@ -9,6 +9,7 @@ import pytest
 from gatekeeper.config import ConfigError, parse_config
 from gatekeeper.config.settings_fields import LIST_FIELDS, SECTIONS, TOP_LEVEL
 from gatekeeper.settings import (
+    AdminSettings,
     AlertSettings,
     BillingSettings,
     EdgeSettings,
@@ -126,6 +127,7 @@ def test_every_settings_field_is_readable() -> None:
         "billing": BillingSettings,
         "alerts": AlertSettings,
         "edge": EdgeSettings,
+        "admin": AdminSettings,
     }
     for section, cls in classes.items():
         names = {f.name for f in dataclasses.fields(cls)}

@@ -44,7 +44,7 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
     app = await App(load_config(POLICY, env=env)).start(
-        host="127.0.0.1", grpc_port=0, authz_http_port=0
+        host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
     )
     upstream = await Upstream().start()
     try:

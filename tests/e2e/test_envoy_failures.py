@@ -47,7 +47,7 @@ async def _post(url: str, customer: str = "busy") -> tuple[int, dict[str, str], 
 
 async def _start(env: dict[str, str]) -> App:
     return await App(load_config(POLICY, env=env)).start(
-        host="127.0.0.1", grpc_port=0, authz_http_port=0
+        host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
     )
 
 

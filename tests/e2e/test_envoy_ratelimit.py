@@ -26,7 +26,9 @@ async def envoy_url(
         "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
         "GATEKEEPER_RATELIMIT_CONFIG": str(ENVOY_DIR / "ratelimit"),
     }
-    app = await App(load_config(POLICY, env=env)).start(host="127.0.0.1", grpc_port=0)
+    app = await App(load_config(POLICY, env=env)).start(
+        host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
+    )
     upstream = await Upstream().start()
     try:
         with running_envoy(

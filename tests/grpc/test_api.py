@@ -24,7 +24,9 @@ POLICY = Path(__file__).parents[1] / "e2e" / "policy.yaml"
 @pytest.fixture
 async def app(redis: Redis, redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[App]:
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
-    application = await App(load_config(POLICY, env=env)).start(host="127.0.0.1", grpc_port=0)
+    application = await App(load_config(POLICY, env=env)).start(
+        host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
+    )
     yield application
     await application.stop(0.2)
 
@@ -158,7 +160,9 @@ async def test_policy_reloads_on_invalidation_message(
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(POLICY.read_text())
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
-    app = await App(load_config(policy_file, env=env)).start(host="127.0.0.1", grpc_port=0)
+    app = await App(load_config(policy_file, env=env)).start(
+        host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
+    )
     try:
         assert app.policy.current().customers["former"].api_keys[0].revoked
         policy_file.write_text(POLICY.read_text().replace("revoked: true", "revoked: false"))

@@ -102,6 +102,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE},
+    "admin": {"token": FieldSpec("secret", what="a non-empty token")},
     "edge": {
         "trusted_customer_header": FieldSpec(
             "str", pattern=_HEADER, what="a lower-case header name"

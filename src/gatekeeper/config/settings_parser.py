@@ -25,6 +25,7 @@ from gatekeeper.config.fields import (
 from gatekeeper.config.settings_fields import LIST_FIELDS, SECTIONS, TOP_LEVEL, FieldSpec
 from gatekeeper.config.yamlsrc import Node, Scalar, item_path, key_path
 from gatekeeper.settings import (
+    AdminSettings,
     AlertSettings,
     BillingSettings,
     EdgeSettings,
@@ -184,6 +185,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         alerts=dataclasses.replace(AlertSettings(webhooks=webhooks), **fields("alerts")),
         ratelimit_config=None if ratelimit is None else str(ratelimit),
         edge=_edge(fields("edge")),
+        admin=dataclasses.replace(AdminSettings(), **fields("admin")),
     )
 
 

@@ -93,3 +93,16 @@ class KeySpace:
         the domain is percent-escaped here.
         """
         return f"{self.prefix}:rl:{{{quote(domain, safe='')}/{descriptor_key}}}:{window_start}"
+
+    # process-wide control state (not per customer: read whole at start and on invalidation)
+    def spend_cap_overrides(self) -> str:
+        """Hash: customer -> JSON of the cap the customer set (amount_nano, action)."""
+        return f"{self.prefix}:overrides:spend_cap"
+
+    def audit_stream(self) -> str:
+        """Stream: who changed what, when, old and new (spend caps, later keys and plans)."""
+        return f"{self.prefix}:audit"
+
+    def invalidate_channel(self) -> str:
+        """Pub/sub channel: any message makes every process reload policy and overrides."""
+        return f"{self.prefix}:invalidate"

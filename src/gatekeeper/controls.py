@@ -1,0 +1,161 @@
+"""Spending controls: a customer's own spend cap, set at run time, never above its plan's ceiling.
+
+Overrides live in Redis (one hash), every change is audited (who, when, old, new) and announced
+on the invalidation channel, so every gatekeeper process applies it within a pub/sub delivery.
+`LivePolicy` is the PolicySource the engine reads: the policy file with the overrides applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+from gatekeeper.clock import Clock
+from gatekeeper.model import CapAction, Customer, CustomerSpendCap, Policy, frozen_map
+from gatekeeper.money import MAX_SCRIPT_NANO, format_nano
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["LivePolicy", "SpendCapError", "SpendControls", "apply_overrides", "cap_ceiling"]
+
+
+class SpendCapError(ValueError):
+    """A cap a user asked for that cannot be set; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def cap_ceiling(customer: Customer) -> int | None:
+    """The highest cap the customer may set: the plan's max_customer_cap, else its default cap."""
+    plan_cap = customer.entitlements.spend_cap
+    if plan_cap is None:
+        return None
+    return plan_cap.max_customer_cap_nano or plan_cap.amount_nano
+
+
+def apply_overrides(policy: Policy, caps: Mapping[str, CustomerSpendCap | None]) -> Policy:
+    """The policy with customers' own caps replaced (None in `caps` = back to the plan default)."""
+    if not caps:
+        return policy
+    customers = dict(policy.customers)
+    for customer_id, cap in caps.items():
+        customer = customers.get(customer_id)
+        if customer is not None:
+            customers[customer_id] = replace(customer, spend_cap=cap)
+    return replace(policy, customers=frozen_map(customers))
+
+
+class LivePolicy:
+    """PolicySource: the file's policy with run-time overrides; rebuilt only when either changes."""
+
+    def __init__(self, base: Policy) -> None:
+        self._base = base
+        self._caps: dict[str, CustomerSpendCap | None] = {}
+        self._merged = base
+
+    def current(self) -> Policy:
+        return self._merged
+
+    @property
+    def base(self) -> Policy:
+        return self._base
+
+    def replace(self, base: Policy) -> None:
+        self._base = base
+        self._merged = apply_overrides(base, self._caps)
+
+    def set_caps(self, caps: Mapping[str, CustomerSpendCap | None]) -> None:
+        self._caps = dict(caps)
+        self._merged = apply_overrides(self._base, self._caps)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _encode(cap: CustomerSpendCap | None) -> str:
+    if cap is None:
+        return json.dumps(None)
+    return json.dumps(
+        {"amount_nano": cap.amount_nano, "action": cap.action.value if cap.action else None}
+    )
+
+
+def _decode(raw: str) -> CustomerSpendCap | None:
+    data = json.loads(raw)
+    if data is None:
+        return None
+    action = CapAction(data["action"]) if data.get("action") else None
+    return CustomerSpendCap(int(data["amount_nano"]), action)
+
+
+@dataclass(frozen=True, slots=True)
+class CapChange:
+    customer: str
+    old: CustomerSpendCap | None
+    new: CustomerSpendCap | None
+    actor: str
+    at: datetime
+
+
+class SpendControls:
+    def __init__(self, *, redis: Redis, keys: KeySpace, policy: LivePolicy, clock: Clock) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._policy = policy
+        self._clock = clock
+
+    async def load(self) -> dict[str, CustomerSpendCap | None]:
+        """Every override in Redis, applied to the live policy. Raises redis errors."""
+        raw = await self._redis.hgetall(self._keys.spend_cap_overrides())
+        caps = {_text(k): _decode(_text(v)) for k, v in raw.items()}
+        self._policy.set_caps(caps)
+        return caps
+
+    async def set_cap(
+        self, *, actor: str, customer_id: str, amount_nano: int | None, action: CapAction | None
+    ) -> CapChange:
+        """Set (or with amount None, remove) the customer's own cap; audited and announced.
+
+        Raises SpendCapError naming `amount` or `customer` when the cap is not allowed.
+        """
+        customer = self._policy.base.customers.get(customer_id)
+        if customer is None:
+            raise SpendCapError("customer", f"unknown customer {customer_id!r}")
+        new = None if amount_nano is None else CustomerSpendCap(amount_nano, action)
+        if amount_nano is not None:
+            if amount_nano < 0:
+                raise SpendCapError("amount", "amount must be zero or more")
+            ceiling = cap_ceiling(customer)
+            if ceiling is not None and amount_nano > ceiling:
+                raise SpendCapError(
+                    "amount",
+                    f"{format_nano(amount_nano)} is above the plan's ceiling of "
+                    f"{format_nano(ceiling)}",
+                )
+            if amount_nano >= MAX_SCRIPT_NANO:
+                raise SpendCapError("amount", "amount is too large")
+        old = self._policy.current().customers[customer_id].spend_cap
+        now = self._clock.now()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.spend_cap_overrides(), customer_id, _encode(new))
+            pipe.xadd(
+                self._keys.audit_stream(),
+                {
+                    "what": "spend_cap",
+                    "customer": customer_id,
+                    "actor": actor,
+                    "at": now.isoformat(),
+                    "old": _encode(old),
+                    "new": _encode(new),
+                },
+            )
+            pipe.publish(self._keys.invalidate_channel(), f"spend_cap:{customer_id}")
+            await pipe.execute()
+        await self.load()
+        return CapChange(customer_id, old, new, actor, now)
