@@ -8,8 +8,8 @@ Figures, all measured in this one run:
   sqlite bare    executemany of the same rows into a plain table, one transaction per batch
   pg store       PostgresBillingStore.record() (COPY to staging + INSERT..ON CONFLICT..RETURNING)
   pg bare        copy_records_to_table of the same rows into a plain table, per batch
-  latency        engine decisions at full speed while a BillingWorker ingests them in the same
-                 process: time from decide() returning to the event's batch committing
+  latency        engine decisions flat out (32 clients) in this process while `gatekeeper worker`
+                 ingests them in its own process (as deployed): event time -> recorded_at
 Events are real (decided by the engine over Redis), then cloned with fresh ids to reach --events.
 """
 
@@ -20,12 +20,15 @@ import asyncio
 import dataclasses
 import os
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -52,10 +55,10 @@ from tests.pipeline.support import (
     CUSTOMERS,
     PARTITIONS,
     harness,
-    make_worker,
     request,
     run_decisions,
     test_policy,
+    write_policy,
 )
 
 _INTS = {"quantity", "granted", "billable", "amount_nano", "estimate", "actual", "overage"}
@@ -128,51 +131,71 @@ async def pg_bare(dsn: str, schema: str, events: Sequence[BilledEvent], size: in
         await conn.close()
 
 
-class Timed:
-    """A store wrapper that notes when each decision's events committed."""
-
-    def __init__(self, inner: BillingStore) -> None:
-        self.inner = inner
-        self.committed: dict[str, float] = {}
-
-    async def record(self, events: Sequence[BilledEvent]) -> RecordResult:
-        result = await self.inner.record(events)
-        now = time.perf_counter()
-        for b in events:
-            self.committed.setdefault(b.event.decision_id, now)
-        return result
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-
-async def latency(redis: Redis, store: BillingStore, seconds: float) -> tuple[float, float, int]:
-    """p50, p99 (ms) from decide() returning to commit, with decisions running flat out."""
+async def latency(
+    redis: Redis, redis_url: str, dsn: str, store: BillingStore, seconds: float, tmp: Path
+) -> tuple[float, float, int]:
+    """p50, p99 (ms) from decision to commit: decisions flat out (32 clients) in this process,
+    `gatekeeper worker` in its own process (as deployed). Per event: recorded_at (the store's
+    clock at insert; PostgreSQL: transaction start) minus the event's time (the decision)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    # real time: events fall in today's periods
-    clock: ManualClock = SystemClock()  # type: ignore[assignment]
+    since = datetime.now(UTC)
+    policy_file = write_policy(tmp)
+    clock: ManualClock = SystemClock()  # type: ignore[assignment]  # real time: today's periods
     h = make_harness(redis, test_policy(), prefix, clock=clock, partitions=PARTITIONS)
-    timed = Timed(store)
-    worker = make_worker(redis, timed, prefix, batch=1000, block_ms=20)  # type: ignore[arg-type]
-    decided: dict[str, float] = {}
-    task = asyncio.create_task(worker.run())
-    rng = random.Random(1)
-    deadline = time.perf_counter() + seconds
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")} | {
+        "GATEKEEPER_CONFIG": str(policy_file), "GATEKEEPER_REDIS_URL": redis_url,
+        "GATEKEEPER_REDIS_KEY_PREFIX": prefix, "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
+        "GATEKEEPER_BILLING_DSN": dsn,
+    }  # fmt: skip
+    log = tmp / f"worker-{prefix}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gatekeeper", "worker", "--block-ms", "20", "--batch", "1000",
+             "--trim-interval", "0"], env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        while " partitions of " not in log.read_text():
+            await asyncio.sleep(0.05)
+        base = await store.event_count()
+        rng = random.Random(1)
+        deadline = time.perf_counter() + seconds
+        admitted = 0
 
-    async def client() -> None:
-        while time.perf_counter() < deadline:
-            d = await h.engine.decide(request(rng, rng.choice(CUSTOMERS)))
-            if d.allowed:
-                decided[d.decision_id] = time.perf_counter()
+        async def client() -> None:
+            nonlocal admitted
+            while time.perf_counter() < deadline:
+                d = await h.engine.decide(request(rng, rng.choice(CUSTOMERS)))
+                admitted += d.allowed
 
-    await asyncio.gather(*(client() for _ in range(32)))
-    while len(timed.committed) < len(decided):
-        await asyncio.sleep(0.05)
-    worker.stop()
-    await task
-    lat = sorted((timed.committed[k] - t) * 1000 for k, t in decided.items())
+        await asyncio.gather(*(client() for _ in range(32)))
+        total = sum([await redis.xlen(s) for s in h.store.keys.all_usage_streams()])
+        while await store.event_count() - base < total:
+            await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    lat = sorted(await _latencies(store, since))
     await _cleanup(redis, prefix)
-    return statistics.median(lat), lat[int(len(lat) * 0.99)], len(lat)
+    return statistics.median(lat), lat[int(len(lat) * 0.99)], admitted
+
+
+async def _latencies(store: BillingStore, since: datetime) -> list[float]:
+    """Milliseconds from event time to recorded_at, for the events of this run."""
+    if isinstance(store, SqliteBillingStore):
+        rows = await store._conn.execute_fetchall(
+            "SELECT (julianday(recorded_at) - julianday(occurred_at)) * 86400000.0 "
+            "FROM usage_events WHERE julianday(recorded_at) >= julianday(?)",
+            (SQLITE_CONV.ts(since),),
+        )
+        return [float(r[0]) for r in rows]
+    assert isinstance(store, PostgresBillingStore)
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT EXTRACT(EPOCH FROM recorded_at - occurred_at) * 1000 FROM usage_events "
+            "WHERE recorded_at >= $1",
+            since,
+        )
+    return [float(r[0]) for r in rows]
 
 
 async def _cleanup(redis: Redis, prefix: str) -> None:
@@ -209,8 +232,12 @@ async def main(args: argparse.Namespace) -> None:
               f"   ratio {sq_rate / sq_bare:.2f}")  # fmt: skip
         print(f"pg     store {pg_rate:10.0f} ev/s   bare COPY        {pg_base:10.0f} ev/s"
               f"   ratio {pg_rate / pg_base:.2f}")  # fmt: skip
-        for name, store in (("sqlite", sq), ("pg", pg)):
-            p50, p99, n = await latency(redis, store, args.seconds)
+        pg_dsn = (
+            f"{args.pg_dsn}{'&' if '?' in args.pg_dsn else '?'}options=-csearch_path%3D{schema}"
+        )
+        targets = (("sqlite", sq, f"sqlite://{Path(tmp) / 'store.sqlite'}"), ("pg", pg, pg_dsn))
+        for name, store, dsn in targets:
+            p50, p99, n = await latency(redis, url, dsn, store, args.seconds, Path(tmp))
             lat = f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  ({n} decisions)"
             print(f"{name:6} decision->committed {lat}")
         await sq.close()

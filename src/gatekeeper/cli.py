@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
 from gatekeeper.serve import add_serve_arguments, run_serve
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
@@ -75,6 +76,9 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         add_arguments=add_serve_arguments,
         run=run_serve,
     ),
+    Subcommand(*WORKER),
+    Subcommand(*EXPORT),
+    Subcommand(*RECONCILE),
 )
 
 

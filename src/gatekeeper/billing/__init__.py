@@ -1,0 +1,38 @@
+"""Billing stores (DESIGN.md §2 billing path): immutable usage events, invoice lines per
+customer x feature x billing period, a revenue ledger per day, and the alert log."""
+
+from gatekeeper.billing.connect import DEFAULT_SQLITE_PATH, describe_dsn, open_store
+from gatekeeper.billing.periods import BillingCalendar, PeriodArg, parse_period
+from gatekeeper.billing.postgres import PostgresBillingStore
+from gatekeeper.billing.protocol import BillingStore, BillingStoreError, RecordResult
+from gatekeeper.billing.sqlite import SqliteBillingStore
+from gatekeeper.billing.types import (
+    BilledEvent,
+    InvoiceLine,
+    LedgerRow,
+    LineKind,
+    LineStatus,
+    StoredEvent,
+    UsageSums,
+)
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "BilledEvent",
+    "BillingCalendar",
+    "BillingStore",
+    "BillingStoreError",
+    "InvoiceLine",
+    "LedgerRow",
+    "LineKind",
+    "LineStatus",
+    "PeriodArg",
+    "PostgresBillingStore",
+    "RecordResult",
+    "SqliteBillingStore",
+    "StoredEvent",
+    "UsageSums",
+    "describe_dsn",
+    "open_store",
+    "parse_period",
+]

@@ -1,0 +1,258 @@
+"""`gatekeeper worker`, `gatekeeper export`, `gatekeeper reconcile` (DESIGN.md §6).
+
+Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a Subcommand;
+they are plain tuples so this module need not import gatekeeper.cli (which imports it).
+Config: `--config`, else GATEKEEPER_CONFIG, else the packaged demo policy; settings from env.
+Exit codes: 0 ok, 1 runtime failure (or differences found by reconcile), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+from gatekeeper.billing import (
+    DEFAULT_SQLITE_PATH,
+    BillingCalendar,
+    BillingStoreError,
+    describe_dsn,
+    open_store,
+    parse_period,
+)
+from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, write_json
+from gatekeeper.clock import SystemClock
+from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.pipeline.reconcile import reconcile
+from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
+from gatekeeper.store.connection import open_redis
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["EXPORT", "RECONCILE", "WORKER", "CommandSpec"]
+
+log = logging.getLogger("gatekeeper.worker")
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CommandSpec(NamedTuple):
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="policy file (default: $GATEKEEPER_CONFIG, else demo)")
+    parser.add_argument(
+        "--sqlite-path",
+        default=DEFAULT_SQLITE_PATH,
+        help=f"SQLite billing file when GATEKEEPER_BILLING_DSN is unset ({DEFAULT_SQLITE_PATH})",
+    )
+
+
+def _load(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedConfig | None:
+    try:
+        return load_config(args.config or env.get("GATEKEEPER_CONFIG") or None, env=env)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return None
+
+
+def _logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+# -- worker ------------------------------------------------------------------------------------
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    d = WorkerOptions(consumer="-")
+    parser.add_argument("--consumer", help="consumer name (default: host-pid-random, unique)")
+    parser.add_argument("--batch", type=int, default=d.batch, help="entries per store commit")
+    parser.add_argument("--block-ms", type=int, default=d.block_ms)
+    parser.add_argument("--max-in-flight", type=int, default=d.max_in_flight)
+    parser.add_argument("--min-idle-ms", type=int, default=d.min_idle_ms,
+                        help="reclaim entries pending this long with another consumer")  # fmt: skip
+    parser.add_argument("--reclaim-interval", type=float, default=d.reclaim_interval_s)
+    parser.add_argument("--max-tries", type=int, default=d.max_tries,
+                        help="deliveries before a failing entry is dead-lettered")  # fmt: skip
+    parser.add_argument("--trim-interval", type=float, default=d.trim_interval_s,
+                        help="seconds between stream trims (0 = never)")  # fmt: skip
+
+
+def run_worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Run the billing sink until SIGTERM/SIGINT (then finish the batch in hand, exit 0)."""
+    _logging()
+    loaded = _load(args, env)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    try:
+        options = WorkerOptions(
+            consumer=args.consumer or consumer_name(), batch=args.batch, block_ms=args.block_ms,
+            max_in_flight=args.max_in_flight, min_idle_ms=args.min_idle_ms,
+            reclaim_interval_s=args.reclaim_interval, max_tries=args.max_tries,
+            trim_interval_s=args.trim_interval,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return asyncio.run(_worker(loaded, options, args.sqlite_path))
+
+
+async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str) -> int:
+    settings = loaded.settings
+    try:
+        store = await open_store(settings.billing.dsn, default_sqlite_path=sqlite_path)
+    except (ValueError, BillingStoreError) as exc:
+        log.error("billing store %s: %s", describe_dsn(settings.billing.dsn, sqlite_path), exc)
+        return EXIT_FAILURE
+    try:
+        handle = await open_redis(settings.redis)
+    except Exception as exc:
+        log.error("redis: %s", exc)
+        await store.close()
+        return EXIT_FAILURE
+    keys = KeySpace(prefix=settings.redis.key_prefix, partitions=settings.redis.partitions)
+    policy = loaded.policy
+    worker = BillingWorker(
+        redis=handle.client, store=store, keys=keys,
+        calendar=BillingCalendar(lambda: policy), clock=SystemClock(), options=options,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    log.info(
+        "worker %s: %d partitions of %s, store %s", options.consumer, keys.partitions,
+        handle.url, describe_dsn(settings.billing.dsn, sqlite_path),
+    )  # fmt: skip
+    try:
+        await worker.run()
+    except WorkerFailed as exc:
+        log.error("worker failed: %s", exc)
+        return EXIT_FAILURE
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await handle.close()
+        await store.close()
+    s = worker.stats
+    log.info("worker stopped: stored=%d duplicates=%d acked=%d dead_lettered=%d errors=%s",
+             s.stored, s.duplicates, s.acked, s.dead_lettered, dict(s.errors))  # fmt: skip
+    return EXIT_OK
+
+
+# -- export ------------------------------------------------------------------------------------
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--customer", required=True)
+    parser.add_argument("--period", required=True,
+                        help="YYYY-MM-DD: the period containing that day; YYYY-MM: the period "
+                             "starting in that month")  # fmt: skip
+    parser.add_argument("--format", choices=("csv", "json", "both"), default="both")
+    parser.add_argument("--out", default=".", help="directory for the files (default: .)")
+
+
+def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Write the customer's invoice for the period as CSV and/or JSON; print the paths."""
+    loaded = _load(args, env)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    try:
+        period = parse_period(args.period)
+    except ValueError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = Path(args.out)
+    if not out.is_dir():
+        print(f"export: --out {out} is not a directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    customer = loaded.policy.customers.get(args.customer)
+    window = period.window(customer.billing_day if customer else None)
+
+    async def go() -> int:
+        store = await open_store(loaded.settings.billing.dsn, default_sqlite_path=args.sqlite_path)
+        try:
+            invoice = await build_invoice(store, args.customer, window)
+        finally:
+            await store.close()
+        paths = []
+        if args.format in ("csv", "both"):
+            paths.append(write_csv(invoice, out))
+        if args.format in ("json", "both"):
+            paths.append(write_json(invoice, out))
+        for path in paths:
+            print(path)
+        return EXIT_OK
+
+    try:
+        return asyncio.run(go())
+    except (ValueError, BillingStoreError, ExportMismatch, OSError) as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# -- reconcile ---------------------------------------------------------------------------------
+def _reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--period", required=True, help="as for export")
+    parser.add_argument("--customer", help="only this customer (default: all)")
+
+
+def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Print each difference between Redis counters and the store; exit 1 if there is any."""
+    loaded = _load(args, env)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    try:
+        period = parse_period(args.period)
+    except ValueError as exc:
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    s = loaded.settings
+
+    async def go() -> int:
+        store = await open_store(s.billing.dsn, default_sqlite_path=args.sqlite_path)
+        try:
+            handle = await open_redis(s.redis)
+            try:
+                report = await reconcile(
+                    redis=handle.client, store=store, policy=loaded.policy, period=period,
+                    keys=KeySpace(prefix=s.redis.key_prefix, partitions=s.redis.partitions),
+                    customers=[args.customer] if args.customer else None,
+                    now=SystemClock().now(), grace=timedelta(seconds=s.redis.period_grace_s),
+                )  # fmt: skip
+            finally:
+                await handle.close()
+        finally:
+            await store.close()
+        for diff in report.differences:
+            print(f"DIFF {diff}")
+        for note in report.skipped:
+            print(f"skipped {note}")
+        n = len(report.differences)
+        print(f"{report.compared} counters compared, {n} difference{'' if n == 1 else 's'}")
+        return EXIT_FAILURE if n else EXIT_OK
+
+    try:
+        return asyncio.run(go())
+    except Exception as exc:  # the CLI edge: report, never a traceback
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+WORKER = CommandSpec("worker", "billing sink: usage streams -> billing store, exactly once",
+                     _worker_arguments, run_worker)  # fmt: skip
+EXPORT = CommandSpec("export", "write a customer's invoice for a billing period (CSV/JSON)",
+                     _export_arguments, run_export)  # fmt: skip
+RECONCILE = CommandSpec("reconcile", "compare Redis counters with the billing store",
+                        _reconcile_arguments, run_reconcile)  # fmt: skip

@@ -1,0 +1,90 @@
+"""`gatekeeper export` and `gatekeeper reconcile` through the CLI entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from gatekeeper.billing import BillingStore
+from gatekeeper.cli import main
+from tests.billing.stores import StoreTarget
+from tests.conftest import RedisTarget
+from tests.pipeline.support import PARTITIONS, harness, keyspace, make_worker, run_decisions
+from tests.pipeline.support import write_policy as _write_policy
+
+
+def cli_env(
+    store_target: StoreTarget, redis_target: RedisTarget, prefix: str, tmp: Path
+) -> dict[str, str]:
+    return {
+        "GATEKEEPER_CONFIG": str(_write_policy(tmp)),
+        "GATEKEEPER_REDIS_URL": redis_target.url,
+        "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
+        "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
+        "GATEKEEPER_BILLING_DSN": store_target.dsn,
+    }
+
+
+async def test_export_lists_event_ids_and_totals_reconcile(
+    store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
+    key_prefix: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    h = harness(redis, key_prefix)
+    await run_decisions(h, 600)
+    await make_worker(redis, store, key_prefix).drain()
+    env = cli_env(store_target, redis_target, key_prefix, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    # alpha bills from the 15th: "2026-11" = the period starting in November = 2026-11-15
+    for period in ("2026-11", "2026-11-15", "2026-11-30"):
+        args = ["export", "--customer", "alpha", "--period", period, "--out", str(out)]
+        assert await _run(args, env) == 0
+    doc = json.loads((out / "invoice-alpha-2026-11-15.json").read_text())
+    assert (doc["period_start"], doc["period_end"]) == ("2026-11-15", "2026-12-15")
+    events = {e.event.id: e.event for e in await store.invoice_events("alpha", date(2026, 11, 15))}
+    listed = [e["id"] for line in doc["lines"] for e in line["events"]]
+    assert sorted(listed) == sorted(events)  # every event on exactly one line
+    for line in doc["lines"]:
+        assert line["amount_nano"] == sum(events[e["id"]].amount_nano for e in line["events"])
+        assert line["quantity"] == sum(events[e["id"]].quantity for e in line["events"])
+    total = doc["totals"]["USD"]
+    assert total["amount_nano"] == sum(x["amount_nano"] for x in doc["lines"])
+    assert total["amount_minor"] == sum(x["amount_minor"] for x in doc["lines"])
+    with (out / "invoice-alpha-2026-11-15.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    lines, totals = rows[:-1], rows[-1]
+    assert sorted(i for r in lines for i in r["event_ids"].split()) == sorted(events)
+    assert totals["line_id"] == "total"
+    assert int(totals["amount_minor"]) == sum(int(r["amount_minor"]) for r in lines)
+    assert await _run(["export", "--customer", "alpha", "--period", "11/2026"], env) == 2
+
+
+async def test_reconcile_finds_no_difference_then_a_planted_one(
+    store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
+    key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    h = harness(redis, key_prefix)
+    await run_decisions(h, 600)
+    await make_worker(redis, store, key_prefix).drain()
+    env = cli_env(store_target, redis_target, key_prefix, tmp_path)
+    assert await _run(["reconcile", "--period", "2026-11-24"], env) == 0
+    out = capsys.readouterr().out
+    assert " 0 differences" in out and "DIFF" not in out
+    # a counter that moved without an event (or an event the store lost): reported, exit 1
+    spend = keyspace(key_prefix).spend("beta", "202611010000")
+    await redis.hincrby(spend, "u", 7)
+    assert await _run(["reconcile", "--period", "2026-11", "--customer", "beta"], env) == 1
+    out = capsys.readouterr().out
+    assert "DIFF customer=beta counter=spend" in out and "diff=+7" in out
+    assert await _run(["reconcile", "--period", "2026-11", "--customer", "alpha"], env) == 0
+
+
+async def _run(args: list[str], env: dict[str, str]) -> int:
+    # main() runs its own event loop (asyncio.run): give it a thread of its own.
+    return await asyncio.to_thread(main, args, env=env)
