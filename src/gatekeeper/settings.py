@@ -18,6 +18,7 @@ __all__ = [
     "EdgeSettings",
     "FailClosedAnswer",
     "FailureMode",
+    "ForwarderSection",
     "RedisSettings",
     "Secret",
     "ServerSettings",
@@ -103,6 +104,19 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwarderSection:
+    """Optional CloudEvents forwarder run by `gatekeeper worker` (url unset = off)."""
+
+    url: str | None = None
+    source: str = "gatekeeper"
+    batch_size: int = 100
+    max_wait_ms: int = 1_000
+    max_attempts: int = 5
+    timeout_s: int = 10
+    auth_token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AdminSettings:
     token: Secret | None = None  # operator bearer token for the HTTP API (GATEKEEPER_ADMIN_TOKEN)
 
@@ -116,4 +130,5 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    forwarder: ForwarderSection = field(default_factory=ForwarderSection)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory

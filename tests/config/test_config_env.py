@@ -15,6 +15,7 @@ from gatekeeper.settings import (
     EdgeSettings,
     FailClosedAnswer,
     FailureMode,
+    ForwarderSection,
     RedisSettings,
     ServerSettings,
     Settings,
@@ -128,6 +129,7 @@ def test_every_settings_field_is_readable() -> None:
         "alerts": AlertSettings,
         "edge": EdgeSettings,
         "admin": AdminSettings,
+        "forwarder": ForwarderSection,
     }
     for section, cls in classes.items():
         names = {f.name for f in dataclasses.fields(cls)}

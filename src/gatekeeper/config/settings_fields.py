@@ -103,6 +103,15 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE},
     "admin": {"token": FieldSpec("secret", what="a non-empty token")},
+    "forwarder": {
+        "url": FieldSpec("str", pattern=re.compile(r"https?://\S+"), what="an http(s) URL"),
+        "source": FieldSpec("str", pattern=re.compile(r"\S+"), what="a URI-reference"),
+        "batch_size": _POSITIVE,
+        "max_wait_ms": _POSITIVE,
+        "max_attempts": _POSITIVE,
+        "timeout_s": _POSITIVE,
+        "auth_token": FieldSpec("secret", what="a non-empty token"),
+    },
     "edge": {
         "trusted_customer_header": FieldSpec(
             "str", pattern=_HEADER, what="a lower-case header name"

@@ -31,6 +31,7 @@ from gatekeeper.settings import (
     EdgeSettings,
     FailClosedAnswer,
     FailureMode,
+    ForwarderSection,
     RedisSettings,
     ServerSettings,
     Settings,
@@ -186,6 +187,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         ratelimit_config=None if ratelimit is None else str(ratelimit),
         edge=_edge(fields("edge")),
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
+        forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
     )
 
 

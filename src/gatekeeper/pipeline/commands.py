@@ -29,6 +29,8 @@ from gatekeeper.billing import (
 from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, write_json
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.forward.consumer import UsageForwarder
+from gatekeeper.pipeline.forwarding import build_forwarder
 from gatekeeper.pipeline.reconcile import reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
 from gatekeeper.store.connection import open_redis
@@ -128,27 +130,58 @@ async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str
         redis=handle.client, store=store, keys=keys,
         calendar=BillingCalendar(lambda: policy), clock=SystemClock(), options=options,
     )  # fmt: skip
+    forwarding = build_forwarder(
+        settings.forwarder, redis=handle.client, keys=keys, consumer=options.consumer
+    )
+
+    def stop() -> None:
+        worker.stop()
+        if forwarding is not None:
+            forwarding[0].stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, stop)
     log.info(
         "worker %s: %d partitions of %s, store %s", options.consumer, keys.partitions,
         handle.url, describe_dsn(settings.billing.dsn, sqlite_path),
     )  # fmt: skip
     try:
-        await worker.run()
+        if forwarding is None:
+            await worker.run()
+        else:
+            log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
+            await _run_both(worker, forwarding[0])
     except WorkerFailed as exc:
         log.error("worker failed: %s", exc)
+        return EXIT_FAILURE
+    except Exception as exc:  # the forwarder loop died: not silent, exit 1
+        log.error("forwarder failed: %r", exc)
         return EXIT_FAILURE
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if forwarding is not None:
+            await forwarding[1].aclose()
         await handle.close()
         await store.close()
     s = worker.stats
     log.info("worker stopped: stored=%d duplicates=%d acked=%d dead_lettered=%d errors=%s",
              s.stored, s.duplicates, s.acked, s.dead_lettered, dict(s.errors))  # fmt: skip
     return EXIT_OK
+
+
+async def _run_both(worker: BillingWorker, forwarder: UsageForwarder) -> None:
+    """Run sink and forwarder; the first to fail stops the other and raises."""
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(forwarder.run())]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if task.exception() is not None:
+            worker.stop()
+            forwarder.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise task.exception()  # type: ignore[misc]
+    await asyncio.gather(*tasks)
 
 
 # -- export ------------------------------------------------------------------------------------

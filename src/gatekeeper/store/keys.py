@@ -103,6 +103,39 @@ class KeySpace:
         """Stream: who changed what, when, old and new (spend caps, later keys and plans)."""
         return f"{self.prefix}:audit"
 
+    def forward_dead_letter(self) -> str:
+        """Stream: CloudEvent batches the ingest endpoint refused for good, with the reason."""
+        return f"{self.prefix}:forward:dead"
+
     def invalidate_channel(self) -> str:
         """Pub/sub channel: any message makes every process reload policy and overrides."""
         return f"{self.prefix}:invalidate"
+
+    # alert notifier (gatekeeper.notify)
+    def alert_dead_letter(self, partition: int) -> str:
+        """Stream of alert deliveries given up on (endpoint, alert id, reason; never trimmed)."""
+        return f"{self._base(partition)}:alerts:dead"
+
+    def delivery_log(self) -> str:
+        """Stream of webhook delivery attempts, all partitions (trimmed to a bounded length)."""
+        return f"{self.prefix}:notify:log"
+
+    def alert_mutes(self, customer: str) -> str:
+        """Set: alert kinds the customer muted (acked and logged as suppressed, not delivered)."""
+        return f"{self._customer(customer)}:mute:{customer}:kinds"
+
+    def alert_delivered(self, customer: str, endpoint_id: str, alert_id: str) -> str:
+        """String (TTL): the alert (or digest) id reached the endpoint; never deliver it again."""
+        return f"{self._customer(customer)}:nd:{customer}:{endpoint_id}:{alert_id}"
+
+    def notify_state(self, customer: str) -> str:
+        """String (TTL): end of the customer's open digest window, epoch microseconds."""
+        return f"{self._customer(customer)}:nw:{customer}:window"
+
+    def forecast_alerted(
+        self, customer: str, kind: str, feature: str | None, window_token: str
+    ) -> str:
+        """String (TTL): a forecast/anomaly alert of this kind fired for the feature (None =
+        spend) in the period starting at `window_token`."""
+        subject = feature or "$spend"
+        return f"{self._customer(customer)}:fa:{customer}:{kind}:{subject}:{window_token}"

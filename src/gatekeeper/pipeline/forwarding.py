@@ -1,0 +1,59 @@
+"""Compose the optional CloudEvents forwarder of `gatekeeper worker` from settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from redis.asyncio import Redis
+
+from gatekeeper.forward.consumer import UsageForwarder
+from gatekeeper.forward.http import DeadLetter, HttpForwarder
+from gatekeeper.forward.settings import ForwarderSettings
+from gatekeeper.settings import ForwarderSection
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["build_forwarder"]
+
+log = logging.getLogger(__name__)
+
+
+def build_forwarder(
+    section: ForwarderSection, *, redis: Redis, keys: KeySpace, consumer: str
+) -> tuple[UsageForwarder, HttpForwarder] | None:
+    """The forwarder loop and its HTTP sender, or None when `forwarder.url` is unset.
+
+    Refused batches are kept in the `forward_dead_letter` stream with the reason, status and
+    the CloudEvents as they were sent: nothing is dropped silently.
+    """
+    if not section.url:
+        return None
+    settings = ForwarderSettings(
+        url=section.url,
+        source=section.source,
+        batch_size=section.batch_size,
+        max_wait_ms=section.max_wait_ms,
+        max_attempts=section.max_attempts,
+        timeout_s=float(section.timeout_s),
+        auth_token=section.auth_token,
+    )
+
+    async def dead_letter(item: DeadLetter) -> None:
+        log.error("forwarder dead letter: %s (status %s, %d events)", item.reason, item.status,
+                  len(item.events))  # fmt: skip
+        await redis.xadd(
+            keys.forward_dead_letter(),
+            {
+                "reason": item.reason,
+                "status": "" if item.status is None else str(item.status),
+                "events": json.dumps(list(item.events)),
+                "raw": json.dumps([dict(r) for r in item.raw]),
+            },
+        )
+
+    sender = HttpForwarder(settings=settings, dead_letter=dead_letter)
+    loop = UsageForwarder(
+        redis=redis, keys=keys, sender=sender, dead_letter=dead_letter, settings=settings,
+        consumer=consumer,
+    )  # fmt: skip
+    return loop, sender
