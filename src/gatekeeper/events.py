@@ -100,6 +100,8 @@ class AlertKind(StrEnum):
     THRESHOLD = "threshold"  # a percentage of a quota (feature) or spend cap (feature "") reached
     OVERAGE = "overage"  # a soft limit passed
     SPEND_CAP = "spend_cap"  # spend past a cap whose action is "alert"
+    FORECAST = "forecast"  # the period is projected to end above a limit or cap
+    ANOMALY = "anomaly"  # today's pace far above the recent daily baseline
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gatekeeper.billing import (
     DEFAULT_SQLITE_PATH,
@@ -29,8 +29,8 @@ from gatekeeper.billing import (
 from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, write_json
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
-from gatekeeper.forward.consumer import UsageForwarder
-from gatekeeper.pipeline.forwarding import build_forwarder
+from gatekeeper.engine import StaticPolicy
+from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
 from gatekeeper.pipeline.reconcile import reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
 from gatekeeper.store.connection import open_redis
@@ -108,10 +108,12 @@ def run_worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return asyncio.run(_worker(loaded, options, args.sqlite_path))
+    return asyncio.run(_worker(loaded, options, args.sqlite_path, env))
 
 
-async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str) -> int:
+async def _worker(
+    loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str, env: Mapping[str, str]
+) -> int:
     settings = loaded.settings
     try:
         store = await open_store(settings.billing.dsn, default_sqlite_path=sqlite_path)
@@ -133,11 +135,27 @@ async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str
     forwarding = build_forwarder(
         settings.forwarder, redis=handle.client, keys=keys, consumer=options.consumer
     )
+    try:
+        notifier = build_notifier(
+            settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
+            policy=StaticPolicy(policy),
+        )  # fmt: skip
+    except ValueError as exc:  # a webhook secret missing or malformed: bad input
+        log.error("alerts: %s", exc)
+        await handle.close()
+        await store.close()
+        return EXIT_BAD_INPUT
+    loops: list[Loop] = [worker]
+    if forwarding is not None:
+        loops.append(forwarding[0])
+        log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
+    if notifier is not None:
+        loops.append(notifier)
+        log.info("delivering alerts to %d webhook endpoint(s)", len(settings.alerts.webhooks))
 
     def stop() -> None:
-        worker.stop()
-        if forwarding is not None:
-            forwarding[0].stop()
+        for loop_ in loops:
+            loop_.stop()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,22 +165,20 @@ async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str
         handle.url, describe_dsn(settings.billing.dsn, sqlite_path),
     )  # fmt: skip
     try:
-        if forwarding is None:
-            await worker.run()
-        else:
-            log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
-            await _run_both(worker, forwarding[0])
+        await _run_all(loops)
     except WorkerFailed as exc:
         log.error("worker failed: %s", exc)
         return EXIT_FAILURE
-    except Exception as exc:  # the forwarder loop died: not silent, exit 1
-        log.error("forwarder failed: %r", exc)
+    except Exception as exc:  # a forwarder or notifier loop died: not silent, exit 1
+        log.error("worker loop failed: %r", exc)
         return EXIT_FAILURE
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         if forwarding is not None:
             await forwarding[1].aclose()
+        if notifier is not None:
+            await notifier.aclose()
         await handle.close()
         await store.close()
     s = worker.stats
@@ -171,16 +187,22 @@ async def _worker(loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str
     return EXIT_OK
 
 
-async def _run_both(worker: BillingWorker, forwarder: UsageForwarder) -> None:
-    """Run sink and forwarder; the first to fail stops the other and raises."""
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(forwarder.run())]
+class Loop(Protocol):
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+async def _run_all(loops: Sequence[Loop]) -> None:
+    """Run every loop; the first to fail stops the others and its exception is raised."""
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
-        if task.exception() is not None:
-            worker.stop()
-            forwarder.stop()
+        exc = task.exception()
+        if exc is not None:
+            for loop in loops:
+                loop.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
-            raise task.exception()  # type: ignore[misc]
+            raise exc
     await asyncio.gather(*tasks)
 
 

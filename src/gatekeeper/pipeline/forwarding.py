@@ -1,19 +1,27 @@
-"""Compose the optional CloudEvents forwarder of `gatekeeper worker` from settings."""
+"""Compose the optional loops of `gatekeeper worker` from settings: forwarder and notifier."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from gatekeeper.engine import PolicySource
 from gatekeeper.forward.consumer import UsageForwarder
 from gatekeeper.forward.http import DeadLetter, HttpForwarder
 from gatekeeper.forward.settings import ForwarderSettings
-from gatekeeper.settings import ForwarderSection
+from gatekeeper.notify import (
+    AlertNotifier,
+    NotifierSettings,
+    RedisDeliveryLog,
+    endpoints_from_settings,
+)
+from gatekeeper.settings import AlertSettings, ForwarderSection
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["build_forwarder"]
+__all__ = ["build_forwarder", "build_notifier"]
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +65,30 @@ def build_forwarder(
         consumer=consumer,
     )  # fmt: skip
     return loop, sender
+
+
+def build_notifier(
+    alerts: AlertSettings,
+    env: Mapping[str, str],
+    *,
+    redis: Redis,
+    keys: KeySpace,
+    consumer: str,
+    policy: PolicySource,
+) -> AlertNotifier | None:
+    """The webhook notifier, or None when no webhook is configured.
+
+    Raises ValueError naming `alerts.webhooks[i]` when a signing secret is missing or malformed.
+    """
+    endpoints = endpoints_from_settings(alerts, env)
+    if not endpoints:
+        return None
+    return AlertNotifier(
+        redis=redis,
+        keys=keys,
+        endpoints=endpoints,
+        settings=NotifierSettings.from_alert_settings(alerts),
+        consumer=consumer,
+        log_sink=RedisDeliveryLog(redis=redis, keys=keys),
+        policy=policy,
+    )

@@ -1,0 +1,116 @@
+"""One signed webhook POST, classified for the retry policy; and the backoff between attempts.
+
+Outcomes of an attempt: 2xx delivered; 408, 429, 5xx, timeouts and connection errors
+(refused, reset, DNS) are retryable, honouring `Retry-After`; any other status is final.
+Retries are not slept here: the notifier schedules the next attempt, so one failing endpoint
+never holds up another.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from gatekeeper.clock import Clock
+from gatekeeper.forward.http import parse_retry_after
+from gatekeeper.notify.signing import webhook_headers
+from gatekeeper.settings import Secret
+
+__all__ = ["AttemptResult", "WebhookClient", "backoff_s"]
+
+_RETRY_STATUSES = frozenset({408, 429})
+_BODY_EXCERPT = 300  # characters of a failure body kept in the reason
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """status None = no response (error says why). retry_after_s: the receiver's wish."""
+
+    ok: bool
+    retryable: bool
+    status: int | None
+    error: str | None
+    latency_ms: float
+    retry_after_s: float | None = None
+
+
+def backoff_s(
+    attempt: int,
+    retry_after_s: float | None,
+    *,
+    base_ms: int,
+    max_ms: int,
+    retry_after_max_s: float,
+    rng: random.Random,
+) -> float:
+    """Seconds before the attempt after `attempt` (1-based): the receiver's Retry-After
+    (capped) when given, else full jitter uniform(0, min(max, base * 2**(attempt-1)))."""
+    if retry_after_s is not None:
+        return min(retry_after_s, retry_after_max_s)
+    ceiling = min(max_ms, base_ms * 2 ** min(attempt - 1, 40))
+    return rng.uniform(0.0, ceiling) / 1000.0
+
+
+class WebhookClient:
+    """Signs and POSTs webhook bodies. Owns an aiohttp session made on first use (or uses the
+    one given, which it then does not close). `clock` stamps `webhook-timestamp`."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        timeout_s: float,
+        session: aiohttp.ClientSession | None = None,
+        user_agent: str = "gatekeeper-webhooks/1",
+    ) -> None:
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session = session
+        self._owns_session = session is None
+        self._user_agent = user_agent
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(
+        self, url: str, webhook_id: str, body: bytes, secrets: Sequence[Secret]
+    ) -> AttemptResult:
+        """One attempt; never raises for network or HTTP failures (they are the result).
+
+        The timestamp is taken now, so each retry is signed afresh (receivers reject
+        timestamps outside their tolerance) while `webhook-id` stays the same.
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        now = self._clock.now()
+        headers = webhook_headers(webhook_id, int(now.timestamp()), body, secrets)
+        headers["user-agent"] = self._user_agent
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                latency = (time.perf_counter() - started) * 1000.0
+                if 200 <= resp.status < 300:
+                    return AttemptResult(True, False, resp.status, None, latency)
+                text = (await resp.text(errors="replace"))[:_BODY_EXCERPT]
+                retryable = resp.status >= 500 or resp.status in _RETRY_STATUSES
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+                return AttemptResult(
+                    False,
+                    retryable,
+                    resp.status,
+                    f"HTTP {resp.status}: {text}",
+                    latency,
+                    retry_after if retryable else None,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            latency = (time.perf_counter() - started) * 1000.0
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return AttemptResult(False, True, None, reason, latency)

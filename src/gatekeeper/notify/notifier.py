@@ -1,0 +1,345 @@
+"""The alert notifier loop: alert streams in, signed webhooks out (DESIGN.md §2).
+
+Consumer group `gatekeeper-notifier` over every partition's alert stream. An entry is XACKed
+only once it is resolved: delivered to every endpoint that wants it, dead-lettered, or
+suppressed (muted, stale, duplicate, unwanted). Until then it stays pending at this consumer
+(held for a digest, waiting for a retry): if the process stops, a restart with the same
+`consumer` name re-reads its pending entries, and other consumers take over entries idle for
+`reclaim_idle_ms` (a live notifier keeps the idle time of what it holds fresh). Delivery is at
+least once per endpoint, with a stable `webhook-id`; "delivered" marks make a second delivery
+of an id to an endpoint happen only if the process died between a 2xx and its mark.
+
+Redis Cluster: one XREADGROUP names every stream; there, run one notifier per partition set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import cast
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gatekeeper.clock import Clock, SystemClock
+from gatekeeper.engine.ports import PolicySource
+from gatekeeper.events import AlertEvent
+from gatekeeper.forward.cloudevent import JsonObject
+from gatekeeper.notify.dispatch import Dispatcher, Finished, Job
+from gatekeeper.notify.http import WebhookClient, backoff_s
+from gatekeeper.notify.log import DeliveryLog, DeliveryOutcome, MemoryDeliveryLog
+from gatekeeper.notify.payload import alert_payload
+from gatekeeper.notify.records import (
+    attempt_record,
+    job_dead_letter,
+    suppressed_record,
+    unparseable_dead_letter,
+)
+from gatekeeper.notify.routing import Router, Tracked
+from gatekeeper.notify.settings import Endpoint, NotifierSettings
+from gatekeeper.notify.state import AlertMutes, NotifyState
+from gatekeeper.notify.streams import GROUP, GroupReader, StreamEntry
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["AlertNotifier"]
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+_Fields = Mapping[bytes | str, bytes | str]
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class AlertNotifier:
+    """`run()` until `stop()`; `run_once()` for one pass and `drain()` (tests) to finish what
+    is due now. Keyword-only construction; `clock`, `sleep` and `rng` are injectable.
+
+    consumer: this process's stable name in the group (keep it across restarts).
+    policy: supplies units and the currency for payloads (optional).
+    partitions: which partitions to read (default all).
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: KeySpace,
+        endpoints: Sequence[Endpoint],
+        settings: NotifierSettings,
+        consumer: str,
+        log_sink: DeliveryLog | None = None,
+        policy: PolicySource | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        session: aiohttp.ClientSession | None = None,
+        partitions: Sequence[int] | None = None,
+        read_slice_ms: int = 100,
+        max_tracked: int = 10_000,
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._settings = settings
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._policy = policy
+        self._log: DeliveryLog = log_sink if log_sink is not None else MemoryDeliveryLog()
+        ids = list(range(keys.partitions) if partitions is None else partitions)
+        self._partition_of = {keys.alert_stream(p): p for p in ids}
+        self._reader = GroupReader(redis=redis, streams=list(self._partition_of), consumer=consumer)
+        self._state = NotifyState(redis=redis, keys=keys, dedupe_ttl_s=settings.dedupe_ttl_s)
+        self.mutes = AlertMutes(redis=redis, keys=keys)
+        self._router = Router(
+            state=self._state, mutes=self.mutes, endpoints=endpoints, settings=settings
+        )
+        self._client = WebhookClient(
+            clock=self._clock, timeout_s=settings.timeout_s, session=session
+        )
+        self._dispatch = Dispatcher(client=self._client, settings=settings)
+        self._consumer = consumer
+        self._read_slice_ms = max(1, read_slice_ms)
+        self._max_tracked = max_tracked
+        self._tracked: dict[tuple[str, str], Tracked] = {}
+        self._results: list[Finished] = []  # harvested, not yet applied (survive Redis errors)
+        self._to_ack: list[tuple[str, str]] = []
+        self._check_own_pending = True
+        self._next_reclaim = 0.0
+        self._progress = False
+        self._stopping = asyncio.Event()
+        self._running = False
+        self._died = False
+        self.delivered = 0  # deliveries that got a 2xx
+        self.dead_lettered = 0  # deliveries (or unparseable entries) dead-lettered
+        self.suppressed = 0  # alerts acked without a delivery
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False once `run()` died of an unexpected error (the worker is then not ready)."""
+        return not self._died
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def backlog(self) -> int:
+        """Entries read but not yet acked (held for digests, queued, in flight)."""
+        return len(self._tracked)
+
+    def stop(self) -> None:
+        """Ask `run()` to return after its current pass."""
+        self._stopping.set()
+
+    async def aclose(self) -> None:
+        """Cancel in-flight attempts (their entries stay pending) and close the HTTP session."""
+        await self._dispatch.cancel()
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        """Deliver until `stop()`. Transient Redis failures are logged and retried after a
+        backoff; anything else is logged, marks the notifier unhealthy, and is re-raised.
+        On stop, in-flight attempts get `timeout_s` to finish and their results are applied."""
+        self._running = True
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.run_once(block_ms=self._read_slice_ms)
+                    self.consecutive_failures = 0
+                except _TRANSIENT as exc:
+                    await self._pause_after(exc)
+            await self._dispatch.wait(self._settings.timeout_s)
+            with contextlib.suppress(*_TRANSIENT):
+                await self._apply_results()
+                await self._ack_done()
+        except Exception:
+            self._died = True
+            log.exception("notifier loop died: consumer=%s group=%s", self._consumer, GROUP)
+            raise
+        finally:
+            await self.aclose()
+            self._running = False
+
+    async def _pause_after(self, exc: BaseException) -> None:
+        self.consecutive_failures += 1
+        self._check_own_pending = True
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        pause = min(30.0, 0.1 * 2 ** min(self.consecutive_failures, 10))
+        log.warning("notifier pass failed (%s); retrying in %.1fs", self.last_error, pause)
+        sleeper = asyncio.ensure_future(self._sleep(pause))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeper, stopper):
+            task.cancel()
+
+    async def drain(self, max_passes: int = 1_000) -> None:
+        """Run passes without blocking until nothing more can happen at the clock's current
+        time: no new entries, nothing due, no attempt in flight (tests drive the clock)."""
+        for _ in range(max_passes):
+            await self.run_once(block_ms=None)
+            if self._dispatch.in_flight:
+                await self._dispatch.wait(None)
+                continue
+            if not self._progress:
+                return
+        raise RuntimeError(f"notifier did not settle within {max_passes} passes")
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        """One pass: apply finished attempts, read (own pending after a restart, reclaimed,
+        new: waiting up to `block_ms` when nothing is due), route, flush due digests, start
+        due attempts, ack what is resolved. Returns entries acked. Raises redis errors."""
+        self._progress = False
+        await self._reader.ensure_groups()
+        await self._apply_results()
+        entries = await self._read(block_ms)
+        now = self._clock.now()
+        for entry in entries:
+            if entry.ref not in self._tracked:
+                await self._route(entry, now)
+        jobs, released = await self._router.flush(now)
+        self._queue(jobs)
+        for item in released:
+            self._maybe_done(item)
+        self._progress |= bool(entries or jobs or released)
+        self._progress |= self._dispatch.start_due(self._clock.now()) > 0
+        await asyncio.sleep(0)  # let fresh attempts start before the next read blocks
+        await self._apply_results()
+        return await self._ack_done()
+
+    async def _read(self, block_ms: int | None) -> list[StreamEntry]:
+        entries: list[StreamEntry] = []
+        size = self._settings.batch_size
+        if self._check_own_pending:
+            entries.extend(await self._reader.own_pending(size))
+            self._check_own_pending = False
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_reclaim:
+            self._next_reclaim = loop.time() + self._settings.reclaim_interval_s
+            await self._reader.touch(list(self._tracked))
+            entries.extend(await self._reader.reclaim(self._settings.reclaim_idle_ms, size))
+        if len(self._tracked) >= self._max_tracked:
+            return entries  # backpressure: resolve what we hold before reading more
+        wait = self._wait_ms(block_ms) if not entries else None
+        entries.extend(await self._reader.read_new(size, wait))
+        return entries
+
+    def _wait_ms(self, block_ms: int | None) -> int | None:
+        if block_ms is None or self._results:
+            return None
+        due = [t for t in (self._dispatch.next_due(), self._router.next_digest_due()) if t]
+        if due:
+            left = (min(due) - self._clock.now()).total_seconds() * 1000
+            if left <= 0:
+                return None
+            block_ms = min(block_ms, int(left) + 1)
+        return block_ms
+
+    async def _route(self, entry: StreamEntry, now: datetime) -> None:
+        if not entry.fields:  # deleted from the stream while pending: nothing to send
+            self._to_ack.append(entry.ref)
+            return
+        partition = self._partition_of[entry.stream]
+        try:
+            alert = AlertEvent.from_fields(cast(_Fields, entry.fields))
+        except ValueError as exc:
+            log.error("unparseable alert entry %s %s: %s", entry.stream, entry.entry_id, exc)
+            reason = f"unparseable: {exc}"
+            await self._state.dead_letter(
+                unparseable_dead_letter(partition, entry.fields, reason, now)
+            )
+            self.dead_lettered += 1
+            self._to_ack.append(entry.ref)
+            return
+        item = Tracked(entry, partition, alert, self._payload(alert, entry.fields))
+        outcome = await self._router.route(item, now)
+        self._tracked[entry.ref] = item
+        if isinstance(outcome, list):
+            self._queue(outcome)
+        self._maybe_done(item)  # before logging: a failed log write must not strand it
+        if outcome == []:
+            outcome = "already delivered to every endpoint"
+        if isinstance(outcome, str):
+            self.suppressed += 1
+            await self._log.record(suppressed_record(alert, outcome, now))
+
+    def _payload(self, alert: AlertEvent, fields: dict[str, str]) -> JsonObject:
+        unit = currency = None
+        if self._policy is not None:
+            policy = self._policy.current()
+            feature = policy.features.get(alert.feature or "")
+            unit = feature.unit if feature is not None else None
+            currency = policy.currency
+        return alert_payload(alert, unit=unit, currency=currency, extra=fields)
+
+    def _queue(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self._dispatch.add(job)
+
+    def _maybe_done(self, item: Tracked) -> None:
+        if item.open <= 0:
+            self._to_ack.append(item.entry.ref)
+
+    async def _apply_results(self) -> None:
+        self._results.extend(self._dispatch.finished())
+        while self._results:
+            await self._apply(self._results[0])
+            self._results.pop(0)
+            self._progress = True
+
+    async def _apply(self, done: Finished) -> None:
+        job, result, s = done.job, done.result, self._settings
+        job.last_status, job.last_error = result.status, result.error
+        if result.ok:
+            outcome = DeliveryOutcome.DELIVERED
+            await self._state.mark_delivered(job.customer, job.endpoint.id, job.mark_ids)
+        elif result.retryable and job.attempts < s.max_attempts:
+            outcome = DeliveryOutcome.RETRY
+        else:
+            outcome = DeliveryOutcome.DEAD_LETTERED
+            why = result.error or f"HTTP {result.status}"
+            reason = f"gave up after {job.attempts} attempts: {why}" if result.retryable else why
+            await self._state.dead_letter(job_dead_letter(done, reason, self._clock.now()))
+        await self._log.record(attempt_record(done, outcome))
+        if outcome is DeliveryOutcome.RETRY:
+            delay = backoff_s(
+                job.attempts,
+                result.retry_after_s,
+                base_ms=s.backoff_base_ms,
+                max_ms=s.backoff_max_ms,
+                retry_after_max_s=s.retry_after_max_s,
+                rng=self._rng,
+            )
+            job.due = max(self._clock.now(), done.started) + timedelta(seconds=delay)
+            log.warning(
+                "webhook attempt %d/%d failed (%s), next in %.3fs: endpoint=%s id=%s",
+                *(job.attempts, s.max_attempts, result.error, delay),
+                *(job.endpoint.display, job.webhook_id),
+            )
+            self._dispatch.add(job)
+            return
+        if outcome is DeliveryOutcome.DELIVERED:
+            self.delivered += 1
+        else:
+            self.dead_lettered += 1
+            log.error(
+                "webhook dead-lettered: endpoint=%s id=%s", job.endpoint.display, job.webhook_id
+            )
+        for item in job.covers:
+            item.open -= 1
+            self._maybe_done(item)
+
+    async def _ack_done(self) -> int:
+        if not self._to_ack:
+            return 0
+        refs = list(dict.fromkeys(self._to_ack))
+        acked = await self._reader.ack(refs)
+        self._to_ack.clear()
+        for ref in refs:
+            self._tracked.pop(ref, None)
+        return acked
