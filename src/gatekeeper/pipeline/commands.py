@@ -30,6 +30,8 @@ from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, 
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.engine import StaticPolicy
+from gatekeeper.notify.forecast_alerts import ForecastAlerter
+from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
 from gatekeeper.pipeline.reconcile import reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
@@ -88,6 +90,8 @@ def _worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reclaim-interval", type=float, default=d.reclaim_interval_s)
     parser.add_argument("--max-tries", type=int, default=d.max_tries,
                         help="deliveries before a failing entry is dead-lettered")  # fmt: skip
+    parser.add_argument("--forecast-interval", type=float, default=900.0,
+                        help="seconds between forecast/anomaly alert checks")  # fmt: skip
     parser.add_argument("--trim-interval", type=float, default=d.trim_interval_s,
                         help="seconds between stream trims (0 = never)")  # fmt: skip
 
@@ -108,11 +112,15 @@ def run_worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return asyncio.run(_worker(loaded, options, args.sqlite_path, env))
+    return asyncio.run(_worker(loaded, options, args.sqlite_path, env, args.forecast_interval))
 
 
 async def _worker(
-    loaded: LoadedConfig, options: WorkerOptions, sqlite_path: str, env: Mapping[str, str]
+    loaded: LoadedConfig,
+    options: WorkerOptions,
+    sqlite_path: str,
+    env: Mapping[str, str],
+    forecast_interval_s: float = 900.0,
 ) -> int:
     settings = loaded.settings
     try:
@@ -152,6 +160,11 @@ async def _worker(
     if notifier is not None:
         loops.append(notifier)
         log.info("delivering alerts to %d webhook endpoint(s)", len(settings.alerts.webhooks))
+    alerter = ForecastAlerter(
+        redis=handle.client, keys=keys, series=LedgerSeries(store), policy=StaticPolicy(policy),
+        clock=SystemClock(),
+    )  # fmt: skip
+    loops.append(ForecastLoop(alerter, interval_s=forecast_interval_s))
 
     def stop() -> None:
         for loop_ in loops:
