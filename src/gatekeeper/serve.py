@@ -13,10 +13,10 @@ import sys
 from collections.abc import Mapping
 
 from gatekeeper.app import App
-from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.config import ConfigError, LoadedConfig, load_or_report
 from gatekeeper.store.embedded import EmbeddedRedis
 
-__all__ = ["add_serve_arguments", "load_or_report", "run_serve"]
+__all__ = ["add_serve_arguments", "run_serve"]
 
 log = logging.getLogger("gatekeeper")
 
@@ -39,16 +39,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--log-level", default="INFO")
-
-
-def load_or_report(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedConfig | None:
-    """The config named by --config / GATEKEEPER_CONFIG; prints every issue and returns None."""
-    try:
-        return load_config(args.config or env.get("GATEKEEPER_CONFIG") or None, env=env)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return None
 
 
 async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
@@ -119,11 +109,15 @@ def _run_workers(
     return max(codes)
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = load_or_report(args, env)
+    config = load_or_report(args.config, env, _stderr)
     if config is None:
         return 2
     workers = args.workers or config.settings.server.workers

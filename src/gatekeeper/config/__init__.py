@@ -6,6 +6,13 @@ variable), line and reason.
 """
 
 from gatekeeper.config.errors import ConfigError, ConfigIssue
-from gatekeeper.config.loader import LoadedConfig, load_config, parse_config
+from gatekeeper.config.loader import LoadedConfig, load_config, load_or_report, parse_config
 
-__all__ = ["ConfigError", "ConfigIssue", "LoadedConfig", "load_config", "parse_config"]
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "LoadedConfig",
+    "load_config",
+    "load_or_report",
+    "parse_config",
+]

@@ -6,7 +6,7 @@ passed in explicitly; nothing here reads `os.environ`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,7 +19,7 @@ from gatekeeper.config.yamlsrc import YMap, load_yaml
 from gatekeeper.model import Policy
 from gatekeeper.settings import Settings
 
-__all__ = ["DEMO_SOURCE", "LoadedConfig", "load_config", "parse_config"]
+__all__ = ["DEMO_SOURCE", "LoadedConfig", "load_config", "load_or_report", "parse_config"]
 
 DEMO_SOURCE = "<gatekeeper/data/demo.yaml>"
 
@@ -72,3 +72,18 @@ def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None
         message = f"not UTF-8 text (byte {exc.start})"
         raise ConfigError([ConfigIssue("", None, message, source)], source=source) from None
     return parse_config(text, source=source, env=env)
+
+
+def load_or_report(
+    path: str | None, env: Mapping[str, str], report: Callable[[str], None]
+) -> LoadedConfig | None:
+    """For commands: `path`, else env GATEKEEPER_CONFIG, else the demo policy.
+
+    Each issue of an invalid config goes to `report` (one line each) and None is returned.
+    """
+    try:
+        return load_config(path or env.get("GATEKEEPER_CONFIG") or None, env=env)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            report(str(issue))
+        return None

@@ -22,13 +22,13 @@ from typing import Any, Protocol, TypeAlias, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gatekeeper.events import UsageEvent
 from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
 from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
 from gatekeeper.forward.settings import ForwarderSettings
+from gatekeeper.store.groups import ensure_group
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["GROUP", "EventSender", "UsageForwarder"]
@@ -222,11 +222,7 @@ class UsageForwarder:
         if self._groups_ready:
             return
         for stream in self._streams:
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self._redis, stream, GROUP)
         self._groups_ready = True
 
     async def _collect(self) -> list[_Entry]:

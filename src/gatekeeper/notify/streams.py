@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
+
+from gatekeeper.store.groups import ensure_group
 
 __all__ = ["GROUP", "GroupReader", "StreamEntry"]
 
@@ -67,11 +68,7 @@ class GroupReader:
         if self._ready:
             return
         for stream in self._streams:
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self._redis, stream, GROUP)
         self._ready = True
 
     async def own_pending(self, count: int) -> list[StreamEntry]:

@@ -28,7 +28,7 @@ from gatekeeper.billing import (
 )
 from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, write_json
 from gatekeeper.clock import SystemClock
-from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.engine import StaticPolicy
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
@@ -62,12 +62,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedConfig | None:
-    try:
-        return load_config(args.config or env.get("GATEKEEPER_CONFIG") or None, env=env)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return None
+    return load_or_report(args.config, env, lambda line: print(line, file=sys.stderr))
 
 
 def _logging() -> None:

@@ -14,6 +14,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from gatekeeper.store.groups import ensure_group
+
 __all__ = ["Claimed", "Entry", "autoclaim", "ensure_group", "next_id", "read_group", "trim_bound"]
 
 
@@ -46,17 +48,6 @@ def next_id(entry_id: str) -> str:
     """The smallest id after `entry_id` (ids are ms-seq)."""
     ms, seq = _id_key(entry_id)
     return f"{ms}-{seq + 1}"
-
-
-async def ensure_group(redis: Redis, stream: str, group: str) -> bool:
-    """Create `group` on `stream` from the first entry (MKSTREAM); False when it exists."""
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" in str(exc):
-            return False
-        raise
-    return True
 
 
 async def read_group(
