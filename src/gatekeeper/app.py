@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
@@ -205,20 +207,36 @@ class App:
 
     async def _listen_invalidations(self, keys: KeySpace) -> None:
         """On any message on the invalidation channel: reload overrides (and the policy file,
-        unless the message only announces a customer's spend cap)."""
+        unless the message only announces a customer's spend cap).
+
+        Survives Redis outages: it resubscribes with backoff and then reloads everything,
+        since messages published while it was away are lost.
+        """
         assert self.redis is not None and self.controls is not None
-        pubsub = self.redis.client.pubsub()
-        await pubsub.subscribe(keys.invalidate_channel())
-        try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                data = message.get("data") or b""
-                if not bytes(data).startswith(b"spend_cap:"):
+        delay = 0.1
+        while True:
+            pubsub = self.redis.client.pubsub()
+            try:
+                await pubsub.subscribe(keys.invalidate_channel())
+                if delay > 0.1:  # back after an outage: catch up on what we missed
                     self.reload()
-                await self.controls.load()
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await self.controls.load()
+                    log.info("invalidation listener reconnected")
+                delay = 0.1
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = message.get("data") or b""
+                    if not bytes(data).startswith(b"spend_cap:"):
+                        self.reload()
+                    await self.controls.load()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def reload(self) -> bool:
         """Re-read the policy file; a bad file keeps the policy in force (and says why)."""

@@ -84,6 +84,7 @@ async def test_fail_closed_answers_503_while_redis_is_down(
             assert (await _post(envoy.url))[0] == 503  # UNAVAILABLE → Envoy's status_on_error
             own_redis.start()
             assert await wait_for(lambda: _ok(envoy.url), timeout_s=10)
+            assert await wait_for(lambda: app.healthy and not app.failures, timeout_s=10)
         assert upstream.hits >= 2
     finally:
         await app.stop(0.5)
@@ -126,6 +127,8 @@ async def test_fail_open_admits_and_records_everything_once_redis_is_back(
             assert await wait_for(
                 lambda: app.backlog is not None and len(app.backlog) == 0, timeout_s=15
             )
+            # no background task died of the outage (the invalidation listener reconnects)
+            assert await wait_for(lambda: app.healthy and not app.failures, timeout_s=10)
         admitted = {h["x-gatekeeper-decision-id"] for h in upstream.seen_headers}
         assert len(admitted) == 7
         redis = Redis.from_url(own_redis.url)
