@@ -60,11 +60,12 @@ async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
         await app.stop(0)
         return 1
     host = args.host or config.settings.server.host
-    print(
+    ready = (
         f"gatekeeper: serving gRPC on {host}:{app.grpc_port}, "
-        f"ext_authz HTTP on {host}:{app.authz_http_port}, API on {host}:{app.http_port}",
-        flush=True,
+        f"ext_authz HTTP on {host}:{app.authz_http_port}, API on {host}:{app.http_port}\n"
     )
+    # one write (< PIPE_BUF): ready lines of several workers sharing a pipe never interleave
+    os.write(sys.stdout.fileno(), ready.encode())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,7 +27,7 @@ def _children(pid: int) -> list[int]:
 async def test_workers_share_the_port_and_stop_cleanly(
     redis_target: RedisTarget, key_prefix: str
 ) -> None:
-    port, http_port = free_port(), free_port()
+    port, http_port, api_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "GATEKEEPER_REDIS_URL": redis_target.url,
@@ -45,6 +45,8 @@ async def test_workers_share_the_port_and_stop_cleanly(
             str(port),
             "--authz-http-port",
             str(http_port),
+            "--http-port",
+            str(api_port),
             "--config",
             str(POLICY),
             "--log-level",
