@@ -35,6 +35,7 @@ __all__ = [
     "ForwardUnavailable",
     "HttpForwarder",
     "SendResult",
+    "backoff_s",
     "parse_retry_after",
 ]
 
@@ -83,6 +84,23 @@ class ForwardUnavailable(Exception):
         self.attempts = attempts
         self.status = status
         self.retry_after_s = retry_after_s  # the receiver's last Retry-After, capped; seconds
+
+
+def backoff_s(
+    attempt: int,
+    retry_after_s: float | None,
+    *,
+    base_ms: int,
+    max_ms: int,
+    retry_after_max_s: float,
+    rng: random.Random,
+) -> float:
+    """Seconds before the attempt after `attempt` (1-based): the receiver's Retry-After
+    (capped) when given, else full jitter uniform(0, min(max, base * 2**(attempt-1)))."""
+    if retry_after_s is not None:
+        return min(retry_after_s, retry_after_max_s)
+    ceiling = min(max_ms, base_ms * 2 ** min(attempt - 1, 40))
+    return rng.uniform(0.0, ceiling) / 1000.0
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -145,12 +163,11 @@ class HttpForwarder:
     def backoff_s(self, attempt: int, retry_after: float | None) -> float:
         """Delay before the attempt after `attempt` (1-based): Retry-After if given, capped,
         else full jitter uniform(0, min(max, base * 2**(attempt-1))). Seconds."""
-        if retry_after is not None:
-            return min(retry_after, self._settings.retry_after_max_s)
-        ceiling = min(
-            self._settings.backoff_max_ms, self._settings.backoff_base_ms * 2 ** (attempt - 1)
-        )
-        return self._rng.uniform(0.0, ceiling) / 1000.0
+        s = self._settings
+        return backoff_s(
+            attempt, retry_after, base_ms=s.backoff_base_ms, max_ms=s.backoff_max_ms,
+            retry_after_max_s=s.retry_after_max_s, rng=self._rng,
+        )  # fmt: skip
 
     async def send(self, events: Sequence[JsonObject]) -> SendResult:
         """POST `events` as one batch until accepted, refused, or out of attempts.

@@ -8,7 +8,6 @@ never holds up another.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gatekeeper.clock import Clock
-from gatekeeper.forward.http import parse_retry_after
+from gatekeeper.forward.http import backoff_s, parse_retry_after
 from gatekeeper.notify.signing import webhook_headers
 from gatekeeper.settings import Secret
 
@@ -36,23 +35,6 @@ class AttemptResult:
     error: str | None
     latency_ms: float
     retry_after_s: float | None = None
-
-
-def backoff_s(
-    attempt: int,
-    retry_after_s: float | None,
-    *,
-    base_ms: int,
-    max_ms: int,
-    retry_after_max_s: float,
-    rng: random.Random,
-) -> float:
-    """Seconds before the attempt after `attempt` (1-based): the receiver's Retry-After
-    (capped) when given, else full jitter uniform(0, min(max, base * 2**(attempt-1)))."""
-    if retry_after_s is not None:
-        return min(retry_after_s, retry_after_max_s)
-    ceiling = min(max_ms, base_ms * 2 ** min(attempt - 1, 40))
-    return rng.uniform(0.0, ceiling) / 1000.0
 
 
 class WebhookClient:
