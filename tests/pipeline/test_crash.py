@@ -67,7 +67,7 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
     orphaned: list[int] = []  # entries left pending by each killed worker
     producing = asyncio.create_task(_produce(h))
     try:
-        for _ in range(KILLS):
+        for kill in range(KILLS):
             procs.append(start_worker(env, log))
             seen = await store.event_count()
             while await store.event_count() == seen:  # it is ingesting now
@@ -75,7 +75,12 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
                     break  # nothing left to ingest: kill it idle
                 assert time.monotonic() - t0 < DEADLINE_S, log.read_text()[-3000:]
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(rng.uniform(0.0, 0.4))  # a random point of the ingestion
+            if kill < 3:  # mid-batch: entries read and not yet acknowledged
+                while not await pending(redis, key_prefix) and not producing.done():
+                    assert time.monotonic() - t0 < DEADLINE_S, log.read_text()[-3000:]
+                    await asyncio.sleep(0.001)
+            else:
+                await asyncio.sleep(rng.uniform(0.0, 0.4))  # a random point of the ingestion
             procs[-1].kill()  # SIGKILL: no cleanup, no ack, maybe mid-transaction
             procs[-1].wait(5)
             orphaned.append(await pending(redis, key_prefix))
