@@ -139,3 +139,12 @@ class KeySpace:
         spend) in the period starting at `window_token`."""
         subject = feature or "$spend"
         return f"{self._customer(customer)}:fa:{customer}:{kind}:{subject}:{window_token}"
+
+    # decision statistics of every serving process (gatekeeper.stats)
+    def stats_second(self, epoch_second: int) -> str:
+        """Hash (TTL): decisions in one wall-clock second, summed over every process.
+
+        Fields: `o:<outcome>` decisions by outcome, `c:<customer>` decisions and `d:<customer>`
+        denials of the busiest customers of each process in that second.
+        """
+        return f"{self.prefix}:stats:{epoch_second}"

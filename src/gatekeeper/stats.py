@@ -1,0 +1,453 @@
+"""Decision statistics for the operator dashboard: counted per process, summed in Redis.
+
+Three parts, one job each:
+
+- `DecisionStats` (the hot path): two dict increments per decision, no clock, no I/O.
+- `StatsFlusher` (a supervised loop, STYLE rule 7): once a second it takes the counts and adds
+  them with HINCRBY, in one pipeline, to the hash of the second that just ended
+  (`KeySpace.stats_second`, TTL `ttl_s`), so every process and worker sums into the same hash.
+  Only the `top_customers` busiest customers of each process-second are written, which keeps
+  the hashes small under many customers; the dashboard's top list is therefore a close lower
+  bound, while the outcome counts are exact.
+- `StatsReader`: decisions per second by outcome over the last `window_s` seconds, denials by
+  reason, top customers, the billing group's stream lag, and recent alerts; one snapshot per
+  second is shared by every dashboard that asks in that second.
+
+A Redis error while flushing drops that second's counts (logged, counted in `dropped`): the
+statistics are for watching, never for billing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gatekeeper.clock import Clock
+from gatekeeper.events import AlertEvent
+from gatekeeper.store.keys import KeySpace
+
+__all__ = [
+    "ALLOWED_CLASSES",
+    "OUTCOME_CLASSES",
+    "AlertView",
+    "CustomerCount",
+    "DecisionStats",
+    "StatsFlusher",
+    "StatsReader",
+    "StatsSnapshot",
+    "StreamLag",
+    "outcome_class",
+]
+
+log = logging.getLogger(__name__)
+
+# Answer.outcome codes (engine Outcome values and the edge's own) -> the dashboard's classes.
+_CLASS_OF = {
+    "allowed": "allowed",
+    "allowed_offline": "allowed_offline",
+    "quota_exhausted": "quota",
+    "rate_limited": "rate",
+    "spend_cap": "spend_cap",
+    "not_entitled": "not_entitled",
+    "unknown_customer": "unauthenticated",
+    "missing_credentials": "unauthenticated",
+    "invalid_credentials": "unauthenticated",
+    "bad_request": "bad_request",
+    "store_unavailable": "unavailable",
+}
+OUTCOME_CLASSES = (
+    "allowed",
+    "allowed_offline",
+    "quota",
+    "rate",
+    "spend_cap",
+    "not_entitled",
+    "unauthenticated",
+    "bad_request",
+    "unavailable",
+    "other",
+)
+ALLOWED_CLASSES = frozenset({"allowed", "allowed_offline"})
+_ALLOWED_OUTCOMES = frozenset({"allowed", "allowed_offline"})
+
+
+def outcome_class(outcome: str) -> str:
+    """The dashboard class of an outcome code; unknown codes are "other"."""
+    return _CLASS_OF.get(outcome, "other")
+
+
+class DecisionStats:
+    """Per-process counters the authorizer bumps once per decision (O(1), no I/O)."""
+
+    __slots__ = ("_customers", "_denied", "_outcomes")
+
+    def __init__(self) -> None:
+        self._outcomes: dict[str, int] = {}
+        self._customers: dict[str, int] = {}
+        self._denied: dict[str, int] = {}
+
+    def record(self, outcome: str, customer: str | None) -> None:
+        """Count one decision; `customer` is None when the caller was not identified."""
+        self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+        if customer:
+            self._customers[customer] = self._customers.get(customer, 0) + 1
+            if outcome not in _ALLOWED_OUTCOMES:
+                self._denied[customer] = self._denied.get(customer, 0) + 1
+
+    def take(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """Counts since the last take (outcomes, decisions per customer, denials per customer)."""
+        taken = (self._outcomes, self._customers, self._denied)
+        self._outcomes, self._customers, self._denied = {}, {}, {}
+        return taken
+
+
+class StatsFlusher:
+    """Adds the process's counts to the per-second hash in Redis, once a second."""
+
+    def __init__(
+        self,
+        *,
+        stats: DecisionStats,
+        redis: Redis,
+        keys: KeySpace,
+        clock: Clock,
+        ttl_s: int = 300,
+        top_customers: int = 50,
+    ) -> None:
+        self._stats = stats
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._top = top_customers
+        self._stop = asyncio.Event()
+        self.flushed = 0  # seconds written
+        self.dropped = 0  # decisions lost to Redis errors
+
+    async def run_once(self, second: int | None = None) -> int:
+        """Write the counts taken now into the hash of `second` (default: the second that just
+        ended by the clock). Returns how many decisions were written. Raises nothing for Redis
+        errors (logged, counted in `dropped`)."""
+        outcomes, customers, denied = self._stats.take()
+        total = sum(outcomes.values())
+        if not total:
+            return 0
+        if second is None:
+            second = int(self._clock.now().timestamp()) - 1
+        key = self._keys.stats_second(second)
+        busiest = heapq.nlargest(self._top, customers.items(), key=lambda kv: kv[1])
+        pipe = self._redis.pipeline(transaction=False)
+        for outcome, n in outcomes.items():
+            pipe.hincrby(key, f"o:{outcome}", n)
+        for customer, n in busiest:
+            pipe.hincrby(key, f"c:{customer}", n)
+            if denied.get(customer):
+                pipe.hincrby(key, f"d:{customer}", denied[customer])
+        pipe.expire(key, self._ttl_s)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self.dropped += total
+            log.warning(
+                "decision statistics of second %d dropped (%d decisions): %s", second, total, exc
+            )
+            return 0
+        self.flushed += 1
+        return total
+
+    async def run(self) -> None:
+        """Flush just after every whole second until `stop()`; flushes once more on the way out."""
+        while not self._stop.is_set():
+            now = self._clock.now().timestamp()
+            delay = 1.0 - (now % 1.0) + 0.005
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            await self.run_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerCount:
+    customer: str
+    decisions: int
+    denied: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLag:
+    """The billing consumer group over every partition usage stream.
+
+    `lag` (entries not yet delivered to the group) needs Redis >= 7.0; None on 6.2.
+    """
+
+    group: str
+    pending: int
+    lag: int | None
+    length: int  # entries held in the usage streams
+    streams_without_group: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    id: str
+    kind: str
+    customer: str
+    feature: str | None
+    threshold: int
+    used: int
+    limit: int
+    at: datetime
+
+    @classmethod
+    def of(cls, event: AlertEvent) -> AlertView:
+        return cls(
+            event.id,
+            event.kind.value,
+            event.customer,
+            event.feature,
+            event.threshold,
+            event.used,
+            event.limit,
+            event.time,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "customer": self.customer,
+            "feature": self.feature,
+            "threshold": self.threshold,
+            "used": self.used,
+            "limit": self.limit,
+            "at": _iso(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSnapshot:
+    """What the operator dashboard shows; `series[class][i]` counts decisions in `seconds[i]`."""
+
+    at: datetime
+    seconds: tuple[int, ...]
+    series: Mapping[str, tuple[int, ...]]
+    rates: Mapping[str, float]  # decisions/s by class over the last `rate_window_s` seconds
+    rate_window_s: int
+    denials: Mapping[str, int]  # denied decisions by class over the whole window
+    top_customers: tuple[CustomerCount, ...]
+    lag: StreamLag | None
+    alerts: tuple[AlertView, ...]
+
+    def to_json(self) -> dict[str, object]:
+        lag = self.lag
+        return {
+            "at": _iso(self.at),
+            "window_s": len(self.seconds),
+            "seconds": list(self.seconds),
+            "series": {name: list(values) for name, values in self.series.items()},
+            "rates": dict(self.rates),
+            "rate_window_s": self.rate_window_s,
+            "total_rate": round(sum(self.rates.values()), 3),
+            "denials": dict(self.denials),
+            "top_customers": [
+                {"customer": c.customer, "decisions": c.decisions, "denied": c.denied}
+                for c in self.top_customers
+            ],
+            "lag": None
+            if lag is None
+            else {
+                "group": lag.group,
+                "pending": lag.pending,
+                "lag": lag.lag,
+                "length": lag.length,
+                "streams_without_group": lag.streams_without_group,
+            },
+            "alerts": [a.to_json() for a in self.alerts],
+        }
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StatsReader:
+    """Reads what every process flushed, plus stream lag and recent alerts (one pipeline)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: KeySpace,
+        clock: Clock,
+        group: str,
+        window_s: int = 60,
+        rate_window_s: int = 10,
+        top: int = 10,
+        alerts: int = 20,
+    ) -> None:
+        if not 1 <= rate_window_s <= window_s:
+            raise ValueError("need 1 <= rate_window_s <= window_s")
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._group = group
+        self._window = window_s
+        self._rate_window = rate_window_s
+        self._top = top
+        self._alerts = alerts
+        self._cached: tuple[int, StatsSnapshot] | None = None
+        self._lock = asyncio.Lock()
+
+    async def snapshot(self) -> StatsSnapshot:
+        """The view as of the clock's current second (computed at most once per second).
+
+        The newest second shown is the one that just ended. Raises redis errors.
+        """
+        now = self._clock.now()
+        second = int(now.timestamp())
+        async with self._lock:
+            if self._cached is not None and self._cached[0] == second:
+                return self._cached[1]
+            snap = await self._read(now, second)
+            self._cached = (second, snap)
+            return snap
+
+    async def _read(self, now: datetime, second: int) -> StatsSnapshot:
+        seconds = tuple(range(second - self._window, second))
+        pipe = self._redis.pipeline(transaction=False)
+        for s in seconds:
+            pipe.hgetall(self._keys.stats_second(s))
+        streams = self._keys.all_usage_streams()
+        for stream in streams:
+            pipe.xinfo_groups(stream)
+            pipe.xlen(stream)
+        alert_streams = self._keys.all_alert_streams()
+        for stream in alert_streams:
+            pipe.xrevrange(stream, count=self._alerts)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        hashes = replies[: len(seconds)]
+        lag_replies = replies[len(seconds) : len(seconds) + 2 * len(streams)]
+        alert_replies = replies[len(seconds) + 2 * len(streams) :]
+        for reply in hashes:
+            if isinstance(reply, Exception):
+                raise reply
+        return self._compose(
+            now,
+            seconds,
+            hashes,
+            self._lag(lag_replies),
+            self._recent(alert_replies),
+        )
+
+    def _compose(
+        self,
+        now: datetime,
+        seconds: tuple[int, ...],
+        hashes: list[Mapping[bytes | str, bytes | str]],
+        lag: StreamLag | None,
+        alerts: tuple[AlertView, ...],
+    ) -> StatsSnapshot:
+        series: dict[str, list[int]] = {}
+        decisions: dict[str, int] = {}
+        denied: dict[str, int] = {}
+        for i, fields in enumerate(hashes):
+            for raw_name, raw_value in fields.items():
+                name, value = _text(raw_name), int(raw_value)
+                kind, _, subject = name.partition(":")
+                if kind == "o":
+                    row = series.setdefault(outcome_class(subject), [0] * len(seconds))
+                    row[i] += value
+                elif kind == "c":
+                    decisions[subject] = decisions.get(subject, 0) + value
+                elif kind == "d":
+                    denied[subject] = denied.get(subject, 0) + value
+        recent = slice(len(seconds) - self._rate_window, len(seconds))
+        rates = {
+            name: round(sum(row[recent]) / self._rate_window, 3) for name, row in series.items()
+        }
+        denials = {
+            name: sum(row)
+            for name, row in series.items()
+            if name not in ALLOWED_CLASSES and any(row)
+        }
+        top = heapq.nlargest(self._top, decisions.items(), key=lambda kv: (kv[1], kv[0]))
+        return StatsSnapshot(
+            at=now,
+            seconds=seconds,
+            series={name: tuple(row) for name, row in sorted(series.items())},
+            rates=rates,
+            rate_window_s=self._rate_window,
+            denials=dict(sorted(denials.items(), key=lambda kv: -kv[1])),
+            top_customers=tuple(CustomerCount(c, n, denied.get(c, 0)) for c, n in top),
+            lag=lag,
+            alerts=alerts,
+        )
+
+    def _lag(self, replies: list[Any]) -> StreamLag | None:
+        pending, lag, length, without = 0, 0, 0, 0
+        lag_known = True
+        for groups, xlen in zip(replies[0::2], replies[1::2], strict=True):
+            if isinstance(xlen, Exception):
+                log.warning("stream lag unavailable: %s", xlen)
+                return None
+            length += int(xlen)
+            if isinstance(groups, Exception):  # no such stream yet: nothing written, no group
+                without += 1
+                continue
+            mine = [g for g in groups if _text(g.get("name", b"")) == self._group]
+            if not mine:
+                without += 1
+                lag_known = lag_known and int(xlen) == 0
+                continue
+            group = mine[0]
+            pending += int(group.get("pending") or 0)
+            if group.get("lag") is None:  # Redis 6.2, or a lag Redis cannot compute
+                lag_known = False
+            else:
+                lag += int(group["lag"])
+        return StreamLag(self._group, pending, lag if lag_known else None, length, without)
+
+    def _recent(self, replies: list[Any]) -> tuple[AlertView, ...]:
+        found: list[AlertView] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                log.warning("recent alerts unavailable: %s", reply)
+                continue
+            for _, fields in reply:
+                try:
+                    found.append(AlertView.of(AlertEvent.from_fields(fields)))
+                except ValueError as exc:
+                    log.warning("skipping an alert entry: %s", exc)
+        return tuple(heapq.nlargest(self._alerts, found, key=lambda a: (a.at, a.id)))
+
+    async def customer_alerts(self, customer: str, *, scan: int = 500) -> tuple[AlertView, ...]:
+        """The customer's most recent alerts (newest first) among the last `scan` entries of
+        its partition's alert stream. Raises redis errors."""
+        stream = self._keys.alert_stream(self._keys.partition(customer))
+        reply: Any = await self._redis.xrevrange(stream, count=scan)
+        found: list[AlertView] = []
+        for _, fields in reply:
+            if _text(fields.get(b"customer", fields.get("customer", b""))) != customer:
+                continue
+            try:
+                found.append(AlertView.of(AlertEvent.from_fields(fields)))
+            except ValueError as exc:
+                log.warning("skipping an alert entry: %s", exc)
+            if len(found) >= self._alerts:
+                break
+        return tuple(found)

@@ -1,0 +1,1 @@
+"""Dashboard: decision statistics, SSE streams, the /ui page in a real browser."""
