@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.resp import ErrorReply, encode_command, error_to_exception, evalsha_prefix
+
 __all__ = ["LuaScript", "load_script"]
 
 _LIBRARY = "common.lua"
+
+
+def _bulk_str(value: str) -> bytes:
+    raw = value.encode()
+    return b"$%d\r\n%s\r\n" % (len(raw), raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +29,7 @@ class LuaScript:
     name: str
     source: str
     sha: str
+    _head: bytes = field(default=b"", repr=False, compare=False)
 
     async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """EVALSHA; on NOSCRIPT load the source once and retry (atomicity is per call)."""
@@ -30,6 +39,38 @@ class LuaScript:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
+    def encode(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
+        """The EVALSHA command as RESP bytes (for AutoPipeline.execute)."""
+        head = self._head or evalsha_prefix(self.sha)
+        n = len(keys)
+        return b"".join(
+            (
+                b"*%d\r\n" % (n + len(args) + 3),
+                head,
+                b"$%d\r\n%d\r\n" % (len(str(n)), n),
+                *map(_bulk_str, keys),
+                *map(_bulk_str, args),
+            )
+        )
+
+    async def run_pipelined(
+        self, pipe: AutoPipeline, keys: Sequence[str], args: Sequence[str]
+    ) -> Any:
+        """EVALSHA through the auto-pipeline; NOSCRIPT → SCRIPT LOAD and one retry.
+
+        Raises StoreUnavailable exactly as redis_store.py maps redis-py's errors.
+        """
+        data = self.encode(keys, args)
+        reply = await pipe.execute(data)
+        if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
+            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)))
+            if isinstance(loaded, ErrorReply):
+                raise error_to_exception(loaded, self.name)
+            reply = await pipe.execute(data)
+        if isinstance(reply, ErrorReply):
+            raise error_to_exception(reply, self.name)
+        return reply
+
 
 def load_script(name: str) -> LuaScript:
     """Read `gatekeeper/lua/<name>.lua` with the shared library prepended."""
@@ -37,4 +78,5 @@ def load_script(name: str) -> LuaScript:
     source = (
         folder.joinpath(_LIBRARY).read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
     )
-    return LuaScript(name=name, source=source, sha=hashlib.sha1(source.encode()).hexdigest())
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    return LuaScript(name=name, source=source, sha=sha, _head=evalsha_prefix(sha))
