@@ -63,6 +63,9 @@ class RedisSettings:
     period_grace_s: int = 3_600  # counters outlive their period by this much
     max_connections: int = 64  # per process
     pool_timeout_s: int = 5  # wait this long for a free connection, then fail the decision
+    # decisions' Lua calls share pipelined writes on a few lean connections (store/autopipeline.py);
+    # false = one redis-py call each. Ignored for rediss:// (TLS goes through redis-py).
+    autopipeline: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 from redis.asyncio import Redis
 
+from gatekeeper.store.connection import GatekeeperRedis
 from tests.conftest import RedisTarget
 from tests.engine.harness import make_harness
 from tests.engine.workers import SPEND_CAP_NANO, run_batch, scenario
@@ -15,21 +16,32 @@ from tests.engine.workers import SPEND_CAP_NANO, run_batch, scenario
 PROCESSES = 4
 
 
-def _fan_out(target: RedisTarget, prefix: str, name: str, total: int) -> list[tuple[bool, int]]:
+def _fan_out(
+    target: RedisTarget, prefix: str, name: str, total: int, *, autopipeline: bool = True
+) -> list[tuple[bool, int]]:
+    """`total` concurrent decisions from PROCESSES processes (auto-pipelined by default)."""
     per = total // PROCESSES
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
         futures = [
-            pool.submit(run_batch, target.url, prefix, name, per, seed) for seed in range(PROCESSES)
+            pool.submit(run_batch, target.url, prefix, name, per, seed, autopipeline)
+            for seed in range(PROCESSES)
         ]
         return [r for f in futures for r in f.result(timeout=120)]
+
+
+def _autopipelined(redis: Redis) -> bool:
+    """The decision path under test: the one of the `redis` fixture (tests/engine/conftest.py)."""
+    return isinstance(redis, GatekeeperRedis) and redis.autopipeline is not None
 
 
 @pytest.mark.slow
 async def test_hard_limit_of_100_admits_exactly_100_of_1000(
     redis: Redis, redis_target: RedisTarget, key_prefix: str
 ) -> None:
-    results = _fan_out(redis_target, key_prefix, "hard100", 1_000)
+    results = _fan_out(
+        redis_target, key_prefix, "hard100", 1_000, autopipeline=_autopipelined(redis)
+    )
     assert len(results) == 1_000
     assert sum(admitted for admitted, _ in results) == 100
     h = make_harness(redis, scenario("hard100"), key_prefix)
@@ -40,7 +52,7 @@ async def test_hard_limit_of_100_admits_exactly_100_of_1000(
 async def test_spend_cap_never_overshoots_and_events_sum_to_spend(
     redis: Redis, redis_target: RedisTarget, key_prefix: str
 ) -> None:
-    results = _fan_out(redis_target, key_prefix, "spend", 1_000)
+    results = _fan_out(redis_target, key_prefix, "spend", 1_000, autopipeline=_autopipelined(redis))
     admitted_cost = sum(cost for admitted, cost in results if admitted)
     h = make_harness(redis, scenario("spend"), key_prefix)
     spend_keys = [k async for k in redis.scan_iter(match=f"{key_prefix}:*:s:cust:*")]
@@ -60,7 +72,7 @@ async def test_spend_cap_never_overshoots_and_events_sum_to_spend(
 async def test_500_concurrent_decisions_fire_each_threshold_once(
     redis: Redis, redis_target: RedisTarget, key_prefix: str, name: str
 ) -> None:
-    results = _fan_out(redis_target, key_prefix, name, 500)
+    results = _fan_out(redis_target, key_prefix, name, 500, autopipeline=_autopipelined(redis))
     admitted = sum(a for a, _ in results)
     assert admitted == (400 if name == "thresholds" else 500)
     h = make_harness(redis, scenario(name), key_prefix)

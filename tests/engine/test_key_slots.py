@@ -46,15 +46,20 @@ async def test_all_script_keys_share_one_slot(
     redis: Redis, key_prefix: str, monkeypatch: Any
 ) -> None:
     seen: list[list[str]] = []
-    original = LuaScript.run
+    for method in ("run", "run_pipelined"):  # redis-py path, auto-pipelined path
+        original = getattr(LuaScript, method)
 
-    async def spy(
-        self: LuaScript, client: Redis, keys: Sequence[str], args: Sequence[str | int]
-    ) -> Any:
-        seen.append(list(keys))
-        return await original(self, client, keys, args)
+        async def spy(
+            self: LuaScript,
+            client: Any,
+            keys: Sequence[str],
+            args: Sequence[str | int],
+            _original: Any = original,
+        ) -> Any:
+            seen.append(list(keys))
+            return await _original(self, client, keys, args)
 
-    monkeypatch.setattr(LuaScript, "run", spy)
+        monkeypatch.setattr(LuaScript, method, spy)
     p = plan(
         "p",
         metered("requests", 100, thresholds=(50,)),

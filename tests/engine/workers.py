@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
-from redis.asyncio import BlockingConnectionPool, Redis
-
 from gatekeeper.engine import Decision, DecisionRequest, MeterRequest
 from gatekeeper.model import Enforcement, Policy
+from gatekeeper.settings import RedisSettings
+from gatekeeper.store.connection import connect_redis
 from tests.engine.harness import make_harness
 from tests.engine.policies import cap, flat, metered, plan, policy
 
@@ -49,10 +49,11 @@ def _request(name: str, rng: random.Random) -> DecisionRequest:
     return DecisionRequest("cust", meters=tuple(meters))
 
 
-async def _run(url: str, prefix: str, name: str, n: int, seed: int) -> list[tuple[bool, int]]:
-    client = Redis(
-        connection_pool=BlockingConnectionPool.from_url(url, max_connections=32, timeout=30)
-    )
+async def _run(
+    url: str, prefix: str, name: str, n: int, seed: int, autopipeline: bool
+) -> list[tuple[bool, int]]:
+    settings = RedisSettings(max_connections=32, pool_timeout_s=30, autopipeline=autopipeline)
+    client = connect_redis(url, settings)
     try:
         h = make_harness(client, scenario(name), prefix)
         rng = random.Random(seed)
@@ -63,6 +64,8 @@ async def _run(url: str, prefix: str, name: str, n: int, seed: int) -> list[tupl
         await client.aclose()
 
 
-def run_batch(url: str, prefix: str, name: str, n: int, seed: int) -> list[tuple[bool, int]]:
+def run_batch(
+    url: str, prefix: str, name: str, n: int, seed: int, autopipeline: bool = True
+) -> list[tuple[bool, int]]:
     """n concurrent decisions in this process; returns (admitted, cost) per decision."""
-    return asyncio.run(_run(url, prefix, name, n, seed))
+    return asyncio.run(_run(url, prefix, name, n, seed, autopipeline))

@@ -99,6 +99,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "period_grace_s": FieldSpec("int", lo=0),
         "max_connections": _POSITIVE,
         "pool_timeout_s": _POSITIVE,
+        "autopipeline": FieldSpec("bool"),
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE},

@@ -1,4 +1,8 @@
-"""DecisionStore on Redis: one EVALSHA per decision, one HGET + one EVALSHA per settlement."""
+"""DecisionStore on Redis: one EVALSHA per decision, one HGET + one EVALSHA per settlement.
+
+The EVALSHAs go through the client's auto-pipeline when it has one (connection.py), else
+through redis-py; either way a store failure is a StoreUnavailable.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from gatekeeper.engine.plan import DecisionPlan
 from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
+from gatekeeper.store.autopipeline import AutoPipeline
 from gatekeeper.store.codec import clean, decode_decide, decode_settle, encode, to_us
+from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
 
@@ -21,8 +27,13 @@ __all__ = ["RedisDecisionStore"]
 
 
 class RedisDecisionStore:
-    def __init__(self, *, redis: Redis, settings: RedisSettings) -> None:
+    def __init__(
+        self, *, redis: Redis, settings: RedisSettings, autopipeline: AutoPipeline | None = None
+    ) -> None:
         self._redis = redis
+        if autopipeline is None and isinstance(redis, GatekeeperRedis):
+            autopipeline = redis.autopipeline
+        self._pipe = autopipeline
         self._settings = settings
         self.keys = KeySpace(prefix=settings.key_prefix, partitions=settings.partitions)
         self._decide: LuaScript = load_script("decide")
@@ -100,7 +111,14 @@ class RedisDecisionStore:
         reply = await self._call(self._settle, keys, enc.packed())
         return decode_settle(reply)
 
+    @property
+    def autopipelined(self) -> bool:
+        return self._pipe is not None
+
     async def _call(self, script: LuaScript, keys: list[str], args: list[str]) -> list[bytes]:
+        if self._pipe is not None:
+            reply: list[bytes] = await script.run_pipelined(self._pipe, keys, args)
+            return reply
         try:
             result: list[bytes] = await script.run(self._redis, keys, args)
         except (RedisConnectionError, RedisTimeoutError) as exc:
