@@ -22,6 +22,7 @@ from gatekeeper.engine.engine import new_decision_id
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.model import Policy, frozen_map
 from gatekeeper.settings import FailClosedAnswer, FailureMode, Settings
+from gatekeeper.stats import DecisionStats
 
 __all__ = ["Authorizer"]
 
@@ -39,12 +40,15 @@ class Authorizer:
         settings: Settings,
         clock: Clock,
         backlog: OfflineBacklog | None = None,
+        stats: DecisionStats | None = None,
     ) -> None:
+        """`stats`: per-process decision statistics for the dashboard (counted in memory)."""
         self._policy = policy
         self._engine = engine
         self._settings = settings
         self._clock = clock
         self._backlog = backlog
+        self._stats = stats
         self._table: tuple[Policy, RouteTable] | None = None
         self.counts: dict[str, int] = {}
 
@@ -60,6 +64,8 @@ class Authorizer:
         """Answer one request. Never raises for anything a client can cause."""
         answer = await self._check(request)
         self._count(answer.outcome)
+        if self._stats is not None:
+            self._stats.record(answer.outcome, answer.metadata.get("customer"))
         return answer
 
     async def _check(self, request: EdgeRequest) -> Answer:
