@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 
@@ -69,8 +70,9 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass (`gatekeeper serve` runs
+        # uvloop): an isinstance check here failed every connection there
+        self._transport = cast(asyncio.Transport, transport)
         self._writer = asyncio.get_running_loop().create_task(self._answer_in_order())
         self._connections.add(self)
 
