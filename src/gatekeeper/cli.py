@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.demo import DEMO
 from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
 from gatekeeper.serve import add_serve_arguments, run_serve
 
@@ -79,6 +80,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(*WORKER),
     Subcommand(*EXPORT),
     Subcommand(*RECONCILE),
+    Subcommand(*DEMO),
 )
 
 

