@@ -1,4 +1,5 @@
-"""The dashboard's static files at `/ui/` (shipped in the package; no CDN, no build step).
+"""The dashboard: static files at `/ui/` (shipped in the package; no CDN, no build step), and
+`mount_dashboard`, which wires the page's live data (statistics, SSE streams) into a process.
 
 The page itself holds no data and needs no token: it reads the token from its URL fragment
 (`/ui/#token=...`, which browsers never send to the server) and calls the `/v1` API with it.
@@ -7,12 +8,23 @@ The page itself holds no data and needs no token: it reads the token from its UR
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from typing import Any
 
 from aiohttp import web
+from redis.asyncio import Redis
 
-__all__ = ["add_dashboard"]
+from gatekeeper.clock import Clock
+from gatekeeper.events import AlertEvent
+from gatekeeper.http.sse import EventStreams, StreamWatch, UsageSource
+from gatekeeper.pipeline.worker import BILLING_GROUP
+from gatekeeper.stats import AlertView, DecisionStats, StatsFlusher, StatsReader
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["LiveDashboard", "add_dashboard", "mount_dashboard"]
 
 _TYPES = {
     ".html": "text/html",
@@ -66,3 +78,60 @@ def add_dashboard(app: web.Application, *, root: Traversable | None = None) -> N
     app.router.add_get("/ui", redirect)
     app.router.add_get("/ui/", serve)
     app.router.add_get("/ui/{name:.+}", serve)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDashboard:
+    """The live parts of one process's dashboard (its loops run under the caller's supervisor)."""
+
+    flusher: StatsFlusher
+    reader: StatsReader
+    watch: StreamWatch
+    streams: EventStreams
+
+    def stop(self) -> None:
+        self.flusher.stop()
+        self.watch.stop()
+
+
+def _alert_json(event: AlertEvent) -> dict[str, object]:
+    return AlertView.of(event).to_json()
+
+
+def mount_dashboard(
+    app: web.Application,
+    *,
+    stats: DecisionStats,
+    redis: Redis,
+    keys: KeySpace,
+    clock: Clock,
+    usage: UsageSource,
+    supervise: Callable[[str, Coroutine[Any, Any, None]], None],
+) -> LiveDashboard:
+    """Serve `/ui`, the SSE streams, flush `stats` every second and watch the usage streams.
+
+    `usage(customer_id)` is the customer's usage JSON (as `GET /v1/customers/{id}/usage`),
+    None for an unknown customer.
+    """
+    reader = StatsReader(redis=redis, keys=keys, clock=clock, group=BILLING_GROUP)
+    watch = StreamWatch(redis=redis, keys=keys)
+
+    async def snapshot() -> dict[str, object]:
+        return (await reader.snapshot()).to_json()
+
+    async def recent_alerts(customer: str) -> list[dict[str, object]]:
+        return [a.to_json() for a in await reader.customer_alerts(customer)]
+
+    streams = EventStreams(
+        stats=snapshot,
+        usage=usage,
+        recent_alerts=recent_alerts,
+        alert_json=_alert_json,
+        watch=watch,
+    )
+    streams.install(app)
+    add_dashboard(app)
+    flusher = StatsFlusher(stats=stats, redis=redis, keys=keys, clock=clock)
+    supervise("dashboard-stats-flush", flusher.run())
+    supervise("dashboard-stream-watch", watch.run())
+    return LiveDashboard(flusher, reader, watch, streams)
