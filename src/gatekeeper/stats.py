@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from gatekeeper.clock import Clock
 from gatekeeper.events import AlertEvent
+from gatekeeper.money import format_nano
 from gatekeeper.store.keys import KeySpace
 
 __all__ = [
@@ -205,8 +206,9 @@ class AlertView:
     customer: str
     feature: str | None
     threshold: int
-    used: int
+    used: int  # units, or nano-units for the spend cap
     limit: int
+    period_end: datetime
     at: datetime
 
     @classmethod
@@ -219,18 +221,22 @@ class AlertView:
             event.threshold,
             event.used,
             event.limit,
+            event.period_end,
             event.time,
         )
 
     def to_json(self) -> dict[str, object]:
+        """As the alerts API shows an alert: money (the spend cap, feature None) as decimals."""
+        money = self.feature is None
         return {
             "id": self.id,
             "kind": self.kind,
             "customer": self.customer,
             "feature": self.feature,
             "threshold": self.threshold,
-            "used": self.used,
-            "limit": self.limit,
+            "used": format_nano(self.used) if money else self.used,
+            "limit": format_nano(self.limit) if money else self.limit,
+            "period_end": _iso(self.period_end),
             "at": _iso(self.at),
         }
 

@@ -271,9 +271,20 @@
       setText("lag-lag", lag.lag === null ? "n/a (Redis < 7)" : num(lag.lag));
       setText("lag-length", num(lag.length));
       setText("lag-missing", num(lag.streams_without_group));
-      const backlog = lag.pending + (lag.lag || 0);
+      // Redis >= 7 knows how far behind the group is; without a group every entry is unbilled
+      let backlog, note;
+      if (lag.lag !== null) {
+        backlog = lag.pending + lag.lag;
+        note = "usage events not yet billed";
+      } else if (lag.streams_without_group && lag.pending === 0) {
+        backlog = lag.length;
+        note = "no billing worker has read the streams yet";
+      } else {
+        backlog = lag.pending;
+        note = "read, not yet acknowledged (Redis 6.2)";
+      }
       setText("kpi-lag", num(backlog));
-      setText("kpi-lag-note", lag.streams_without_group ? `${lag.streams_without_group} partitions have no billing worker yet` : "events read or waiting, not yet billed");
+      setText("kpi-lag-note", note);
     }
 
     renderAlerts($("op-alerts"), s.alerts || [], true);
@@ -329,7 +340,7 @@
   }
 
   // customer ----------------------------------------------------------------------------
-  const live = { customer: null, alerts: new Map(), history: [], features: [], lastUsage: null };
+  const live = { customer: null, alerts: new Map(), history: [], lastUsage: null, forecastAt: 0, forecastTimer: null };
 
   function featureCard(f) {
     const limited = f.limit !== null && f.limit !== undefined && f.limit > 0;
@@ -355,7 +366,7 @@
     const box = $("cu-spend");
     box.textContent = "";
     if (!spend) {
-      box.append(h("p", { class: "muted", text: "No priced usage on this plan." }));
+      box.append(h("p", { class: "muted", text: "No spending cap applies. Set one below to follow your spend against it." }));
       setText("cu-spend-period", "");
       return;
     }
@@ -388,6 +399,18 @@
     renderSpend(u.spend, u.currency);
     if (!$("cap-currency").textContent && u.currency) setText("cap-currency", `(${u.currency})`);
     pushHistory(u);
+    refreshForecastSoon();
+  }
+
+  // The forecast follows usage, but costs a billing-store query: at most one every 5 s.
+  function refreshForecastSoon() {
+    if (live.forecastTimer || !live.customer) return;
+    const wait = Math.max(0, live.forecastAt + 5000 - Date.now());
+    const customer = live.customer;
+    live.forecastTimer = setTimeout(() => {
+      live.forecastTimer = null;
+      if (live.customer === customer && state.view === "customer") loadForecast(customer);
+    }, wait);
   }
 
   function pushHistory(u) {
@@ -408,7 +431,7 @@
     const existing = state.charts.cu;
     const signature = series.map((s) => s.label).join("|");
     if (existing && existing.signature === signature) existing.plot.setData(data);
-    else if (names.length) makeChart("cu", $("cu-chart"), series, data, { scales: { x: { time: true }, y: { range: (uu, min, max) => [0, Math.max(100, max * 1.1)] } } });
+    else if (names.length) makeChart("cu", $("cu-chart"), series, data, { scales: { x: { time: true, range: (uu, min, max) => [Math.min(min, max - 60), max] }, y: { range: (uu, min, max) => [0, Math.max(100, max * 1.1)] } } });
     else $("cu-chart").textContent = "No limited features to chart.";
   }
 
@@ -420,6 +443,7 @@
   }
 
   async function loadForecast(customer) {
+    live.forecastAt = Date.now();
     const box = $("cu-forecast");
     let data;
     try {
@@ -429,15 +453,16 @@
       box.append(h("p", { class: "muted", text: `Forecast unavailable: ${e.message}` }));
       return;
     }
-    const rows = (data.features || []).map((f) => ({ name: f.feature, used: f.used, projected: f.projected, limit: f.limit, end: f.period_end, out: f.exhausted_at, fmt: num }));
+    const rows = (data.features || []).map((f) => ({ name: f.feature, unit: "", used: f.used, projected: f.projected, low: f.low, high: f.high, limit: f.limit, over: f.exceeds_limit, fmt: num }));
     if (data.spend) {
-      const cur = data.spend.currency;
-      rows.push({ name: "spend", used: Number(data.spend.spent ?? data.spend.used), projected: Number(data.spend.projected), limit: data.spend.cap === null || data.spend.cap === undefined ? null : Number(data.spend.cap), end: data.spend.period_end, out: data.spend.exhausted_at, fmt: (v) => money(v, cur) });
+      const cur = live.lastUsage && live.lastUsage.currency;
+      const n = (v) => (v === null || v === undefined ? null : Number(v));
+      rows.push({ name: "spend", used: n(data.spend.used), projected: n(data.spend.projected), low: n(data.spend.low), high: n(data.spend.high), limit: n(data.spend.limit), over: data.spend.exceeds_limit, fmt: (v) => money(v, cur) });
     }
     box.textContent = "";
     if (!rows.length) { box.append(h("p", { class: "muted", text: "Nothing to forecast yet." })); return; }
     const table = h("table", { class: "forecast" },
-      h("thead", {}, h("tr", {}, ["Feature", "Used", "Projected", "Limit", "", "Outlook"].map((t) => h("th", { text: t })))));
+      h("thead", {}, h("tr", {}, ["Feature", "Used", "Projected", "Limit", "Used · projected · limit", "Outlook"].map((t) => h("th", { text: t })))));
     const tbody = h("tbody");
     for (const r of rows) {
       const scale = Math.max(r.projected || 0, r.limit || 0, r.used || 0, 1);
@@ -447,14 +472,16 @@
       const now = h("div", { class: "now" });
       now.style.width = `${(100 * (r.used || 0)) / scale}%`;
       bar.append(proj, now);
-      if (r.limit) { const lim = h("div", { class: "limit", title: "limit" }); lim.style.left = `${(100 * r.limit) / scale}%`; bar.append(lim); }
-      const verdict = r.out
-        ? h("span", { class: "verdict bad", text: `runs out ${when(r.out)}` })
-        : r.limit ? h("span", { class: "verdict ok", text: "within limit" }) : h("span", { class: "muted", text: "no limit" });
+      if (r.limit) { const lim = h("div", { class: "limit", title: "limit" }); lim.style.left = `calc(${(100 * r.limit) / scale}% - 1px)`; bar.append(lim); }
+      const verdict = r.limit === null || r.limit === undefined
+        ? h("span", { class: "muted", text: "no limit" })
+        : r.over
+          ? h("span", { class: "verdict bad", text: `over by ${r.fmt(r.projected - r.limit)}` })
+          : h("span", { class: "verdict ok", text: "within limit" });
       tbody.append(h("tr", { "data-feature": r.name },
         h("td", {}, h("span", { class: "feature-name", text: r.name })),
         h("td", { text: r.fmt(r.used) }),
-        h("td", { text: r.fmt(r.projected) }),
+        h("td", {}, r.fmt(r.projected), r.low !== null && r.low !== undefined && r.high !== r.low ? h("div", { class: "band", text: `${r.fmt(r.low)} – ${r.fmt(r.high)}` }) : null),
         h("td", { text: r.limit ? r.fmt(r.limit) : "–" }),
         h("td", {}, bar),
         h("td", {}, verdict)));
@@ -527,7 +554,7 @@
     openStream(`/v1/customers/${encodeURIComponent(customer)}/stream`, { usage: renderUsage, alert: onAlert });
     loadCap(customer);
     loadForecast(customer);
-    state.timers.push(setInterval(() => loadForecast(customer), 30000));
+    state.timers.push(setInterval(() => loadForecast(customer), 60000));
     // refresh the relative reset times between pushes
     state.timers.push(setInterval(() => { if (live.lastUsage) setText("cu-spend-period", live.lastUsage.spend && live.lastUsage.spend.reset ? `resets in ${until(live.lastUsage.spend.reset)}` : ""); }, 15000));
   }
