@@ -215,3 +215,18 @@ async def test_closed_pipeline_refuses_calls(redis_target: RedisTarget) -> None:
     await pipe.aclose()
     with pytest.raises(StoreUnavailable, match="closed"):
         await pipe.command("PING")
+
+
+def test_uvloop_transports_over_tcp_and_unix(own_redis: EmbeddedRedis) -> None:
+    """`gatekeeper serve` runs uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop
+
+    async def run(url: str) -> list[object]:
+        pipe = _pipe(url)
+        try:
+            return list(await asyncio.gather(*(pipe.command("ECHO", str(i)) for i in range(200))))
+        finally:
+            await pipe.aclose()
+
+    for url in (own_redis.url, f"unix://{own_redis.socket_path}?db=0"):
+        assert uvloop.run(run(url)) == [str(i).encode() for i in range(200)]

@@ -8,9 +8,10 @@ counters the request touches, and has the store check-and-consume them in one at
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from gatekeeper.clock import Clock
 from gatekeeper.engine.plan import (
@@ -19,11 +20,11 @@ from gatekeeper.engine.plan import (
     build_meter,
     build_spend,
 )
-from gatekeeper.engine.ports import DecideReply, DecisionStore, PolicySource, ReplyRow
+from gatekeeper.engine.ports import DecideReply, DecisionStore, PolicySource
+from gatekeeper.engine.templates import PlanTemplate, TemplateCache, limit_status
 from gatekeeper.engine.types import (
     Decision,
     DecisionRequest,
-    LimitKind,
     LimitStatus,
     MeterRequest,
     Outcome,
@@ -41,17 +42,11 @@ _DENY_OUTCOME = {
     "rate": Outcome.RATE_LIMITED,
     "spend": Outcome.SPEND_CAP,
 }
-_ROW_KIND = {"q": LimitKind.QUOTA, "r": LimitKind.RATE, "s": LimitKind.SPEND}
 
 
 def new_decision_id() -> str:
     """Time-ordered unique id: 48-bit milliseconds + 80 random bits, 32 hex chars."""
-    ms = int(datetime.now(tz=UTC).timestamp() * 1000)
-    return f"{ms:012x}{secrets.token_hex(10)}"
-
-
-def _from_us(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 def _merge(meters: tuple[MeterRequest, ...]) -> list[MeterRequest]:
@@ -81,6 +76,7 @@ class DecisionEngine:
         self._store = store
         self._clock = clock
         self._new_id = new_id
+        self._templates = TemplateCache()
 
     async def decide(
         self,
@@ -99,22 +95,34 @@ class DecisionEngine:
         """
         decision_id = decision_id or self._new_id()
         policy = self._policy.current()
-        customer = policy.customers.get(request.customer_id)
-        if customer is None:
-            return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
-        meters = _merge(request.meters)
-        missing = self._not_entitled(policy, customer, request.requires, meters)
-        if missing is not None:
-            return Decision(
-                decision_id,
-                Outcome.NOT_ENTITLED,
-                customer.id,
-                plan=customer.plan,
-                feature=missing,
-                upgrade_hint=self._upgrade_hint(policy, missing),
-            )
         now = at or self._clock.now()
-        plan = self._plan(policy, customer, meters, request.requires, now)
+        meters = _merge(request.meters)
+        key = (request.customer_id, request.requires, tuple((m.feature, m.reserve) for m in meters))
+        template = self._templates.get(policy, key, now)
+        if template is None:
+            customer = policy.customers.get(request.customer_id)
+            if customer is None:
+                return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
+            missing = self._not_entitled(policy, customer, request.requires, meters)
+            if missing is not None:
+                return Decision(
+                    decision_id,
+                    Outcome.NOT_ENTITLED,
+                    customer.id,
+                    plan=customer.plan,
+                    feature=missing,
+                    upgrade_hint=self._upgrade_hint(policy, missing),
+                )
+            template = self._templates.put(
+                key,
+                PlanTemplate(
+                    policy=policy,
+                    customer=customer,
+                    plan=self._plan(policy, customer, meters, request.requires, now),
+                    config_values=self._config_values(policy, customer),
+                ),
+            )
+        plan = template.plan_for(now, [m.quantity for m in meters])
         reply = await self._store.decide(
             plan,
             decision_id=decision_id,
@@ -122,7 +130,7 @@ class DecisionEngine:
             idempotency_key=request.idempotency_key,
             mode=MODE_FORCE if force else MODE_DECIDE,
         )
-        return self._decision(policy, customer, plan, reply)
+        return self._decision(template, plan, reply)
 
     async def usage(self, customer_id: str) -> tuple[LimitStatus, ...] | None:
         """Every counter of the customer now (quota, rate, spend), consuming nothing.
@@ -142,7 +150,7 @@ class DecisionEngine:
         reply = await self._store.decide(
             plan, decision_id="peek", request_id="", idempotency_key=None, mode=MODE_PEEK
         )
-        return tuple(self._status(plan, row) for row in reply.rows)
+        return tuple(limit_status(plan, row) for row in reply.rows)
 
     async def settle(
         self,
@@ -240,42 +248,20 @@ class DecisionEngine:
         )
 
     @staticmethod
-    def _status(plan: DecisionPlan, row: ReplyRow) -> LimitStatus:
-        kind = _ROW_KIND[row.kind]
-        feature: str | None = None
-        if kind is LimitKind.SPEND:
-            assert plan.spend is not None
-            window = plan.spend.window
-            window_s = int((window.end - window.start).total_seconds())
-        else:
-            meter = plan.meters[row.meter - 1]
-            feature = meter.feature
-            if kind is LimitKind.RATE:
-                window_s = meter.rates[row.rate - 1].window_s
-            else:
-                assert meter.quota is not None
-                window = meter.quota.window
-                window_s = int((window.end - window.start).total_seconds())
-        return LimitStatus(
-            kind=kind,
-            feature=feature,
-            limit=row.limit,
-            used=row.used,
-            remaining=row.remaining,
-            reset_at=_from_us(row.reset_us),
-            window_s=window_s,
-        )
-
-    def _decision(
-        self, policy: Policy, customer: Customer, plan: DecisionPlan, reply: DecideReply
-    ) -> Decision:
-        statuses = tuple(self._status(plan, row) for row in reply.rows)
-        config_values = frozen_map(
+    def _config_values(policy: Policy, customer: Customer) -> Mapping[str, str]:
+        """Config features' values by the header that carries them upstream."""
+        return frozen_map(
             {
                 (policy.features[name].header or name): value
                 for name, value in customer.entitlements.config_values.items()
             }
         )
+
+    @staticmethod
+    def _decision(template: PlanTemplate, plan: DecisionPlan, reply: DecideReply) -> Decision:
+        customer = template.customer
+        statuses = tuple(map(template.status, reply.rows))
+        config_values = template.config_values
         overage = tuple(plan.meters[i - 1].feature for i in reply.overage_meters)
         reservation = reply.decision_id if reply.reserved else None
         if reply.admitted:

@@ -7,7 +7,7 @@ key names: those are the store's business.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from gatekeeper.model import (
@@ -26,6 +26,7 @@ __all__ = [
     "DecisionPlan",
     "GrantPlan",
     "MeterPlan",
+    "PlanMemo",
     "QuotaPlan",
     "RatePlan",
     "SpendPlan",
@@ -78,6 +79,19 @@ class SpendPlan:
     window: Window
 
 
+class PlanMemo:
+    """Scratch space shared by the plans of one template (engine/templates.py): the same
+    counters and windows, only `now` and meter quantities differ. The store keeps what it
+    derives from the counters here (its encoded KEYS/ARGV) instead of deriving it per call.
+    """
+
+    __slots__ = ("owner", "value")
+
+    def __init__(self) -> None:
+        self.owner: object = None
+        self.value: object = None
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionPlan:
     customer_id: str
@@ -86,6 +100,7 @@ class DecisionPlan:
     meters: tuple[MeterPlan, ...]
     spend: SpendPlan | None
     currency: str
+    memo: PlanMemo | None = field(default=None, compare=False, repr=False)
 
 
 def _active_grants(grants: Iterable[Grant], feature: str, now: datetime) -> tuple[GrantPlan, ...]:

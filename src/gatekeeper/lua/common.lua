@@ -16,6 +16,18 @@ local function arg_s() ai = ai + 1; return A[ai] end
 local function arg_n() ai = ai + 1; return tonumber(A[ai]) end
 local function fmt(x) return string.format('%d', x) end
 
+-- Counters outlive the end of their window by grace_ms (read first in the body, see codec.py).
+-- Expiries travel as absolute times so the ARGV of a counter does not depend on `now`.
+local grace_ms = 0
+local function read_grace() grace_ms = arg_n() end
+local NO_EXPIRY_TTL_MS = 400 * 86400000
+local function ttl_until(end_us, now)
+  if end_us < 0 then return NO_EXPIRY_TTL_MS end
+  local ms = (end_us - now) / 1000
+  if ms < 0 then ms = 0 end
+  return math.floor(ms) + grace_ms
+end
+
 local function hnum(key, field)
   local v = redis.call('HGET', key, field)
   if v then return tonumber(v) end
@@ -61,11 +73,11 @@ local function read_meter()
   local ng = arg_n()
   for j = 1, ng do
     local g = {}
-    g.key = key_at(arg_n()); g.amount = arg_n(); g.ttl = arg_n(); g.id = arg_s()
+    g.key = key_at(arg_n()); g.amount = arg_n(); g.exp_us = arg_n(); g.id = arg_s()
     m.grants[j] = g
   end
   local q = {}
-  q.key = key_at(arg_n()); q.limit = arg_n(); q.ceiling = arg_n(); q.ttl = arg_n()
+  q.key = key_at(arg_n()); q.limit = arg_n(); q.ceiling = arg_n(); q.exp_us = arg_n()
   q.start_us = arg_n(); q.end_us = arg_n(); q.thr = read_thresholds()
   m.q = q
   m.rates = {}
@@ -76,7 +88,7 @@ local function read_meter()
     m.rates[j] = r
   end
   local b = {}
-  b.key = key_at(arg_n()); b.ttl = arg_n()
+  b.key = key_at(arg_n()); b.exp_us = arg_n()
   m.b = b
   m.tiers = {}
   local nt = arg_n()
@@ -89,7 +101,7 @@ end
 
 local function read_spend()
   local s = {}
-  s.key = key_at(arg_n()); s.cap = arg_n(); s.block = arg_n() == 1; s.ttl = arg_n()
+  s.key = key_at(arg_n()); s.cap = arg_n(); s.block = arg_n() == 1; s.exp_us = arg_n()
   s.start_us = arg_n(); s.end_us = arg_n(); s.thr = read_thresholds()
   return s
 end
@@ -148,7 +160,7 @@ local function apply(m, now, emit)
     local take = m.takes[j]
     if take > 0 then
       if redis.call('HINCRBY', g.key, 'u', take) == take then
-        redis.call('PEXPIRE', g.key, g.ttl)
+        redis.call('PEXPIRE', g.key, ttl_until(g.exp_us, now))
       end
     end
   end
@@ -156,7 +168,7 @@ local function apply(m, now, emit)
   local q = m.q
   if q.key then
     redis.call('HINCRBY', q.key, 'u', m.billable)
-    if q.u0 == 0 then redis.call('PEXPIRE', q.key, q.ttl) end
+    if q.u0 == 0 then redis.call('PEXPIRE', q.key, ttl_until(q.exp_us, now)) end
     if m.billable > 0 and q.limit >= 0 then
       fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t) emit(kind, t, m) end)
       if q.u1 > q.limit then
@@ -173,15 +185,15 @@ local function apply(m, now, emit)
   end
   if m.b.key and m.billable ~= 0 then
     redis.call('HINCRBY', m.b.key, 'u', m.billable)
-    if m.b0 == 0 then redis.call('PEXPIRE', m.b.key, m.b.ttl) end
+    if m.b0 == 0 then redis.call('PEXPIRE', m.b.key, ttl_until(m.b.exp_us, now)) end
   end
   return over
 end
 
-local function apply_spend(s, total, emit)
+local function apply_spend(s, total, emit, now)
   if not s.key or total == 0 then return end
   s.s1 = redis.call('HINCRBY', s.key, 'u', total)
-  if s.s1 == total then redis.call('PEXPIRE', s.key, s.ttl) end
+  if s.s1 == total then redis.call('PEXPIRE', s.key, ttl_until(s.exp_us, now)) end
   if total > 0 and s.cap >= 0 then
     fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t) emit(kind, t, nil) end)
     if s.s1 > s.cap and redis.call('HSETNX', s.key, 'ov', 1) == 1 then

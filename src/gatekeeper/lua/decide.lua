@@ -6,7 +6,7 @@
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
 -- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
---       idem_ttl_ms, reservation_ttl_ms, currency, mode, n_meters, meter..., spend
+--       idem_ttl_ms, reservation_ttl_ms, currency, mode, grace_ms, n_meters, meter..., spend
 --   mode 0 = decide; 1 = force: record an admission decided elsewhere (fail-open replay),
 --   nothing is denied; 2 = peek: report the counters, write nothing, emit nothing.
 --   (layout written by gatekeeper/store/codec.py; read by read_meter/read_spend)
@@ -40,6 +40,7 @@ if idem then
 end
 
 local meters = {}
+read_grace()
 local n_meters = arg_n()
 for j = 1, n_meters do meters[j] = read_meter() end
 local spend = read_spend()
@@ -108,7 +109,7 @@ if admitted then
         'idempotency_key', idem_key, 'time_us', fmt(now), 'overage', over and '1' or '0')
     end
   end
-  apply_spend(spend, total, emit)
+  apply_spend(spend, total, emit, now)
   if reserved then
     local rk = KEYS[4]
     redis.call('HSET', rk, 't', fmt(now), 'x', fmt(now + res_ttl * 1000), 'd', decision_id)

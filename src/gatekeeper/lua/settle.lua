@@ -3,7 +3,7 @@
 -- KEYS[1] usage stream   KEYS[2] alert stream   KEYS[3] reservation record
 -- KEYS[4..] counters of the reservation's windows (same layout as decide.lua)
 --
--- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, currency, n_meters, meter...
+-- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, currency, grace_ms, n_meters, meter...
 --       (meter.qty = the ACTUAL quantity), spend
 --
 -- A missing record means never reserved or already settled: nothing changes ({'X'}), so a
@@ -23,6 +23,7 @@ local currency = arg_s()
 local rk = KEYS[3]
 
 local meters = {}
+read_grace()
 local n_meters = arg_n()
 for j = 1, n_meters do meters[j] = read_meter() end
 local spend = read_spend()
@@ -120,7 +121,7 @@ for j, m in ipairs(meters) do
 end
 if spend.key and total ~= 0 then
   spend.s0 = hnum(spend.key, 'u')
-  apply_spend(spend, total, emit)
+  apply_spend(spend, total, emit, now)
 end
 redis.call('DEL', rk)
 out[2] = fmt(total)

@@ -15,7 +15,17 @@ from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
 from gatekeeper.periods import Window
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["SEPARATOR", "Encoded", "clean", "decode_decide", "decode_settle", "encode", "to_us"]
+__all__ = [
+    "SEPARATOR",
+    "Body",
+    "Encoded",
+    "clean",
+    "compile_body",
+    "decode_decide",
+    "decode_settle",
+    "encode",
+    "to_us",
+]
 
 _FIXED_KEYS = 4  # usage stream, alert stream, idempotency record, reservation record
 
@@ -32,11 +42,11 @@ SEPARATOR = "\x1f"  # ASCII unit separator: ends every field of the packed ARGV[
 @dataclass(frozen=True, slots=True)
 class Encoded:
     keys: list[str]
-    args: list[str | int]
+    argv: list[str]  # one string: every field terminated by SEPARATOR
 
     def packed(self) -> list[str]:
-        """ARGV as the scripts read it: one string, every field terminated by SEPARATOR."""
-        return [SEPARATOR.join(map(str, self.args)) + SEPARATOR]
+        """ARGV as the scripts read it."""
+        return self.argv
 
 
 def clean(text: str) -> str:
@@ -45,36 +55,32 @@ def clean(text: str) -> str:
 
 
 class _Builder:
-    def __init__(self, fixed: list[str]) -> None:
-        self.keys = list(fixed)
-        self.args: list[str | int] = []
+    def __init__(self, first_key: int) -> None:
+        self.keys: list[str] = []
+        self.args: list[str | int | None] = []  # None marks a meter's quantity
         self._index: dict[str, int] = {}
+        self._first = first_key
 
     def key(self, name: str) -> int:
         """1-based KEYS index of `name`, adding it once."""
         if name not in self._index:
             self.keys.append(name)
-            self._index[name] = len(self.keys)
+            self._index[name] = self._first + len(self.keys) - 1
         return self._index[name]
 
-    def add(self, *values: str | int) -> None:
+    def add(self, *values: str | int | None) -> None:
         self.args.extend(values)
-
-
-def _ttl_ms(now: datetime, end: datetime, grace_s: int) -> int:
-    return max(int((end - now).total_seconds() * 1000), 0) + grace_s * 1000
 
 
 def _window_us(window: Window) -> tuple[int, int]:
     return to_us(window.start), to_us(window.end)
 
 
-def _meter(b: _Builder, ks: KeySpace, plan: DecisionPlan, m: MeterPlan, grace_s: int) -> None:
-    customer, now = plan.customer_id, plan.now
-    b.add(m.feature, m.unit, m.quantity, int(m.emit), int(m.reserve), len(m.grants))
+def _meter(b: _Builder, ks: KeySpace, customer: str, m: MeterPlan) -> None:
+    b.add(m.feature, m.unit, None, int(m.emit), int(m.reserve), len(m.grants))
     for g in m.grants:
-        ttl = _ttl_ms(now, g.expires_at, grace_s) if g.expires_at else 400 * 86_400_000
-        b.add(b.key(ks.grant(customer, g.grant_id)), g.amount, ttl, g.grant_id)
+        expires = to_us(g.expires_at) if g.expires_at else -1  # -1: no expiry (lua: 400 days)
+        b.add(b.key(ks.grant(customer, g.grant_id)), g.amount, expires, g.grant_id)
     q = m.quota
     if q is None:
         b.add(0, -1, -1, 0, 0, 0, 0)
@@ -84,7 +90,7 @@ def _meter(b: _Builder, ks: KeySpace, plan: DecisionPlan, m: MeterPlan, grace_s:
             b.key(ks.quota(customer, m.feature, q.window.token)),
             -1 if q.limit is None else q.limit,
             -1 if q.ceiling is None else q.ceiling,
-            _ttl_ms(now, q.window.end, grace_s),
+            end_us,
             start_us,
             end_us,
             len(q.thresholds),
@@ -98,29 +104,81 @@ def _meter(b: _Builder, ks: KeySpace, plan: DecisionPlan, m: MeterPlan, grace_s:
     else:
         b.add(
             b.key(ks.billed_units(customer, m.feature, m.billing.token)),
-            _ttl_ms(now, m.billing.end, grace_s),
+            to_us(m.billing.end),
         )
     b.add(len(m.tiers))
     for t in m.tiers:
         b.add(-1 if t.up_to is None else t.up_to, t.unit_price_nano)
 
 
-def _spend(
-    b: _Builder, ks: KeySpace, plan: DecisionPlan, s: SpendPlan | None, grace_s: int
-) -> None:
+def _spend(b: _Builder, ks: KeySpace, customer: str, s: SpendPlan | None) -> None:
     if s is None:
         b.add(0, -1, 0, 0, 0, 0, 0)
         return
     start_us, end_us = _window_us(s.window)
     b.add(
-        b.key(ks.spend(plan.customer_id, s.window.token)),
+        b.key(ks.spend(customer, s.window.token)),
         -1 if s.cap is None else s.cap,
         int(s.block),
-        _ttl_ms(plan.now, s.window.end, grace_s),
+        end_us,
         start_us,
         end_us,
         len(s.thresholds),
         *s.thresholds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What a plan's KEYS/ARGV do not owe to `now` or quantities: built once per plan template.
+
+    `counters` are KEYS[5..]; the packed ARGV after the head is pieces[0], quantity of meter
+    1, pieces[1], ..., quantity of meter n, pieces[n] (each quantity SEPARATOR-terminated).
+    """
+
+    usage_stream: str
+    alert_stream: str
+    counters: tuple[str, ...]
+    pieces: tuple[str, ...]
+
+    def packed(self, head: str, quantities: Sequence[int]) -> str:
+        """ARGV[1]: `head` (already SEPARATOR-terminated fields), then this body."""
+        parts = [head, self.pieces[0]]
+        for q, piece in zip(quantities, self.pieces[1:], strict=True):
+            parts.append(f"{q}{SEPARATOR}")
+            parts.append(piece)
+        return "".join(parts)
+
+
+def _fields(values: Sequence[str | int | None]) -> str:
+    """Every value SEPARATOR-terminated ('' for none)."""
+    return SEPARATOR.join(map(str, values)) + SEPARATOR if values else ""
+
+
+def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
+    """The now-independent part of `plan`'s KEYS and ARGV (valid for every plan that differs
+    from it only in `now` and meter quantities within the same windows)."""
+    customer = plan.customer_id
+    b = _Builder(first_key=_FIXED_KEYS + 1)
+    b.add(grace_s * 1000, len(plan.meters))
+    for m in plan.meters:
+        _meter(b, ks, customer, m)
+    _spend(b, ks, customer, plan.spend)
+    pieces: list[str] = []
+    run: list[str | int | None] = []
+    for value in b.args:
+        if value is None:
+            pieces.append(_fields(run))
+            run = []
+        else:
+            run.append(value)
+    pieces.append(_fields(run))
+    partition = ks.partition(customer)
+    return Body(
+        usage_stream=ks.usage_stream(partition),
+        alert_stream=ks.alert_stream(partition),
+        counters=tuple(b.keys),
+        pieces=tuple(pieces),
     )
 
 
@@ -132,27 +190,22 @@ def encode(
     idempotency_key: str | None,
     decision_id: str,
     grace_s: int,
+    body: Body | None = None,
 ) -> Encoded:
-    """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV."""
-    partition = ks.partition(plan.customer_id)
-    idem = (
-        ks.idempotency(plan.customer_id, idempotency_key)
-        if idempotency_key
-        else ks.usage_stream(partition)
-    )
-    fixed = [
-        ks.usage_stream(partition),
-        ks.alert_stream(partition),
-        idem,
-        ks.reservation(plan.customer_id, decision_id),
+    """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV.
+
+    `body` is compile_body(plan) when the caller has it already (plan templates)."""
+    body = body or compile_body(plan, ks, grace_s=grace_s)
+    customer = plan.customer_id
+    keys = [
+        body.usage_stream,
+        body.alert_stream,
+        ks.idempotency(customer, idempotency_key) if idempotency_key else body.usage_stream,
+        ks.reservation(customer, decision_id),
+        *body.counters,
     ]
-    b = _Builder(fixed)
-    assert len(fixed) == _FIXED_KEYS
-    b.add(*head, len(plan.meters))
-    for m in plan.meters:
-        _meter(b, ks, plan, m, grace_s)
-    _spend(b, ks, plan, plan.spend, grace_s)
-    return Encoded(keys=b.keys, args=b.args)
+    packed = body.packed(_fields(head), [m.quantity for m in plan.meters])
+    return Encoded(keys=keys, argv=[packed])
 
 
 def _text(value: bytes | str) -> str:
@@ -160,34 +213,30 @@ def _text(value: bytes | str) -> str:
 
 
 def decode_decide(reply: Sequence[bytes | str]) -> DecideReply:
-    """Parse decide.lua's {'N'|'R', payload}."""
-    marker, payload = _text(reply[0]), _text(reply[1])
-    f = payload.split("|")
+    """Parse decide.lua's {'N'|'R', payload} (on the hot path: plain loops, positional)."""
+    payload = reply[1]
+    f = (payload.decode() if isinstance(payload, bytes) else payload).split("|")
     n_rows = int(f[9])
-    rows = tuple(
-        ReplyRow(
-            kind=f[i],
-            meter=int(f[i + 1]),
-            rate=int(f[i + 2]),
-            limit=int(f[i + 3]),
-            used=int(f[i + 4]),
-            remaining=int(f[i + 5]),
-            reset_us=int(f[i + 6]),
+    rows = []
+    for i in range(10, 10 + 7 * n_rows, 7):
+        kind, meter, rate, limit, used, remaining, reset_us = f[i : i + 7]
+        rows.append(
+            ReplyRow(
+                kind, int(meter), int(rate), int(limit), int(used), int(remaining), int(reset_us)
+            )
         )
-        for i in range(10, 10 + 7 * n_rows, 7)
-    )
     return DecideReply(
-        replayed=marker == "R",
-        admitted=f[0] == "A",
-        decision_id=f[1],
-        deny_kind=f[2],
-        deny_meter=int(f[3]),
-        deny_rate=int(f[4]),
-        retry_after_us=int(f[5]),
-        cost_nano=int(f[6]),
-        overage_meters=tuple(int(x) for x in f[7].split(",") if x),
-        reserved=f[8] == "1",
-        rows=rows,
+        reply[0] in (b"R", "R"),  # replayed
+        f[0] == "A",  # admitted
+        f[1],  # decision_id
+        f[2],  # deny_kind
+        int(f[3]),  # deny_meter
+        int(f[4]),  # deny_rate
+        int(f[5]),  # retry_after_us
+        int(f[6]),  # cost_nano
+        tuple(map(int, f[7].split(","))) if f[7] else (),  # overage_meters
+        f[8] == "1",  # reserved
+        tuple(rows),
     )
 
 

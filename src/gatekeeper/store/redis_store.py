@@ -18,7 +18,15 @@ from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
 from gatekeeper.store.autopipeline import AutoPipeline
-from gatekeeper.store.codec import clean, decode_decide, decode_settle, encode, to_us
+from gatekeeper.store.codec import (
+    Body,
+    clean,
+    compile_body,
+    decode_decide,
+    decode_settle,
+    encode,
+    to_us,
+)
 from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
@@ -73,9 +81,20 @@ class RedisDecisionStore:
             idempotency_key=idempotency_key,
             decision_id=decision_id,
             grace_s=s.period_grace_s,
+            body=self._body(plan),
         )
-        reply = await self._call(self._decide, enc.keys, enc.packed())
+        reply = await self._call(self._decide, enc.keys, enc.argv)
         return decode_decide(reply)
+
+    def _body(self, plan: DecisionPlan) -> Body:
+        """The plan's counters as KEYS/ARGV, from its template's memo when it has one."""
+        memo = plan.memo
+        if memo is not None and memo.owner is self and isinstance(memo.value, Body):
+            return memo.value
+        body = compile_body(plan, self.keys, grace_s=self._settings.period_grace_s)
+        if memo is not None:
+            memo.owner, memo.value = self, body
+        return body
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None:
         try:

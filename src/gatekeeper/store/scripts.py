@@ -19,11 +19,6 @@ __all__ = ["LuaScript", "load_script"]
 _LIBRARY = "common.lua"
 
 
-def _bulk_str(value: str) -> bytes:
-    raw = value.encode()
-    return b"$%d\r\n%s\r\n" % (len(raw), raw)
-
-
 @dataclass(frozen=True, slots=True)
 class LuaScript:
     name: str
@@ -41,17 +36,13 @@ class LuaScript:
 
     def encode(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
         """The EVALSHA command as RESP bytes (for AutoPipeline.execute)."""
-        head = self._head or evalsha_prefix(self.sha)
         n = len(keys)
-        return b"".join(
-            (
-                b"*%d\r\n" % (n + len(args) + 3),
-                head,
-                b"$%d\r\n%d\r\n" % (len(str(n)), n),
-                *map(_bulk_str, keys),
-                *map(_bulk_str, args),
-            )
-        )
+        parts = [b"*%d\r\n" % (n + len(args) + 3), self._head or evalsha_prefix(self.sha)]
+        parts.append(b"$%d\r\n%d\r\n" % (len(str(n)), n))
+        for value in (*keys, *args):
+            raw = value.encode()
+            parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+        return b"".join(parts)
 
     async def run_pipelined(
         self, pipe: AutoPipeline, keys: Sequence[str], args: Sequence[str]
