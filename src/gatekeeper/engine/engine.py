@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from gatekeeper.clock import Clock
+from gatekeeper.engine.denials import remember
 from gatekeeper.engine.plan import (
     DecisionPlan,
     MeterPlan,
@@ -36,6 +37,7 @@ from gatekeeper.model import Customer, FeatureType, Policy, frozen_map
 __all__ = ["DecisionEngine", "new_decision_id"]
 
 MODE_DECIDE, MODE_FORCE, MODE_PEEK = 0, 1, 2
+MAX_REFUND_GENERATIONS = 100_000
 
 _DENY_OUTCOME = {
     "quota": Outcome.QUOTA_EXHAUSTED,
@@ -77,6 +79,11 @@ class DecisionEngine:
         self._clock = clock
         self._new_id = new_id
         self._templates = TemplateCache()
+        # customer -> refunds settled in this process: a remembered denial from an older
+        # generation is not used (engine/denials.py)
+        self._refunds: dict[str, int] = {}
+        self._refund_base = 0
+        self.denied_locally = 0  # decisions denied from a remembered denial, without Redis
 
     async def decide(
         self,
@@ -100,29 +107,18 @@ class DecisionEngine:
         key = (request.customer_id, request.requires, tuple((m.feature, m.reserve) for m in meters))
         template = self._templates.get(policy, key, now)
         if template is None:
-            customer = policy.customers.get(request.customer_id)
-            if customer is None:
-                return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
-            missing = self._not_entitled(policy, customer, request.requires, meters)
-            if missing is not None:
-                return Decision(
-                    decision_id,
-                    Outcome.NOT_ENTITLED,
-                    customer.id,
-                    plan=customer.plan,
-                    feature=missing,
-                    upgrade_hint=self._upgrade_hint(policy, missing),
-                )
-            template = self._templates.put(
-                key,
-                PlanTemplate(
-                    policy=policy,
-                    customer=customer,
-                    plan=self._plan(policy, customer, meters, request.requires, now),
-                    config_values=self._config_values(policy, customer),
-                ),
-            )
+            found = self._new_template(policy, request, meters, now, decision_id)
+            if isinstance(found, Decision):
+                return found
+            template = self._templates.put(key, found)
         plan = template.plan_for(now, [m.quantity for m in meters])
+        generation = self._refunds.get(plan.customer_id, self._refund_base)
+        remembered = template.denial
+        if remembered is not None and not force and request.idempotency_key is None:
+            local = remembered.answer(plan, decision_id, generation)
+            if local is not None:
+                self.denied_locally += 1
+                return local
         reply = await self._store.decide(
             plan,
             decision_id=decision_id,
@@ -130,7 +126,41 @@ class DecisionEngine:
             idempotency_key=request.idempotency_key,
             mode=MODE_FORCE if force else MODE_DECIDE,
         )
-        return self._decision(template, plan, reply)
+        decision = self._decision(template, plan, reply)
+        if decision.allowed:
+            template.denial = None  # a counter may have been refunded: ask Redis again
+        elif (fresh := remember(plan, decision, generation)) is not None:
+            template.denial = fresh
+        return decision
+
+    def _new_template(
+        self,
+        policy: Policy,
+        request: DecisionRequest,
+        meters: list[MeterRequest],
+        now: datetime,
+        decision_id: str,
+    ) -> PlanTemplate | Decision:
+        """Plan the request's shape for its customer, or the decision that needs no counter."""
+        customer = policy.customers.get(request.customer_id)
+        if customer is None:
+            return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
+        missing = self._not_entitled(policy, customer, request.requires, meters)
+        if missing is not None:
+            return Decision(
+                decision_id,
+                Outcome.NOT_ENTITLED,
+                customer.id,
+                plan=customer.plan,
+                feature=missing,
+                upgrade_hint=self._upgrade_hint(policy, missing),
+            )
+        return PlanTemplate(
+            policy=policy,
+            customer=customer,
+            plan=self._plan(policy, customer, meters, request.requires, now),
+            config_values=self._config_values(policy, customer),
+        )
 
     async def usage(self, customer_id: str) -> tuple[LimitStatus, ...] | None:
         """Every counter of the customer now (quota, rate, spend), consuming nothing.
@@ -177,9 +207,19 @@ class DecisionEngine:
         reply = await self._store.settle(
             plan, decision_id=reservation_id, request_id=request_id, now=self._clock.now()
         )
+        if reply.cost_delta_nano < 0 or any(d < 0 for d in reply.deltas.values()):
+            self._refunded(customer_id)
         return SettleResult(
             SettleStatus(reply.status), deltas=reply.deltas, cost_delta_nano=reply.cost_delta_nano
         )
+
+    def _refunded(self, customer_id: str) -> None:
+        """Counters of the customer went down: forget its remembered denials."""
+        if len(self._refunds) >= MAX_REFUND_GENERATIONS and customer_id not in self._refunds:
+            # start every customer over at a generation no remembered denial has
+            self._refund_base += 1 << 32
+            self._refunds.clear()
+        self._refunds[customer_id] = self._refunds.get(customer_id, self._refund_base) + 1
 
     @staticmethod
     def _not_entitled(

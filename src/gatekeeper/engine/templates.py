@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from gatekeeper.engine.denials import RememberedDenial
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, PlanMemo
 from gatekeeper.engine.ports import ReplyRow
 from gatekeeper.engine.types import LimitKind, LimitStatus
@@ -90,6 +91,7 @@ class PlanTemplate:
         "_resets",
         "config_values",
         "customer",
+        "denial",
         "memo",
         "plan",
         "policy",
@@ -113,6 +115,7 @@ class PlanTemplate:
         self.memo = PlanMemo()
         self._meta = _row_meta(plan)
         self._resets: dict[int, datetime] = {}
+        self.denial: RememberedDenial | None = None  # engine/denials.py
 
     def plan_for(self, now: datetime, quantities: Sequence[int]) -> DecisionPlan:
         """The plan at `now` (inside the validity span) for the merged meters' quantities;
