@@ -18,6 +18,8 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gatekeeper.admin import AdminService
+from gatekeeper.billing import BillingStore, BillingStoreError, open_store
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.controls import LivePolicy, SpendControls
@@ -29,10 +31,13 @@ from gatekeeper.grpc.authz import AuthorizationServicer
 from gatekeeper.grpc.ratelimit_servicer import add_to_server as add_ratelimit
 from gatekeeper.grpc.server import GrpcServer
 from gatekeeper.http.api import build_api
+from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
+from gatekeeper.http.handlers import Handlers
 from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
 from gatekeeper.settings import FailureMode
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
+from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
 
 __all__ = ["App", "Supervisor"]
@@ -74,16 +79,28 @@ class Supervisor:
 class App:
     """Everything `gatekeeper serve` runs in one process."""
 
-    def __init__(self, config: LoadedConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        billing_sqlite_path: str | None = None,
+    ) -> None:
+        """`billing_sqlite_path`: the SQLite billing store the API reads when no
+        GATEKEEPER_BILLING_DSN is set (None: no billing store, those endpoints answer 404)."""
         self.config = config
+        self.billing_sqlite_path = billing_sqlite_path
         self.clock = clock or SystemClock()
-        self.policy = LivePolicy(config.policy)
+        self.policy = LivePolicy(config.policy, config.root)
         self.redis: RedisHandle | None = None
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
         self.http_runner: web.AppRunner | None = None
         self.http_port = 0
         self.controls: SpendControls | None = None
+        self.admin: AdminService | None = None
+        self.billing: BillingStore | None = None
+        self.handlers: Handlers | None = None
         self.healthy = False
         self.failures: list[str] = []
         self.supervisor = Supervisor(on_failure=self._failed)
@@ -125,6 +142,12 @@ class App:
             redis=self.redis.client, keys=store.keys, policy=self.policy, clock=self.clock
         )
         await self.controls.load()
+        self.admin = AdminService(
+            policy=self.policy,
+            directory=DirectoryStore(redis=self.redis.client, keys=store.keys),
+            clock=self.clock,
+        )
+        await self.admin.refresh()
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
         if settings.failure_mode is FailureMode.OPEN:
             self.backlog = OfflineBacklog(self.engine)
@@ -153,11 +176,24 @@ class App:
         await self.authz_http.start(
             bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
         )
+        self.billing = await self._open_billing()
+        self.handlers = Handlers(
+            admin=self.admin,
+            policy=self.policy,
+            controls=self.controls,
+            engine=self.engine,
+            billing=self.billing,
+            clock=self.clock,
+        )
+        admin = self.admin
         self.http_runner = web.AppRunner(
             build_api(
-                policy=self.policy,
-                controls=self.controls,
-                admin_token=settings.admin.token,
+                handlers=self.handlers,
+                authenticator=Authenticator(
+                    bootstrap=settings.admin.token,
+                    token=admin.token,
+                    key_owner=lambda digest: self.policy.current().key_owner(digest),
+                ),
                 ready=lambda: self.healthy,
             ),
             access_log=None,
@@ -181,6 +217,18 @@ class App:
             self.authz_http.port,
         )
         return self
+
+    async def _open_billing(self) -> BillingStore | None:
+        """The billing store the API reads (events, invoices, revenue, alerts); None when it
+        cannot be opened (logged: those endpoints answer 404 until a restart)."""
+        dsn = self.config.settings.billing.dsn
+        if dsn is None and self.billing_sqlite_path is None:
+            return None
+        try:
+            return await open_store(dsn, default_sqlite_path=self.billing_sqlite_path or "")
+        except (ValueError, BillingStoreError, OSError) as exc:
+            log.error("billing store unavailable to the API: %s", exc)
+            return None
 
     def _extra_services(self) -> list[tuple[str, Callable[[Any], object]]]:
         """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config.
@@ -213,6 +261,7 @@ class App:
         since messages published while it was away are lost.
         """
         assert self.redis is not None and self.controls is not None
+        assert self.admin is not None
         delay = 0.1
         while True:
             pubsub = self.redis.client.pubsub()
@@ -220,15 +269,20 @@ class App:
                 await pubsub.subscribe(keys.invalidate_channel())
                 if delay > 0.1:  # back after an outage: catch up on what we missed
                     self.reload()
+                    await self.admin.refresh()
                     await self.controls.load()
                     log.info("invalidation listener reconnected")
                 delay = 0.1
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    data = message.get("data") or b""
-                    if not bytes(data).startswith(b"spend_cap:"):
+                    data = bytes(message.get("data") or b"")
+                    if data == INVALIDATE_DIRECTORY.encode():
+                        await self.admin.refresh()
+                        continue
+                    if not data.startswith(b"spend_cap:"):
                         self.reload()
+                        await self.admin.refresh()
                     await self.controls.load()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
@@ -248,7 +302,7 @@ class App:
         except ConfigError as exc:
             log.error("policy reload rejected, keeping the current policy:\n%s", exc)
             return False
-        self.policy.replace(fresh.policy)
+        self.policy.replace(fresh.policy, fresh.root)
         log.info("policy reloaded from %s", source)
         return True
 
@@ -267,5 +321,7 @@ class App:
             self.backlog.stop()
             await self.backlog.run_once()
         await self.supervisor.stop()
+        if self.billing is not None:
+            await self.billing.close()
         if self.redis is not None:
             await self.redis.close()

@@ -8,6 +8,7 @@ on the invalidation channel, so every gatekeeper process applies it within a pub
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -15,11 +16,17 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from gatekeeper.clock import Clock
+from gatekeeper.config.compose import Changes, compose_policy
+from gatekeeper.config.errors import ConfigError
+from gatekeeper.config.yamlsrc import YMap, key_path
 from gatekeeper.model import CapAction, Customer, CustomerSpendCap, Policy, frozen_map
 from gatekeeper.money import MAX_SCRIPT_NANO, format_nano
+from gatekeeper.store.directory import AuditRecord
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["LivePolicy", "SpendCapError", "SpendControls", "apply_overrides", "cap_ceiling"]
+
+log = logging.getLogger(__name__)
 
 
 class SpendCapError(ValueError):
@@ -51,11 +58,20 @@ def apply_overrides(policy: Policy, caps: Mapping[str, CustomerSpendCap | None])
 
 
 class LivePolicy:
-    """PolicySource: the file's policy with run-time overrides; rebuilt only when either changes."""
+    """PolicySource: the file's policy with the directory's changes (plans and customers set
+    through the API) composed in and customers' own caps applied; rebuilt only on a change.
 
-    def __init__(self, base: Policy) -> None:
-        self._base = base
+    A directory entry that no longer fits the file (say its plan was deleted from the file) is
+    left out, logged with its reason, and kept in Redis for an operator to fix.
+    """
+
+    def __init__(self, base: Policy, root: YMap | None = None) -> None:
+        self._file = base
+        self._root = root
+        self._changes = Changes()
         self._caps: dict[str, CustomerSpendCap | None] = {}
+        self.rejected: dict[str, str] = {}  # "customers.x" -> why it was left out
+        self._composed = base
         self._merged = base
 
     def current(self) -> Policy:
@@ -63,15 +79,68 @@ class LivePolicy:
 
     @property
     def base(self) -> Policy:
-        return self._base
+        """The policy before customers' own caps: the file plus the directory's changes."""
+        return self._composed
 
-    def replace(self, base: Policy) -> None:
-        self._base = base
-        self._merged = apply_overrides(base, self._caps)
+    @property
+    def file_policy(self) -> Policy:
+        return self._file
+
+    @property
+    def root(self) -> YMap | None:
+        return self._root
+
+    @property
+    def changes(self) -> Changes:
+        return self._changes
+
+    def replace(self, base: Policy, root: YMap | None = None) -> None:
+        self._file, self._root = base, root if root is not None else self._root
+        self._recompose()
+
+    def set_changes(self, changes: Changes) -> None:
+        self._changes = changes
+        self._recompose()
 
     def set_caps(self, caps: Mapping[str, CustomerSpendCap | None]) -> None:
         self._caps = dict(caps)
-        self._merged = apply_overrides(self._base, self._caps)
+        self._merged = apply_overrides(self._composed, self._caps)
+
+    def _recompose(self) -> None:
+        changes, self.rejected = self._changes, {}
+        composed = self._file
+        if changes and self._root is not None:
+            for _ in range(len(changes.plans) + len(changes.customers) + 1):
+                try:
+                    composed = compose_policy(self._root, changes)
+                    break
+                except ConfigError as exc:
+                    changes = self._without_faulty(changes, exc)
+            else:  # pragma: no cover - every round removes at least one entry
+                composed = self._file
+        self._composed = composed
+        self._merged = apply_overrides(composed, self._caps)
+
+    def _without_faulty(self, changes: Changes, exc: ConfigError) -> Changes:
+        """`changes` minus every entry an issue points into (all entries if none is named)."""
+        plans, customers = dict(changes.plans), dict(changes.customers)
+        named = False
+        for issue in exc.issues:
+            for section, entries in (("plans", plans), ("customers", customers)):
+                for name in list(entries):
+                    prefix = key_path(section, name)
+                    if issue.path == prefix or issue.path.startswith((prefix + ".", prefix + "[")):
+                        entries.pop(name)
+                        self.rejected[prefix] = str(issue)
+                        named = True
+        if not named:
+            for section, entries in (("plans", plans), ("customers", customers)):
+                for name in entries:
+                    self.rejected[key_path(section, name)] = str(exc)
+            plans, customers = {}, {}
+        for where, why in self.rejected.items():
+            log.error("directory entry %s left out: %s", where, why)
+        return Changes(plans=frozen_map(plans), customers=frozen_map(customers))
 
 
 def _text(value: bytes | str) -> str:
@@ -144,17 +213,15 @@ class SpendControls:
         now = self._clock.now()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._keys.spend_cap_overrides(), customer_id, _encode(new))
-            pipe.xadd(
-                self._keys.audit_stream(),
-                {
-                    "what": "spend_cap",
-                    "customer": customer_id,
-                    "actor": actor,
-                    "at": now.isoformat(),
-                    "old": _encode(old),
-                    "new": _encode(new),
-                },
+            record = AuditRecord(
+                actor=actor,
+                what="spend_cap.set",
+                target=f"customer:{customer_id}",
+                before=json.loads(_encode(old)),
+                after=json.loads(_encode(new)),
+                at=now,
             )
+            pipe.xadd(self._keys.audit_stream(), record.fields())  # type: ignore[arg-type]
             pipe.publish(self._keys.invalidate_channel(), f"spend_cap:{customer_id}")
             await pipe.execute()
         await self.load()

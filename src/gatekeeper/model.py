@@ -201,6 +201,8 @@ class ApiKey:
     id: str
     sha256: str  # lowercase hex of SHA-256 of the key; the key itself is never stored
     revoked: bool = False
+    label: str = ""  # e.g. the first characters of the key, to recognise it ("gk_AbC…")
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 
 from gatekeeper.app import App
+from gatekeeper.billing import DEFAULT_SQLITE_PATH
 from gatekeeper.config import ConfigError, LoadedConfig, load_or_report
 from gatekeeper.store.embedded import EmbeddedRedis
 
@@ -38,11 +39,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--http-port", type=int, help="HTTP API/health port (default: settings.server.http_port)"
     )
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument(
+        "--sqlite-path",
+        default=DEFAULT_SQLITE_PATH,
+        help="SQLite billing file the API reads when GATEKEEPER_BILLING_DSN is unset "
+        f"({DEFAULT_SQLITE_PATH}; the worker's --sqlite-path)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
 async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
-    app = App(config)
+    app = App(config, billing_sqlite_path=args.sqlite_path)
     try:
         await app.start(
             host=args.host,

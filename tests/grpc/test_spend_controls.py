@@ -129,12 +129,12 @@ async def test_lowered_cap_is_enforced_on_both_processes_within_a_second(
             f"process {i} admitted {last_allowed - changed_at:.3f}s after"
         )
         assert not any(ok for t, ok in after if t > changed_at + 1.0)
-    audit = await redis.xrange(f"{key_prefix}:audit")
+    audit = await redis.xrange(f"{key_prefix}:{{ctl}}:audit")
     fields = {k.decode(): v.decode() for k, v in audit[-1][1].items()}
-    assert (fields["customer"], fields["actor"], fields["what"]) == (
-        "spender",
+    assert (fields["target"], fields["actor"], fields["what"]) == (
         "customer:spender",
-        "spend_cap",
+        "customer:spender:key:spender",
+        "spend_cap.set",
     )
 
 

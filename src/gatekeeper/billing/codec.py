@@ -19,16 +19,19 @@ from gatekeeper.billing.types import (
     LedgerRow,
     LineKind,
     LineStatus,
+    LoggedAlert,
     StoredEvent,
 )
 from gatekeeper.events import UsageEvent, UsageKind
 
 __all__ = [
+    "ALERT_COLUMNS",
     "EVENT_COLUMNS",
     "LINE_COLUMNS",
     "PG_CONV",
     "SQLITE_CONV",
     "Conv",
+    "alert_from_row",
     "event_row",
     "ledger_from_row",
     "line_from_row",
@@ -126,3 +129,19 @@ def line_from_row(r: Sequence[Any], c: Conv) -> InvoiceLine:
 def ledger_from_row(r: Sequence[Any], c: Conv) -> LedgerRow:
     """A row selected as customer, feature, day, currency, event_count, quantity, amount_nano."""
     return LedgerRow(r[0], r[1], c.parse_day(r[2]), r[3], r[4], r[5], r[6])
+
+
+ALERT_COLUMNS = (
+    "id", "kind", "customer", "feature", "threshold", "used", '"limit"', "period_start",
+    "period_end", "occurred_at", "decision_id", "delivered_at",
+)  # fmt: skip
+
+
+def alert_from_row(r: Sequence[Any], c: Conv) -> LoggedAlert:
+    """A row selected as ALERT_COLUMNS."""
+    return LoggedAlert(
+        id=r[0], kind=r[1], customer=r[2], feature=r[3], threshold=int(r[4]), used=int(r[5]),
+        limit=int(r[6]), period_start=c.parse_ts(r[7]), period_end=c.parse_ts(r[8]),
+        occurred_at=c.parse_ts(r[9]), decision_id=r[10],
+        delivered_at=None if r[11] is None else c.parse_ts(r[11]),
+    )  # fmt: skip

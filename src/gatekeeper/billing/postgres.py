@@ -16,9 +16,11 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from gatekeeper.billing.codec import (
+    ALERT_COLUMNS,
     EVENT_COLUMNS,
     LINE_COLUMNS,
     PG_CONV,
+    alert_from_row,
     event_row,
     ledger_from_row,
     line_from_row,
@@ -27,7 +29,15 @@ from gatekeeper.billing.codec import (
 from gatekeeper.billing.migrations import BOOTSTRAP, MIGRATIONS, Dialect, render
 from gatekeeper.billing.protocol import BillingStoreError, RecordResult
 from gatekeeper.billing.rating import Placement, aggregate, dedupe, place
-from gatekeeper.billing.types import BilledEvent, InvoiceLine, LedgerRow, StoredEvent, UsageSums
+from gatekeeper.billing.types import (
+    BilledEvent,
+    EventQuery,
+    InvoiceLine,
+    LedgerRow,
+    LoggedAlert,
+    StoredEvent,
+    UsageSums,
+)
 from gatekeeper.events import AlertEvent
 from gatekeeper.money import round_to_minor
 
@@ -294,6 +304,45 @@ class PostgresBillingStore:
             customer, first_day, last_day,
         )  # fmt: skip
         return [ledger_from_row(r, C) for r in rows]
+
+    async def events(self, query: EventQuery) -> list[StoredEvent]:
+        where: list[str] = ["customer = $1"]
+        args: list[object] = [query.customer]
+        if query.feature is not None:
+            args.append(query.feature)
+            where.append(f"feature = ${len(args)}")
+        if query.since is not None:
+            args.append(query.since)
+            where.append(f"occurred_at >= ${len(args)}")
+        if query.until is not None:
+            args.append(query.until)
+            where.append(f"occurred_at < ${len(args)}")
+        if query.after is not None:
+            args += [query.after[0], query.after[1]]
+            n = len(args)
+            where.append(f"(occurred_at > ${n - 1} OR (occurred_at = ${n - 1} AND id > ${n}))")
+        args.append(query.limit)
+        rows = await self._fetch(
+            "events",
+            f"SELECT {_COLS} FROM usage_events WHERE {' AND '.join(where)} "
+            f"ORDER BY occurred_at, id LIMIT ${len(args)}",
+            *args,
+        )
+        return [stored_from_row(r, C) for r in rows]
+
+    async def alerts(
+        self, customer: str, *, limit: int = 100, before: datetime | None = None
+    ) -> list[LoggedAlert]:
+        cols = ", ".join(ALERT_COLUMNS)
+        if before is None:
+            sql = (f"SELECT {cols} FROM alert_log WHERE customer = $1 "
+                   "ORDER BY occurred_at DESC, id DESC LIMIT $2")  # fmt: skip
+            rows = await self._fetch("alerts", sql, customer, limit)
+        else:
+            sql = (f"SELECT {cols} FROM alert_log WHERE customer = $1 AND occurred_at < $2 "
+                   "ORDER BY occurred_at DESC, id DESC LIMIT $3")  # fmt: skip
+            rows = await self._fetch("alerts", sql, customer, before, limit)
+        return [alert_from_row(r, C) for r in rows]
 
     async def event_count(self) -> int:
         rows = await self._fetch("event_count", "SELECT COUNT(*) FROM usage_events")

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
-from gatekeeper.billing.types import BilledEvent, InvoiceLine, LedgerRow, StoredEvent, UsageSums
+from gatekeeper.billing.types import (
+    BilledEvent,
+    EventQuery,
+    InvoiceLine,
+    LedgerRow,
+    LoggedAlert,
+    StoredEvent,
+    UsageSums,
+)
 from gatekeeper.errors import GatekeeperError
 from gatekeeper.events import AlertEvent
 
@@ -72,6 +80,16 @@ class BillingStore(Protocol):
 
     async def revenue(self, customer: str, first_day: date, last_day: date) -> list[LedgerRow]:
         """Recognised revenue rows with first_day <= day <= last_day, ordered by day, feature."""
+        ...
+
+    async def events(self, query: EventQuery) -> list[StoredEvent]:
+        """One page of the customer's events matching `query`, oldest first (time, then id)."""
+        ...
+
+    async def alerts(
+        self, customer: str, *, limit: int = 100, before: datetime | None = None
+    ) -> list[LoggedAlert]:
+        """The customer's logged alerts, newest first, occurred before `before` when given."""
         ...
 
     async def event_count(self) -> int:

@@ -17,9 +17,11 @@ from pathlib import Path
 import aiosqlite
 
 from gatekeeper.billing.codec import (
+    ALERT_COLUMNS,
     EVENT_COLUMNS,
     LINE_COLUMNS,
     SQLITE_CONV,
+    alert_from_row,
     event_row,
     ledger_from_row,
     line_from_row,
@@ -30,8 +32,10 @@ from gatekeeper.billing.protocol import BillingStoreError, RecordResult
 from gatekeeper.billing.rating import aggregate, dedupe, place
 from gatekeeper.billing.types import (
     BilledEvent,
+    EventQuery,
     InvoiceLine,
     LedgerRow,
+    LoggedAlert,
     StoredEvent,
     UsageSums,
 )
@@ -271,6 +275,40 @@ class SqliteBillingStore:
             (customer, C.day(first_day), C.day(last_day)),
         )
         return [ledger_from_row(r, C) for r in rows]
+
+    async def events(self, query: EventQuery) -> list[StoredEvent]:
+        where: list[str] = ["customer = ?"]
+        args: list[object] = [query.customer]
+        if query.feature is not None:
+            where.append("feature = ?")
+            args.append(query.feature)
+        if query.since is not None:
+            where.append("occurred_at >= ?")
+            args.append(C.ts(query.since))
+        if query.until is not None:
+            where.append("occurred_at < ?")
+            args.append(C.ts(query.until))
+        if query.after is not None:
+            where.append("(occurred_at > ? OR (occurred_at = ? AND id > ?))")
+            args += [C.ts(query.after[0]), C.ts(query.after[0]), query.after[1]]
+        rows = await self._fetch(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM usage_events WHERE {' AND '.join(where)} "
+            "ORDER BY occurred_at, id LIMIT ?",
+            (*args, query.limit),
+        )
+        return [stored_from_row(r, C) for r in rows]
+
+    async def alerts(
+        self, customer: str, *, limit: int = 100, before: datetime | None = None
+    ) -> list[LoggedAlert]:
+        bound = "" if before is None else "AND occurred_at < ? "
+        args: tuple[object, ...] = (customer,) if before is None else (customer, C.ts(before))
+        rows = await self._fetch(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM alert_log WHERE customer = ? {bound}"
+            "ORDER BY occurred_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [alert_from_row(r, C) for r in rows]
 
     async def event_count(self) -> int:
         rows = await self._fetch("SELECT COUNT(*) FROM usage_events", ())

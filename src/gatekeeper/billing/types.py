@@ -104,3 +104,33 @@ class UsageSums:
     quantity: int = 0
     billable: int = 0
     amount_nano: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """A page of one customer's stored events, oldest first (keyset pagination)."""
+
+    customer: str
+    feature: str | None = None
+    since: datetime | None = None  # occurred_at >= since
+    until: datetime | None = None  # occurred_at < until
+    after: tuple[datetime, str] | None = None  # (occurred_at, id) of the previous page's last
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAlert:
+    """An alert as the notifier logged it (`delivered_at` None = not delivered yet)."""
+
+    id: str
+    kind: str
+    customer: str
+    feature: str | None
+    threshold: int
+    used: int
+    limit: int
+    period_start: datetime
+    period_end: datetime
+    occurred_at: datetime
+    decision_id: str
+    delivered_at: datetime | None

@@ -162,8 +162,12 @@ def _grants(sec: Section, catalog: Catalog) -> tuple[Grant, ...]:
 
 
 def _expires_at(g: Section) -> datetime | None:
-    node = g.get("expires_at")
-    if node is None or g.is_null("expires_at"):
+    return _instant(g, "expires_at")
+
+
+def _instant(g: Section, key: str) -> datetime | None:
+    node = g.get(key)
+    if node is None or g.is_null(key):
         return None
     value = node.value if isinstance(node, Scalar) else None
     moment: datetime | None = None
@@ -176,10 +180,10 @@ def _expires_at(g: Section) -> datetime | None:
             moment = None
     if moment is None:
         kind = "a date without a time" if isinstance(value, date) else describe(node)
-        g.error("expires_at", f"expected an ISO 8601 date-time with a timezone, got {kind}")
+        g.error(key, f"expected an ISO 8601 date-time with a timezone, got {kind}")
         return None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        g.error("expires_at", "expires_at needs a timezone, e.g. 2027-01-31T00:00:00Z")
+        g.error(key, f"{key} needs a timezone, e.g. 2027-01-31T00:00:00Z")
         return None
     return moment.astimezone(UTC)
 
@@ -197,7 +201,7 @@ def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
             mapping,
             path,
             sec.issues,
-            allowed=("id", "sha256", "revoked"),
+            allowed=("id", "sha256", "revoked", "label", "created_at"),
             required=("id", "sha256"),
         )
         kid = k.text(
@@ -221,8 +225,12 @@ def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
             else:
                 hashes.seen[digest] = (k.path_of("sha256"), k.line_of("sha256"))
         revoked = k.flag("revoked", False)
+        label = k.text("label", "")
+        created_at = _instant(k, "created_at")
         if not k.bad:
-            keys.append(ApiKey(id=kid, sha256=digest, revoked=revoked))
+            keys.append(
+                ApiKey(id=kid, sha256=digest, revoked=revoked, label=label, created_at=created_at)
+            )
     return tuple(keys)
 
 

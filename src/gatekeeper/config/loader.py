@@ -29,6 +29,7 @@ class LoadedConfig:
     policy: Policy
     settings: Settings
     source: str  # file path, or DEMO_SOURCE for the packaged demo policy
+    root: YMap | None = None  # the parsed document, for composing run-time changes (admin API)
 
 
 def parse_config(
@@ -49,7 +50,7 @@ def parse_config(
     policy = parse_policy(root, issues)
     settings = parse_settings(root.get("settings"), env or {}, issues)
     issues.raise_if_any()
-    return LoadedConfig(policy=policy, settings=settings, source=source)
+    return LoadedConfig(policy=policy, settings=settings, source=source, root=root)
 
 
 def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> LoadedConfig:

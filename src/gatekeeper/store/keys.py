@@ -94,14 +94,35 @@ class KeySpace:
         """
         return f"{self.prefix}:rl:{{{quote(domain, safe='')}/{descriptor_key}}}:{window_start}"
 
-    # process-wide control state (not per customer: read whole at start and on invalidation)
+    # process-wide control state (not per customer: read whole at start and on invalidation).
+    # All in one hash slot ({ctl}) so a change and its audit record commit in one MULTI, also
+    # on Redis Cluster.
+    def _control(self) -> str:
+        return f"{self.prefix}:{{ctl}}"
+
     def spend_cap_overrides(self) -> str:
         """Hash: customer -> JSON of the cap the customer set (amount_nano, action)."""
-        return f"{self.prefix}:overrides:spend_cap"
+        return f"{self._control()}:overrides:spend_cap"
 
     def audit_stream(self) -> str:
-        """Stream: who changed what, when, old and new (spend caps, later keys and plans)."""
-        return f"{self.prefix}:audit"
+        """Stream: who changed what, when, before and after (caps, plans, customers, keys)."""
+        return f"{self._control()}:audit"
+
+    def directory_plans(self) -> str:
+        """Hash: plan name -> JSON plan document set through the API ("null" = removed)."""
+        return f"{self._control()}:dir:plans"
+
+    def directory_customers(self) -> str:
+        """Hash: customer id -> JSON customer document set through the API ("null" = removed)."""
+        return f"{self._control()}:dir:customers"
+
+    def api_tokens(self) -> str:
+        """Hash: SHA-256 of an API token -> JSON token record (role, customer, revoked)."""
+        return f"{self._control()}:dir:tokens"
+
+    def customer_webhooks(self) -> str:
+        """Hash: customer id -> JSON list of the customer's own webhook endpoints."""
+        return f"{self._control()}:dir:webhooks"
 
     def forward_dead_letter(self) -> str:
         """Stream: CloudEvent batches the ingest endpoint refused for good, with the reason."""

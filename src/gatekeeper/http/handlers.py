@@ -1,0 +1,560 @@
+"""Handlers of the `/v1` API. Each reads its input, calls the domain, answers JSON.
+
+Access is checked before a handler runs (see `routes.py`); errors a caller can cause are raised
+as AdminError / InputError and turned into problem answers by the API's middleware.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from gatekeeper.access import Actor
+from gatekeeper.admin import AdminService, InputError, NotFound
+from gatekeeper.admin.service import token_view, webhook_view
+from gatekeeper.billing.protocol import BillingStore
+from gatekeeper.billing.types import EventQuery
+from gatekeeper.clock import Clock
+from gatekeeper.controls import LivePolicy, SpendCapError, SpendControls, cap_ceiling
+from gatekeeper.engine import DecisionEngine
+from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
+from gatekeeper.http import views
+from gatekeeper.model import CapAction, Customer, Period
+from gatekeeper.money import MoneyError, format_nano, parse_nano
+from gatekeeper.periods import billing_window, window_for
+
+__all__ = ["Handlers"]
+
+MAX_PAGE = 1000
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+async def _body(request: web.Request) -> object:
+    if not request.can_read_body:
+        return {}
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError.one("body", "expected a JSON document") from None
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError.one(name, f"expected an integer from {lo} to {hi}") from None
+    if not lo <= value <= hi:
+        raise InputError.one(name, f"expected an integer from {lo} to {hi}")
+    return value
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InputError.one(name, "expected an ISO 8601 date-time with a timezone") from None
+    if value.tzinfo is None:
+        raise InputError.one(name, "needs a timezone, e.g. 2026-11-01T00:00:00Z")
+    return value.astimezone(UTC)
+
+
+def _date_param(request: web.Request, name: str, default: date) -> date:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InputError.one(name, "expected a date YYYY-MM-DD") from None
+
+
+def _cursor(after: tuple[datetime, str]) -> str:
+    raw = f"{after[0].isoformat()}|{after[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _uncursor(text: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        when, _, event_id = raw.partition("|")
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None or not event_id:
+            raise ValueError(raw)
+        return moment, event_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InputError.one("cursor", "not a cursor this API returned") from None
+
+
+class Handlers:
+    def __init__(
+        self,
+        *,
+        admin: AdminService,
+        policy: LivePolicy,
+        controls: SpendControls,
+        engine: DecisionEngine,
+        billing: BillingStore | None,
+        clock: Clock,
+    ) -> None:
+        self._admin = admin
+        self._policy = policy
+        self._controls = controls
+        self._engine = engine
+        self._billing = billing
+        self._clock = clock
+
+    # ---- helpers ---------------------------------------------------------------------
+    @staticmethod
+    def actor(request: web.Request) -> Actor:
+        actor: Actor = request["actor"]
+        return actor
+
+    def customer(self, request: web.Request) -> Customer:
+        """The path's customer, when the caller may see it; else NotFound (never the data)."""
+        customer_id = request.match_info["customer"]
+        customer = self._policy.current().customers.get(customer_id)
+        if customer is None or not self.actor(request).may_see(customer_id):
+            raise NotFound(f"no customer {customer_id!r}")
+        return customer
+
+    def _store(self) -> BillingStore:
+        if self._billing is None:
+            raise NotFound("no billing store is configured on this process")
+        return self._billing
+
+    # ---- identity ----------------------------------------------------------------------
+    async def me(self, request: web.Request) -> web.Response:
+        actor = self.actor(request)
+        return _json({"role": actor.role.value, "customer": actor.customer_id, "actor": actor.name})
+
+    # ---- catalog -----------------------------------------------------------------------
+    async def features(self, request: web.Request) -> web.Response:
+        policy = self._policy.current()
+        return _json({"features": [views.feature_view(f) for f in policy.features.values()]})
+
+    async def prices(self, request: web.Request) -> web.Response:
+        policy = self._policy.current()
+        return _json(
+            {
+                "currency": policy.currency,
+                "prices": [views.price_view(p) for p in policy.prices.values()],
+            }
+        )
+
+    async def plans(self, request: web.Request) -> web.Response:
+        policy = self._policy.current()
+        return _json(
+            {
+                "plans": [
+                    views.plan_view(p, source=self._admin.plan_source(p.name))
+                    for p in policy.plans.values()
+                ]
+            }
+        )
+
+    async def plan(self, request: web.Request) -> web.Response:
+        name = request.match_info["plan"]
+        plan = self._policy.current().plans.get(name)
+        if plan is None:
+            raise NotFound(f"no plan {name!r}")
+        return _json(
+            {
+                **views.plan_view(plan, source=self._admin.plan_source(name)),
+                "document": self._admin.plan_doc(name),
+            }
+        )
+
+    async def put_plan(self, request: web.Request) -> web.Response:
+        name = request.match_info["plan"]
+        created = await self._admin.put_plan(self.actor(request), name, await _body(request))
+        plan = self._policy.current().plans[name]
+        return _json(views.plan_view(plan, source="api"), status=201 if created else 200)
+
+    async def delete_plan(self, request: web.Request) -> web.Response:
+        await self._admin.delete_plan(self.actor(request), request.match_info["plan"])
+        return web.Response(status=204)
+
+    # ---- customers ---------------------------------------------------------------------
+    def _customer_json(self, customer: Customer) -> dict[str, Any]:
+        return views.customer_view(customer, source=self._admin.customer_source(customer.id))
+
+    async def customers(self, request: web.Request) -> web.Response:
+        policy = self._policy.current()
+        plan = request.query.get("plan")
+        if plan is not None and plan not in policy.plans:
+            raise InputError.one("plan", f"unknown plan {plan!r}")
+        found = [c for c in policy.customers.values() if plan is None or c.plan == plan]
+        found.sort(key=lambda c: c.id)
+        return _json(
+            {
+                "customers": [
+                    {
+                        "id": c.id,
+                        "plan": c.plan,
+                        "source": self._admin.customer_source(c.id),
+                        "billing_day": c.billing_day,
+                        "api_keys": sum(not k.revoked for k in c.api_keys),
+                    }
+                    for c in found
+                ]
+            }
+        )
+
+    async def get_customer(self, request: web.Request) -> web.Response:
+        return _json(self._customer_json(self.customer(request)))
+
+    async def create_customer(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise InputError.one("body", "expected a JSON object")
+        customer_id = body.get("id")
+        if not isinstance(customer_id, str):
+            raise InputError.one("id", "required: the new customer's id")
+        fields = {k: v for k, v in body.items() if k != "id"}
+        await self._admin.put_customer(self.actor(request), customer_id, fields, create_only=True)
+        customer = self._policy.current().customers[customer_id]
+        return _json(self._customer_json(customer), status=201)
+
+    async def put_customer(self, request: web.Request) -> web.Response:
+        customer_id = request.match_info["customer"]
+        created = await self._admin.put_customer(
+            self.actor(request), customer_id, await _body(request)
+        )
+        customer = self._policy.current().customers[customer_id]
+        return _json(self._customer_json(customer), status=201 if created else 200)
+
+    async def patch_customer(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        await self._admin.patch_customer(self.actor(request), customer.id, await _body(request))
+        return _json(self._customer_json(self._policy.current().customers[customer.id]))
+
+    async def delete_customer(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        await self._admin.delete_customer(self.actor(request), customer.id)
+        return web.Response(status=204)
+
+    # ---- API keys ----------------------------------------------------------------------
+    async def keys(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        return _json({"api_keys": self._customer_json(customer)["api_keys"]})
+
+    async def create_key(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        issued = await self._admin.create_key(
+            self.actor(request), customer.id, await _body(request)
+        )
+        return _json({**issued.view, "key": issued.secret}, status=201)
+
+    async def revoke_key(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        view = await self._admin.revoke_key(
+            self.actor(request), customer.id, request.match_info["key"]
+        )
+        return _json(dict(view))
+
+    async def rotate_key(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        issued = await self._admin.rotate_key(
+            self.actor(request), customer.id, request.match_info["key"]
+        )
+        return _json({**issued.view, "key": issued.secret}, status=201)
+
+    # ---- spend cap and alert thresholds (self-service) ---------------------------------
+    def _cap_state(self, customer: Customer) -> dict[str, object]:
+        ceiling = cap_ceiling(customer)
+        own = customer.spend_cap
+        effective = customer.effective_spend_cap
+        return {
+            "customer": customer.id,
+            "currency": self._policy.current().currency,
+            "own_cap": None
+            if own is None
+            else {
+                "amount": format_nano(own.amount_nano),
+                "action": (
+                    own.action or (effective.action if effective else CapAction.BLOCK)
+                ).value,
+            },
+            "plan_cap": _cap(customer.entitlements.spend_cap),
+            "effective_cap": _cap(effective),
+            "ceiling": None if ceiling is None else format_nano(ceiling),
+        }
+
+    async def get_cap(self, request: web.Request) -> web.Response:
+        return _json(self._cap_state(self.customer(request)))
+
+    async def put_cap(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        actor = self.actor(request)
+        if not actor.may_manage(customer.id):
+            raise PermissionError("this token may not change this customer")
+        body = await _body(request)
+        if not isinstance(body, dict):
+            raise InputError.one("body", "expected a JSON object")
+        unknown = sorted(set(body) - {"amount", "action"})
+        if unknown:
+            raise InputError.one(unknown[0], "unknown field (expected amount, action)")
+        amount_nano: int | None = None
+        if body.get("amount") is not None:
+            if not isinstance(body["amount"], str):
+                raise InputError.one("amount", 'expected a decimal string such as "25.00", or null')
+            try:
+                amount_nano = parse_nano(body["amount"])
+            except MoneyError as exc:
+                raise InputError.one("amount", str(exc)) from None
+        action = None
+        if body.get("action") is not None:
+            try:
+                action = CapAction(body["action"])
+            except ValueError:
+                raise InputError.one("action", "expected block or alert") from None
+        try:
+            await self._controls.set_cap(
+                actor=actor.name, customer_id=customer.id, amount_nano=amount_nano, action=action
+            )
+        except SpendCapError as exc:
+            raise InputError.one(exc.field, str(exc)) from None
+        return _json(self._cap_state(self._policy.current().customers[customer.id]))
+
+    def _thresholds(self, customer: Customer) -> dict[str, object]:
+        ents = customer.entitlements
+        cap = customer.effective_spend_cap
+        return {
+            "customer": customer.id,
+            "features": {f: list(m.alert_thresholds) for f, m in ents.metered.items()},
+            "spend": None if cap is None else list(cap.alert_thresholds),
+        }
+
+    async def get_thresholds(self, request: web.Request) -> web.Response:
+        return _json(self._thresholds(self.customer(request)))
+
+    async def put_thresholds(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        await self._admin.set_thresholds(self.actor(request), customer.id, await _body(request))
+        return _json(self._thresholds(self._policy.current().customers[customer.id]))
+
+    # ---- customer webhooks -------------------------------------------------------------
+    async def webhooks(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        hooks = self._admin.webhooks(customer.id)
+        return _json({"webhooks": [webhook_view(h) for h in hooks]})
+
+    async def add_webhook(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        issued = await self._admin.add_webhook(
+            self.actor(request), customer.id, await _body(request)
+        )
+        return _json({**issued.view, "secret": issued.secret}, status=201)
+
+    async def remove_webhook(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        await self._admin.remove_webhook(
+            self.actor(request), customer.id, request.match_info["webhook"]
+        )
+        return web.Response(status=204)
+
+    # ---- usage, forecast, alerts, events, invoices, revenue ----------------------------
+    async def usage_json(self, customer_id: str) -> dict[str, Any] | None:
+        """The usage view of one customer (also the dashboard's live stream). Raises
+        StoreUnavailable."""
+        policy = self._policy.current()
+        customer = policy.customers.get(customer_id)
+        if customer is None:
+            return None
+        limits = await self._engine.usage(customer_id)
+        if limits is None:
+            return None
+        return views.usage_view(policy, customer, limits, self._clock.now())
+
+    async def usage(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        data = await self.usage_json(customer.id)
+        if data is None:
+            raise NotFound(f"no customer {customer.id!r}")
+        return _json(data)
+
+    async def forecast(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        store = self._store()
+        now = self._clock.now()
+        limits = await self._engine.usage(customer.id) or ()
+        used = {(s.kind.value, s.feature): s for s in limits}
+        history_start = (now - timedelta(days=62)).date()
+        rows = await store.revenue(customer.id, history_start, now.date())
+        out: list[dict[str, Any]] = []
+        for feature, metered in customer.entitlements.metered.items():
+            if metered.period in (Period.MINUTE, Period.HOUR):
+                continue
+            window = window_for(now, metered.period, metered.anchor, customer.billing_day)
+            points = _daily(rows, feature)
+            status = used.get(("quota", feature))
+            current = status.used if status else 0
+            result = forecast_usage(
+                _with_today(points, now.date(), current, window.start.date()),
+                period_start=window.start,
+                period_end=window.end,
+                now=now,
+            )
+            out.append(views.forecast_view(feature, current, metered.limit, result, window.end))
+        spend = None
+        status = used.get(("spend", None))
+        if status is not None:
+            window = billing_window(now, customer.billing_day)
+            cap = customer.effective_spend_cap
+            result = forecast_spend(
+                _with_today(_daily(rows, None), now.date(), status.used, window.start.date()),
+                period_start=window.start,
+                period_end=window.end,
+                now=now,
+            )
+            spend = views.forecast_view(
+                None,
+                status.used,
+                None if cap is None else cap.amount_nano,
+                result,
+                window.end,
+            )
+        return _json({"customer": customer.id, "features": out, "spend": spend})
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+        before = _time_param(request, "before")
+        found = await self._store().alerts(customer.id, limit=limit, before=before)
+        return _json({"alerts": [views.alert_view(a) for a in found]})
+
+    async def events(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+        feature = request.query.get("feature")
+        if feature is not None and feature not in self._policy.current().features:
+            raise InputError.one("feature", f"unknown feature {feature!r}")
+        cursor = request.query.get("cursor")
+        query = EventQuery(
+            customer=customer.id,
+            feature=feature,
+            since=_time_param(request, "since"),
+            until=_time_param(request, "until"),
+            after=None if cursor is None else _uncursor(cursor),
+            limit=limit,
+        )
+        found = await self._store().events(query)
+        following = None
+        if len(found) == limit:
+            last = found[-1].event
+            following = _cursor((last.time, last.id))
+        return _json({"events": [views.event_view(e) for e in found], "next_cursor": following})
+
+    async def invoice(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        current = billing_window(self._clock.now(), customer.billing_day).start.date()
+        period = _date_param(request, "period_start", current)
+        lines = await self._store().invoice_lines(customer.id, period)
+        total = sum(line.amount_nano for line in lines)
+        return _json(
+            {
+                "customer": customer.id,
+                "period_start": period.isoformat(),
+                "currency": self._policy.current().currency,
+                "lines": [views.invoice_line_view(line) for line in lines],
+                "total": format_nano(total),
+            }
+        )
+
+    async def revenue(self, request: web.Request) -> web.Response:
+        customer = self.customer(request)
+        today = self._clock.now().date()
+        first = _date_param(request, "from", today.replace(day=1))
+        last = _date_param(request, "to", today)
+        if last < first:
+            raise InputError.one("to", "must not be before from")
+        if (last - first).days > 366:
+            raise InputError.one("to", "at most 366 days per request")
+        rows = await self._store().revenue(customer.id, first, last)
+        return _json(
+            {
+                "customer": customer.id,
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "days": [views.ledger_view(r) for r in rows],
+                "total": format_nano(sum(r.amount_nano for r in rows)),
+            }
+        )
+
+    # ---- tokens and audit (operators) --------------------------------------------------
+    async def tokens(self, request: web.Request) -> web.Response:
+        return _json({"tokens": [token_view(t) for t in self._admin.tokens()]})
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        issued = await self._admin.create_token(self.actor(request), await _body(request))
+        return _json({**issued.view, "token": issued.secret}, status=201)
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        view = await self._admin.revoke_token(self.actor(request), request.match_info["token"])
+        return _json(dict(view))
+
+    async def audit(self, request: web.Request) -> web.Response:
+        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+        after = request.query.get("after")
+        if after is not None and not _stream_id(after):
+            raise InputError.one("after", "expected an audit entry id such as 1700000000000-0")
+        rows = await self._admin.audit(after=after, limit=limit)
+        entries = [{"id": entry_id, **_decoded(fields)} for entry_id, fields in rows]
+        following = entries[-1]["id"] if len(entries) == limit else None
+        return _json({"entries": entries, "next": following})
+
+
+def _stream_id(text: str) -> bool:
+    ms, _, seq = text.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit()) and len(text) < 40
+
+
+def _decoded(fields: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = dict(fields)
+    for name in ("before", "after"):
+        if name in fields:
+            try:
+                out[name] = json.loads(fields[name])
+            except json.JSONDecodeError:
+                out[name] = fields[name]
+    return out
+
+
+def _cap(cap: Any) -> dict[str, object] | None:
+    if cap is None or cap.amount_nano is None:
+        return None
+    return {"amount": format_nano(cap.amount_nano), "action": cap.action.value}
+
+
+def _daily(rows: list[Any], feature: str | None) -> list[DailyPoint]:
+    totals: dict[date, int] = {}
+    for row in rows:
+        if feature is None:
+            totals[row.day] = totals.get(row.day, 0) + row.amount_nano
+        elif row.feature == feature:
+            totals[row.day] = totals.get(row.day, 0) + row.quantity
+    return [DailyPoint(day, value) for day, value in sorted(totals.items())]
+
+
+def _with_today(
+    points: list[DailyPoint], today: date, live_used: int, period_start: date
+) -> list[DailyPoint]:
+    """History from the billing store, with today's point made consistent with the live
+    counter: the period's live total minus the billed days before today (never negative)."""
+    before = [p for p in points if p.day < today]
+    billed_in_period = sum(p.quantity for p in before if p.day >= period_start)
+    return [*before, DailyPoint(today, max(live_used - billed_in_period, 0))]

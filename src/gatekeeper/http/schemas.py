@@ -1,0 +1,371 @@
+"""JSON Schemas (OpenAPI 3.1 components) of the `/v1` API's bodies and answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["COMPONENTS", "ref"]
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Schema], required: tuple[str, ...] = (), extra: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": props, "required": list(required)}
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _list(item: Schema) -> Schema:
+    return {"type": "array", "items": item}
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+MONEY: Schema = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["25.00"]}
+TIME: Schema = {"type": "string", "format": "date-time"}
+DAY: Schema = {"type": "string", "format": "date"}
+
+
+def _null(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_PERCENTS = _list({"type": "integer", "minimum": 1, "maximum": 1000})
+_YAMLISH = {"type": "object", "description": "same shape as in the policy file"}
+
+COMPONENTS: dict[str, Schema] = {
+    "Problem": _obj(
+        {
+            "type": STR,
+            "title": STR,
+            "status": INT,
+            "detail": STR,
+            "errors": _list(_obj({"field": STR, "message": STR}, ("field", "message"))),
+        },
+        ("title", "status", "detail"),
+    ),
+    "Me": _obj(
+        {"role": {"enum": ["admin", "read", "customer"]}, "customer": _null(STR), "actor": STR},
+        ("role", "customer"),
+    ),
+    "Feature": _obj(
+        {
+            "name": STR,
+            "type": {"enum": ["boolean", "metered", "config"]},
+            "unit": _null(STR),
+            "description": STR,
+            "header": _null(STR),
+        },
+        ("name", "type"),
+    ),
+    "Features": _obj({"features": _list(ref("Feature"))}, ("features",)),
+    "Price": _obj(
+        {
+            "feature": STR,
+            "currency": STR,
+            "per": INT,
+            "tiers": _list(_obj({"up_to": _null(INT), "unit_price": STR}, ("up_to", "unit_price"))),
+        },
+        ("feature", "currency", "per", "tiers"),
+    ),
+    "Prices": _obj({"currency": STR, "prices": _list(ref("Price"))}, ("prices",)),
+    "SpendCap": _obj(
+        {
+            "amount": _null(MONEY),
+            "max_customer_cap": _null(MONEY),
+            "action": STR,
+            "alert_thresholds": _list(INT),
+        },
+        ("amount", "action"),
+    ),
+    "Plan": _obj(
+        {
+            "name": STR,
+            "source": {"enum": ["file", "api"]},
+            "access": _list(STR),
+            "config": {"type": "object", "additionalProperties": STR},
+            "metered": _list(
+                _obj(
+                    {"feature": STR, "limit": _null(INT), "period": STR, "enforcement": STR},
+                    ("feature", "limit"),
+                )
+            ),
+            "rate_limits": _list(_obj({"feature": STR, "limit": INT, "per": STR})),
+            "spend_cap": _null(ref("SpendCap")),
+        },
+        ("name", "access", "metered", "rate_limits"),
+    ),
+    "Plans": _obj({"plans": _list(ref("Plan"))}, ("plans",)),
+    "PlanInput": _obj(
+        {
+            "entitlements": _YAMLISH,
+            "rate_limits": _list(_YAMLISH),
+            "spend_cap": _YAMLISH,
+            "description": STR,
+        },
+        (),
+        extra=False,
+    ),
+    "ApiKey": _obj(
+        {"id": STR, "label": STR, "revoked": BOOL, "created_at": _null(STR)}, ("id", "revoked")
+    ),
+    "IssuedKey": _obj(
+        {
+            "id": STR,
+            "key": STR,
+            "label": STR,
+            "revoked": BOOL,
+            "created_at": _null(STR),
+            "replaces": STR,
+        },
+        ("id", "key"),
+    ),
+    "ApiKeys": _obj({"api_keys": _list(ref("ApiKey"))}, ("api_keys",)),
+    "KeyInput": _obj(
+        {"id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}}, (), extra=False
+    ),
+    "CustomerSummary": _obj(
+        {"id": STR, "plan": STR, "source": STR, "billing_day": _null(INT), "api_keys": INT},
+        ("id", "plan"),
+    ),
+    "Customers": _obj({"customers": _list(ref("CustomerSummary"))}, ("customers",)),
+    "Customer": _obj(
+        {
+            "id": STR,
+            "plan": STR,
+            "source": {"enum": ["file", "api"]},
+            "billing_day": _null(INT),
+            "entitlements": ref("Plan"),
+            "grants": _list(
+                _obj(
+                    {"id": STR, "feature": STR, "amount": INT, "expires_at": _null(STR)},
+                    ("id", "feature", "amount"),
+                )
+            ),
+            "spend_cap": _obj(
+                {
+                    "own": _null(_obj({"amount": MONEY, "action": _null(STR)})),
+                    "effective": _null(ref("SpendCap")),
+                }
+            ),
+            "api_keys": _list(ref("ApiKey")),
+        },
+        ("id", "plan", "entitlements", "api_keys"),
+    ),
+    "CustomerInput": _obj(
+        {
+            "plan": STR,
+            "billing_day": _null({"type": "integer", "minimum": 1, "maximum": 31}),
+            "overrides": _YAMLISH,
+            "grants": _list(_YAMLISH),
+            "description": STR,
+        },
+        (),
+        extra=False,
+    ),
+    "NewCustomer": _obj(
+        {
+            "id": STR,
+            "plan": STR,
+            "billing_day": _null(INT),
+            "overrides": _YAMLISH,
+            "grants": _list(_YAMLISH),
+            "description": STR,
+        },
+        ("id", "plan"),
+        extra=False,
+    ),
+    "CapState": _obj(
+        {
+            "customer": STR,
+            "currency": STR,
+            "own_cap": _null(_obj({"amount": MONEY, "action": STR})),
+            "plan_cap": _null(_obj({"amount": MONEY, "action": STR})),
+            "effective_cap": _null(_obj({"amount": MONEY, "action": STR})),
+            "ceiling": _null(MONEY),
+        },
+        ("customer", "own_cap", "effective_cap"),
+    ),
+    "CapInput": _obj(
+        {"amount": _null(MONEY), "action": _null({"enum": ["block", "alert"]})}, (), extra=False
+    ),
+    "Thresholds": _obj(
+        {
+            "customer": STR,
+            "features": {"type": "object", "additionalProperties": _list(INT)},
+            "spend": _null(_list(INT)),
+        },
+        ("customer", "features", "spend"),
+    ),
+    "ThresholdsInput": _obj(
+        {"features": {"type": "object", "additionalProperties": _PERCENTS}, "spend": _PERCENTS},
+        (),
+        extra=False,
+    ),
+    "Webhook": _obj(
+        {"id": STR, "url": STR, "kinds": _list(STR), "created_at": _null(STR)}, ("id", "url")
+    ),
+    "IssuedWebhook": _obj(
+        {"id": STR, "url": STR, "kinds": _list(STR), "created_at": _null(STR), "secret": STR},
+        ("id", "url", "secret"),
+    ),
+    "Webhooks": _obj({"webhooks": _list(ref("Webhook"))}, ("webhooks",)),
+    "WebhookInput": _obj(
+        {"url": {"type": "string", "format": "uri"}, "kinds": _list(STR)}, ("url",), extra=False
+    ),
+    "Usage": _obj(
+        {
+            "customer": STR,
+            "plan": STR,
+            "currency": STR,
+            "at": TIME,
+            "features": _list(
+                _obj(
+                    {
+                        "feature": STR,
+                        "unit": _null(STR),
+                        "kind": {"enum": ["quota", "rate"]},
+                        "used": INT,
+                        "limit": _null(INT),
+                        "remaining": _null(INT),
+                        "reset": TIME,
+                        "period": _null(STR),
+                        "enforcement": _null(STR),
+                    },
+                    ("feature", "kind", "used", "limit", "remaining", "reset"),
+                )
+            ),
+            "spend": _null(
+                _obj(
+                    {
+                        "spent": MONEY,
+                        "cap": _null(MONEY),
+                        "remaining": MONEY,
+                        "reset": TIME,
+                        "currency": STR,
+                    },
+                    ("spent", "cap", "reset"),
+                )
+            ),
+        },
+        ("customer", "plan", "features", "spend"),
+    ),
+    "Projection": _obj(
+        {
+            "feature": _null(STR),
+            "used": {"type": ["integer", "string"]},
+            "limit": {"type": ["integer", "string", "null"]},
+            "projected": {"type": ["integer", "string"]},
+            "period_end": TIME,
+            "exceeds_limit": BOOL,
+        },
+        ("feature", "used", "projected", "period_end", "exceeds_limit"),
+    ),
+    "Forecast": _obj(
+        {"customer": STR, "features": _list(ref("Projection")), "spend": _null(ref("Projection"))},
+        ("customer", "features", "spend"),
+    ),
+    "Alert": _obj(
+        {
+            "id": STR,
+            "kind": STR,
+            "customer": STR,
+            "feature": _null(STR),
+            "threshold": INT,
+            "used": {"type": ["integer", "string"]},
+            "limit": {"type": ["integer", "string"]},
+            "at": TIME,
+            "delivered_at": _null(TIME),
+        },
+        ("id", "kind", "customer", "threshold", "at"),
+    ),
+    "Alerts": _obj({"alerts": _list(ref("Alert"))}, ("alerts",)),
+    "Event": _obj(
+        {
+            "id": STR,
+            "kind": STR,
+            "customer": STR,
+            "feature": STR,
+            "unit": STR,
+            "quantity": INT,
+            "billable": INT,
+            "amount": MONEY,
+            "currency": STR,
+            "time": TIME,
+            "overage": BOOL,
+        },
+        ("id", "kind", "customer", "feature", "quantity", "amount", "time"),
+    ),
+    "Events": _obj(
+        {"events": _list(ref("Event")), "next_cursor": _null(STR)}, ("events", "next_cursor")
+    ),
+    "Invoice": _obj(
+        {
+            "customer": STR,
+            "period_start": DAY,
+            "currency": STR,
+            "total": MONEY,
+            "lines": _list(
+                _obj(
+                    {"feature": STR, "kind": STR, "quantity": INT, "amount": MONEY, "status": STR},
+                    ("feature", "quantity", "amount"),
+                )
+            ),
+        },
+        ("customer", "period_start", "lines", "total"),
+    ),
+    "Revenue": _obj(
+        {
+            "customer": STR,
+            "from": DAY,
+            "to": DAY,
+            "total": MONEY,
+            "days": _list(
+                _obj(
+                    {"day": DAY, "feature": STR, "quantity": INT, "amount": MONEY},
+                    ("day", "feature", "amount"),
+                )
+            ),
+        },
+        ("customer", "days", "total"),
+    ),
+    "Token": _obj(
+        {
+            "id": STR,
+            "role": STR,
+            "customer": _null(STR),
+            "name": STR,
+            "created_at": STR,
+            "created_by": STR,
+            "revoked": BOOL,
+        },
+        ("id", "role", "revoked"),
+    ),
+    "IssuedToken": _obj(
+        {"id": STR, "role": STR, "customer": _null(STR), "token": STR}, ("id", "role", "token")
+    ),
+    "Tokens": _obj({"tokens": _list(ref("Token"))}, ("tokens",)),
+    "TokenInput": _obj(
+        {"role": {"enum": ["admin", "read", "customer"]}, "customer": STR, "name": STR},
+        ("role",),
+        extra=False,
+    ),
+    "Audit": _obj(
+        {
+            "entries": _list(
+                _obj(
+                    {"id": STR, "what": STR, "target": STR, "actor": STR, "at": STR},
+                    ("id", "what", "actor", "at"),
+                )
+            ),
+            "next": _null(STR),
+        },
+        ("entries", "next"),
+    ),
+}

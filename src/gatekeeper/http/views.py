@@ -1,0 +1,293 @@
+"""JSON views of the domain for the HTTP API and the dashboard: money as decimal strings,
+instants as ISO 8601 UTC, counts as integers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from gatekeeper.billing.types import InvoiceLine, LedgerRow, LoggedAlert, StoredEvent
+from gatekeeper.engine.types import LimitKind, LimitStatus
+from gatekeeper.forecast import Forecast
+from gatekeeper.model import (
+    Customer,
+    Feature,
+    Grant,
+    MeteredEntitlement,
+    Plan,
+    Policy,
+    Price,
+    SpendCap,
+)
+from gatekeeper.money import format_nano
+
+__all__ = [
+    "alert_view",
+    "customer_view",
+    "event_view",
+    "feature_view",
+    "forecast_view",
+    "invoice_line_view",
+    "ledger_view",
+    "plan_view",
+    "price_view",
+    "spend_cap_view",
+    "usage_view",
+]
+
+Json = dict[str, Any]
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat().replace("+00:00", "Z")
+
+
+def feature_view(feature: Feature) -> Json:
+    return {
+        "name": feature.name,
+        "type": feature.type.value,
+        "unit": feature.unit,
+        "description": feature.description,
+        "header": feature.header,
+    }
+
+
+def price_view(price: Price) -> Json:
+    return {
+        "feature": price.feature,
+        "currency": price.currency,
+        "per": price.per,
+        "tiers": [{"up_to": t.up_to, "unit_price": t.unit_price} for t in price.tiers],
+    }
+
+
+def _metered_view(m: MeteredEntitlement) -> Json:
+    return {
+        "feature": m.feature,
+        "limit": m.limit,
+        "period": m.period.value,
+        "anchor": m.anchor.value,
+        "enforcement": m.enforcement.value,
+        "overage_allowance": m.overage_allowance,
+        "grace_percent": m.grace_percent,
+        "alert_thresholds": list(m.alert_thresholds),
+    }
+
+
+def spend_cap_view(cap: SpendCap | None) -> Json | None:
+    if cap is None:
+        return None
+    return {
+        "amount": None if cap.amount_nano is None else format_nano(cap.amount_nano),
+        "max_customer_cap": None
+        if cap.max_customer_cap_nano is None
+        else format_nano(cap.max_customer_cap_nano),
+        "action": cap.action.value,
+        "alert_thresholds": list(cap.alert_thresholds),
+    }
+
+
+def plan_view(plan: Plan, *, source: str = "file") -> Json:
+    return {
+        "name": plan.name,
+        "source": source,
+        "access": sorted(plan.access),
+        "config": dict(plan.config_values),
+        "metered": [_metered_view(m) for m in plan.metered.values()],
+        "rate_limits": [
+            {"feature": r.feature, "limit": r.limit, "per": r.per.value} for r in plan.rate_limits
+        ],
+        "spend_cap": spend_cap_view(plan.spend_cap),
+    }
+
+
+def _grant_view(grant: Grant) -> Json:
+    return {
+        "id": grant.id,
+        "feature": grant.feature,
+        "amount": grant.amount,
+        "expires_at": _iso(grant.expires_at),
+    }
+
+
+def customer_view(customer: Customer, *, source: str = "file") -> Json:
+    own = customer.spend_cap
+    return {
+        "id": customer.id,
+        "plan": customer.plan,
+        "source": source,
+        "billing_day": customer.billing_day,
+        "entitlements": plan_view(customer.entitlements, source=source),
+        "grants": [_grant_view(g) for g in customer.grants],
+        "spend_cap": {
+            "own": None
+            if own is None
+            else {
+                "amount": format_nano(own.amount_nano),
+                "action": None if own.action is None else own.action.value,
+            },
+            "effective": spend_cap_view(customer.effective_spend_cap),
+        },
+        "api_keys": [
+            {
+                "id": k.id,
+                "label": k.label,
+                "revoked": k.revoked,
+                "created_at": _iso(k.created_at),
+            }
+            for k in customer.api_keys
+        ],
+    }
+
+
+def usage_view(
+    policy: Policy, customer: Customer, limits: Sequence[LimitStatus], now: datetime
+) -> Json:
+    """Used, limit, remaining and reset of every counter; spend in money (decimal strings)."""
+    ents = customer.entitlements
+    features: list[Json] = []
+    spend: Json | None = None
+    for status in limits:
+        if status.kind is LimitKind.SPEND:
+            cap = customer.effective_spend_cap
+            spend = {
+                "spent": format_nano(status.used),
+                "cap": None
+                if cap is None or cap.amount_nano is None
+                else format_nano(status.limit),
+                "remaining": format_nano(max(status.remaining, 0)),
+                "reset": _iso(status.reset_at),
+                "currency": policy.currency,
+                "action": None if cap is None else cap.action.value,
+            }
+            continue
+        feature = status.feature or ""
+        metered = ents.metered.get(feature)
+        unit = policy.features[feature].unit if feature in policy.features else None
+        unlimited = status.kind is LimitKind.QUOTA and metered is not None and metered.limit is None
+        features.append(
+            {
+                "feature": feature,
+                "unit": unit,
+                "kind": status.kind.value,
+                "used": status.used,
+                "limit": None if unlimited else status.limit,
+                "remaining": None if unlimited else max(status.remaining, 0),
+                "reset": _iso(status.reset_at),
+                "window_s": status.window_s,
+                "period": None if metered is None or status.kind is not LimitKind.QUOTA
+                else metered.period.value,
+                "enforcement": None if metered is None else metered.enforcement.value,
+            }
+        )  # fmt: skip
+    return {
+        "customer": customer.id,
+        "plan": customer.plan,
+        "currency": policy.currency,
+        "at": _iso(now),
+        "features": features,
+        "spend": spend,
+    }
+
+
+def forecast_view(
+    feature: str | None, used: int, limit: int | None, forecast: Forecast, period_end: datetime
+) -> Json:
+    """One projection; money (feature None) as decimal strings."""
+
+    def amount(value: int | None) -> object:
+        if value is None or feature is not None:
+            return value
+        return format_nano(value)
+
+    return {
+        "feature": feature,
+        "used": amount(used),
+        "limit": amount(limit),
+        "projected": amount(forecast.projected),
+        "low": amount(forecast.low),
+        "high": amount(forecast.high),
+        "rate_per_day": forecast.rate_per_day
+        if feature is not None
+        else format_nano(round(forecast.rate_per_day)),
+        "period_end": _iso(period_end),
+        "exceeds_limit": limit is not None and forecast.projected > limit,
+        "method": forecast.method,
+    }
+
+
+def alert_view(alert: LoggedAlert) -> Json:
+    money = alert.feature is None
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "customer": alert.customer,
+        "feature": alert.feature,
+        "threshold": alert.threshold,
+        "used": format_nano(alert.used) if money else alert.used,
+        "limit": format_nano(alert.limit) if money else alert.limit,
+        "period_start": _iso(alert.period_start),
+        "period_end": _iso(alert.period_end),
+        "at": _iso(alert.occurred_at),
+        "delivered_at": _iso(alert.delivered_at),
+    }
+
+
+def event_view(stored: StoredEvent) -> Json:
+    e = stored.event
+    return {
+        "id": e.id,
+        "kind": e.kind.value,
+        "customer": e.customer,
+        "plan": e.plan,
+        "feature": e.feature,
+        "unit": e.unit,
+        "quantity": e.quantity,
+        "granted": e.granted,
+        "billable": e.billable,
+        "amount": format_nano(e.amount_nano),
+        "currency": e.currency,
+        "time": _iso(e.time),
+        "overage": e.overage,
+        "decision_id": e.decision_id,
+        "request_id": e.request_id,
+        "idempotency_key": e.idempotency_key or None,
+        "invoice_period_start": stored.invoice_period_start.isoformat(),
+    }
+
+
+def invoice_line_view(line: InvoiceLine) -> Json:
+    return {
+        "feature": line.feature,
+        "unit": line.unit,
+        "kind": line.kind.value,
+        "period_start": line.period_start.isoformat(),
+        "period_end": line.period_end.isoformat(),
+        "currency": line.currency,
+        "events": line.event_count,
+        "quantity": line.quantity,
+        "granted": line.granted,
+        "billable_quantity": line.billable_quantity,
+        "amount": format_nano(line.amount_nano),
+        "amount_minor": line.amount_minor,
+        "status": line.status.value,
+    }
+
+
+def ledger_view(row: LedgerRow) -> Json:
+    return {
+        "day": row.day.isoformat(),
+        "feature": row.feature,
+        "currency": row.currency,
+        "events": row.event_count,
+        "quantity": row.quantity,
+        "amount": format_nano(row.amount_nano),
+    }
+
+
+def catalog_view(policy: Policy, sources: Mapping[str, str] | None = None) -> Json:
+    return {
+        "currency": policy.currency,
+        "features": [feature_view(f) for f in policy.features.values()],
+    }

@@ -1,0 +1,162 @@
+"""The run-time directory in Redis: plan and customer documents, API tokens, customer webhooks.
+
+Every change is one optimistic transaction (WATCH the directory, read it, compute, MULTI): the
+new entries, their audit records and an invalidation message commit together or not at all, and
+two concurrent changes never overwrite each other (the loser retries on the fresh state).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from gatekeeper.access import TokenRecord
+from gatekeeper.config.compose import Changes, Doc
+from gatekeeper.model import frozen_map
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["INVALIDATE_DIRECTORY", "AuditRecord", "DirectoryState", "DirectoryStore", "Mutation"]
+
+INVALIDATE_DIRECTORY = "directory"  # message on the invalidation channel
+_RETRIES = 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    actor: str
+    what: str  # e.g. "customer.update", "api_key.create"
+    target: str  # e.g. "customer:acme", "plan:pro"
+    before: object
+    after: object
+    at: datetime
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "what": self.what,
+            "target": self.target,
+            "actor": self.actor,
+            "at": self.at.isoformat(),
+            "before": json.dumps(self.before, sort_keys=True),
+            "after": json.dumps(self.after, sort_keys=True),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryState:
+    """Everything set through the API (documents are plain JSON; None = removed)."""
+
+    changes: Changes = field(default_factory=Changes)
+    tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)  # by sha256
+    webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation(Generic[T]):
+    """What one change writes, and what it answers the caller."""
+
+    result: T
+    plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
+    customers: Mapping[str, Doc | None] = field(default_factory=frozen_map)
+    tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)
+    webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
+    audit: tuple[AuditRecord, ...] = ()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _docs(raw: Mapping[Any, Any]) -> dict[str, Doc | None]:
+    return {_text(k): json.loads(_text(v)) for k, v in raw.items()}
+
+
+class DirectoryStore:
+    def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._watched = (
+            keys.directory_plans(),
+            keys.directory_customers(),
+            keys.api_tokens(),
+            keys.customer_webhooks(),
+        )
+
+    async def load(self) -> DirectoryState:
+        """The whole directory. Raises redis errors."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in self._watched:
+                pipe.hgetall(key)
+            plans, customers, tokens, hooks = await pipe.execute()
+        return self._state(plans, customers, tokens, hooks)
+
+    @staticmethod
+    def _state(
+        plans: Mapping[Any, Any],
+        customers: Mapping[Any, Any],
+        tokens: Mapping[Any, Any],
+        hooks: Mapping[Any, Any],
+    ) -> DirectoryState:
+        return DirectoryState(
+            changes=Changes(plans=frozen_map(_docs(plans)), customers=frozen_map(_docs(customers))),
+            tokens=frozen_map(
+                {_text(k): TokenRecord.from_json(_text(v)) for k, v in tokens.items()}
+            ),
+            webhooks=frozen_map({_text(k): tuple(json.loads(_text(v))) for k, v in hooks.items()}),
+        )
+
+    async def change(
+        self, compute: Callable[[DirectoryState], Mutation[T] | Awaitable[Mutation[T]]]
+    ) -> T:
+        """Apply `compute(current state)` atomically; it may raise to refuse (nothing written).
+
+        Retries when another process changed the directory in between. Raises redis errors.
+        """
+        plans_key, customers_key, tokens_key, hooks_key = self._watched
+        for _ in range(_RETRIES):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(*self._watched)
+                    state = self._state(
+                        await pipe.hgetall(plans_key),
+                        await pipe.hgetall(customers_key),
+                        await pipe.hgetall(tokens_key),
+                        await pipe.hgetall(hooks_key),
+                    )
+                    mutation = compute(state)
+                    if not isinstance(mutation, Mutation):
+                        mutation = await mutation
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for name, doc in mutation.plans.items():
+                        pipe.hset(plans_key, name, json.dumps(doc, sort_keys=True))
+                    for name, doc in mutation.customers.items():
+                        pipe.hset(customers_key, name, json.dumps(doc, sort_keys=True))
+                    for digest, token in mutation.tokens.items():
+                        pipe.hset(tokens_key, digest, token.to_json())
+                    for customer, hooks in mutation.webhooks.items():
+                        pipe.hset(hooks_key, customer, json.dumps(list(hooks), sort_keys=True))
+                    for record in mutation.audit:
+                        pipe.xadd(self._keys.audit_stream(), record.fields())  # type: ignore[arg-type]
+                    pipe.publish(self._keys.invalidate_channel(), INVALIDATE_DIRECTORY)
+                    await pipe.execute()
+                    return mutation.result
+                except WatchError:
+                    continue
+        raise RuntimeError("directory changed concurrently too often; try again")
+
+    async def audit(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Audit records, newest first, older than the entry id `after` when given."""
+        high = "+" if after is None else f"({after}"
+        rows: Any = await self._redis.xrevrange(self._keys.audit_stream(), high, "-", count=limit)
+        return [
+            (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            for entry_id, fields in rows
+        ]
