@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
+from gatekeeper.benchmark.command import BENCH
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.demo import DEMO
 from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
@@ -80,6 +81,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(*WORKER),
     Subcommand(*EXPORT),
     Subcommand(*RECONCILE),
+    Subcommand(*BENCH),
     Subcommand(*DEMO),
 )
 

@@ -1,0 +1,64 @@
+"""What a bench run does: scenarios, durations and loads (full or --quick)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gatekeeper.benchmark.scenarios.engine import EngineProfile
+from gatekeeper.benchmark.scenarios.envoy import EnvoyProfile
+from gatekeeper.benchmark.scenarios.scale import ScaleProfile
+
+__all__ = ["LABELS", "SCENARIOS", "BenchOptions", "labels", "profile"]
+
+SCENARIOS = ("engine", "envoy", "ratelimit", "workers", "scale")
+
+LABELS = {
+    "alone": "Envoy alone",
+    "noop-http": "Envoy + no-op HTTP authorizer",
+    "noop-grpc": "Envoy + no-op grpc.aio authorizer",
+    "gk-http": "gatekeeper HTTP mode, {workers} worker(s)",
+    "gk-grpc": "gatekeeper gRPC mode, {workers} worker(s)",
+    "rls-noop": "Envoy + no-op ShouldRateLimit",
+    "rls-gk": "gatekeeper ShouldRateLimit",
+}
+
+
+def labels(workers: int) -> dict[str, str]:
+    """LABELS with the worker count of the main gatekeeper filled in."""
+    return {k: v.format(workers=workers) for k, v in LABELS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    quick: bool
+    out: Path
+    redis_url: str | None
+    workers: int
+    only: tuple[str, ...]  # empty = every scenario
+    engine: EngineProfile
+    envoy: EnvoyProfile
+    scale: ScaleProfile
+
+    def selected(self, *names: str) -> bool:
+        return not self.only or any(n in self.only for n in names)
+
+
+def profile(
+    *,
+    quick: bool,
+    out: Path,
+    redis_url: str | None,
+    workers: int,
+    only: tuple[str, ...],
+    scale_counts: tuple[int, ...] | None = None,
+) -> BenchOptions:
+    """Full run: 5 s per figure, 32 connections at saturation, 1, 10k and 1M customers.
+    --quick (CI): 1 s per figure, 8 connections, 1, 1k and 5k customers."""
+    if quick:
+        engine, envoy = EngineProfile(seconds=1), EnvoyProfile(1, 8, 1)
+        scale = ScaleProfile(scale_counts or (1, 1_000, 5_000), seconds=1)
+    else:
+        engine, envoy = EngineProfile(seconds=5), EnvoyProfile(5, 32, 2)
+        scale = ScaleProfile(scale_counts or (1, 10_000, 1_000_000), seconds=5)
+    return BenchOptions(quick, out, redis_url, workers, only, engine, envoy, scale)

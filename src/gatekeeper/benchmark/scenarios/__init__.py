@@ -1,0 +1,3 @@
+"""The bench's scenarios: engine alone, through Envoy, scale."""
+
+__all__: list[str] = []
