@@ -1,6 +1,7 @@
 """Engine throughput beside the raw EVALSHA rate of the same script, measured in one run.
 
     .venv/bin/python bench/engine_bench.py [--redis-url URL] [--seconds 5] [--concurrency 64]
+                                           [--rounds 3] [--loop uvloop|asyncio]
 
 Without --redis-url (or GATEKEEPER_REDIS_URL) an embedded Redis is started. Figures, each the
 median of --rounds, all from one process with --concurrency tasks:
@@ -212,16 +213,7 @@ def report(f: EngineFigures, *, embedded: bool, rounds: int, seconds: float) -> 
     return "\n".join(lines)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("GATEKEEPER_REDIS_URL"))
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
-    opts = parser.parse_args()
-
+async def main(opts: argparse.Namespace) -> None:
     embedded = None if opts.redis_url else EmbeddedRedis(port=0).start()
     url = opts.redis_url or embedded.url  # type: ignore[union-attr]
     try:
@@ -232,7 +224,28 @@ async def main() -> None:
         if embedded:
             embedded.stop()
     print(report(figures, embedded=embedded is not None, rounds=opts.rounds, seconds=opts.seconds))
+    print(f"event loop: {opts.loop}")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("GATEKEEPER_REDIS_URL"))
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="serve runs uvloop"
+    )
+    opts = parser.parse_args()
+    if opts.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(opts))
+    else:
+        asyncio.run(main(opts))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli()

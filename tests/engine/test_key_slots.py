@@ -55,9 +55,10 @@ async def test_all_script_keys_share_one_slot(
             keys: Sequence[str],
             args: Sequence[str | int],
             _original: Any = original,
+            **options: Any,
         ) -> Any:
             seen.append(list(keys))
-            return await _original(self, client, keys, args)
+            return await _original(self, client, keys, args, **options)
 
         monkeypatch.setattr(LuaScript, method, spy)
     p = plan(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gatekeeper.engine.plan import DecisionPlan
 from gatekeeper.model import Policy, frozen_map
@@ -13,8 +13,11 @@ from gatekeeper.model import Policy, frozen_map
 __all__ = ["DecideReply", "DecisionStore", "PolicySource", "ReplyRow", "SettleReply"]
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyRow:
+# ReplyRow and DecideReply are immutable NamedTuples, not frozen dataclasses: five of them are
+# built per decision on the hot path, and a NamedTuple is built ~4x faster (~0.25 vs ~1.1 µs).
+
+
+class ReplyRow(NamedTuple):
     """One counter's state after the decision (before it, when denied)."""
 
     kind: str  # q (quota) | r (rate) | s (spend)
@@ -26,8 +29,7 @@ class ReplyRow:
     reset_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class DecideReply:
+class DecideReply(NamedTuple):
     replayed: bool  # answered from the idempotency record
     admitted: bool
     decision_id: str

@@ -14,6 +14,7 @@ from gatekeeper.engine.plan import DecisionPlan, MeterPlan, SpendPlan
 from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
 from gatekeeper.periods import Window
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import bulk_strings
 
 __all__ = [
     "SEPARATOR",
@@ -43,10 +44,7 @@ SEPARATOR = "\x1f"  # ASCII unit separator: ends every field of the packed ARGV[
 class Encoded:
     keys: list[str]
     argv: list[str]  # one string: every field terminated by SEPARATOR
-
-    def packed(self) -> list[str]:
-        """ARGV as the scripts read it."""
-        return self.argv
+    counters_resp: bytes = b""  # keys[4:] as RESP bulk strings
 
 
 def clean(text: str) -> str:
@@ -139,6 +137,7 @@ class Body:
     usage_stream: str
     alert_stream: str
     counters: tuple[str, ...]
+    counters_resp: bytes  # the counters as RESP bulk strings (auto-pipelined calls)
     pieces: tuple[str, ...]
 
     def packed(self, head: str, quantities: Sequence[int]) -> str:
@@ -178,6 +177,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
         usage_stream=ks.usage_stream(partition),
         alert_stream=ks.alert_stream(partition),
         counters=tuple(b.keys),
+        counters_resp=bulk_strings(b.keys),
         pieces=tuple(pieces),
     )
 
@@ -205,7 +205,7 @@ def encode(
         *body.counters,
     ]
     packed = body.packed(_fields(head), [m.quantity for m in plan.meters])
-    return Encoded(keys=keys, argv=[packed])
+    return Encoded(keys=keys, argv=[packed], counters_resp=body.counters_resp)
 
 
 def _text(value: bytes | str) -> str:

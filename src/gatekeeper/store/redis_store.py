@@ -83,7 +83,7 @@ class RedisDecisionStore:
             grace_s=s.period_grace_s,
             body=self._body(plan),
         )
-        reply = await self._call(self._decide, enc.keys, enc.argv)
+        reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
         return decode_decide(reply)
 
     def _body(self, plan: DecisionPlan) -> Body:
@@ -127,16 +127,21 @@ class RedisDecisionStore:
         )
         # settle.lua reads KEYS[3] as the reservation record
         keys = [enc.keys[0], enc.keys[1], enc.keys[3], enc.keys[3], *enc.keys[4:]]
-        reply = await self._call(self._settle, keys, enc.packed())
+        reply = await self._call(self._settle, keys, enc.argv, enc.counters_resp)
         return decode_settle(reply)
 
     @property
     def autopipelined(self) -> bool:
         return self._pipe is not None
 
-    async def _call(self, script: LuaScript, keys: list[str], args: list[str]) -> list[bytes]:
+    async def _call(
+        self, script: LuaScript, keys: list[str], args: list[str], counters_resp: bytes
+    ) -> list[bytes]:
+        """Run `script`; `counters_resp` is keys[4:] already RESP-encoded (Encoded)."""
         if self._pipe is not None:
-            reply: list[bytes] = await script.run_pipelined(self._pipe, keys, args)
+            reply: list[bytes] = await script.run_pipelined(
+                self._pipe, keys, args, tail=counters_resp, n_tail=len(keys) - 4
+            )
             return reply
         try:
             result: list[bytes] = await script.run(self._redis, keys, args)

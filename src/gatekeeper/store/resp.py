@@ -5,11 +5,17 @@ Used by the auto-pipelining path (autopipeline.py); replies are parsed by hiredi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gatekeeper.errors import StoreUnavailable
 
-__all__ = ["ErrorReply", "encode_command", "error_to_exception", "evalsha_prefix"]
+__all__ = [
+    "ErrorReply",
+    "bulk_strings",
+    "encode_command",
+    "error_to_exception",
+    "evalsha_prefix",
+]
 
 
 class ErrorReply(Exception):
@@ -28,6 +34,15 @@ def _bulk(value: bytes | str | int) -> bytes:
     elif isinstance(value, int):
         value = b"%d" % value
     return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def bulk_strings(values: Iterable[str]) -> bytes:
+    """UTF-8 strings as consecutive RESP bulk strings (the array header excluded)."""
+    parts = []
+    for value in values:
+        raw = value.encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(parts)
 
 
 def encode_command(args: Sequence[bytes | str | int]) -> bytes:

@@ -12,7 +12,13 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from gatekeeper.store.autopipeline import AutoPipeline
-from gatekeeper.store.resp import ErrorReply, encode_command, error_to_exception, evalsha_prefix
+from gatekeeper.store.resp import (
+    ErrorReply,
+    bulk_strings,
+    encode_command,
+    error_to_exception,
+    evalsha_prefix,
+)
 
 __all__ = ["LuaScript", "load_script"]
 
@@ -34,24 +40,38 @@ class LuaScript:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
-    def encode(self, keys: Sequence[str], args: Sequence[str]) -> bytes:
-        """The EVALSHA command as RESP bytes (for AutoPipeline.execute)."""
+    def encode(
+        self, keys: Sequence[str], args: Sequence[str], *, tail: bytes = b"", n_tail: int = 0
+    ) -> bytes:
+        """The EVALSHA command as RESP bytes (for AutoPipeline.execute). The last `n_tail`
+        keys may come pre-encoded as `tail` (bulk_strings of them)."""
         n = len(keys)
-        parts = [b"*%d\r\n" % (n + len(args) + 3), self._head or evalsha_prefix(self.sha)]
-        parts.append(b"$%d\r\n%d\r\n" % (len(str(n)), n))
-        for value in (*keys, *args):
-            raw = value.encode()
-            parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
-        return b"".join(parts)
+        head = self._head or evalsha_prefix(self.sha)
+        return b"".join(
+            (
+                b"*%d\r\n" % (n + len(args) + 3),
+                head,
+                b"$%d\r\n%d\r\n" % (len(str(n)), n),
+                bulk_strings(keys[: n - n_tail] if n_tail else keys),
+                tail,
+                bulk_strings(args),
+            )
+        )
 
     async def run_pipelined(
-        self, pipe: AutoPipeline, keys: Sequence[str], args: Sequence[str]
+        self,
+        pipe: AutoPipeline,
+        keys: Sequence[str],
+        args: Sequence[str],
+        *,
+        tail: bytes = b"",
+        n_tail: int = 0,
     ) -> Any:
         """EVALSHA through the auto-pipeline; NOSCRIPT → SCRIPT LOAD and one retry.
 
         Raises StoreUnavailable exactly as redis_store.py maps redis-py's errors.
         """
-        data = self.encode(keys, args)
+        data = self.encode(keys, args, tail=tail, n_tail=n_tail)
         reply = await pipe.execute(data)
         if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
             loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)))
