@@ -132,6 +132,11 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _entry_order(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _text(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -274,17 +279,21 @@ class StatsReader:
         return StreamLag(self._group, pending, lag if lag_known else None, length, without)
 
     def _recent(self, replies: list[Any]) -> tuple[AlertView, ...]:
-        found: list[AlertView] = []
+        found: list[tuple[tuple[int, int], AlertView]] = []
         for reply in replies:
             if isinstance(reply, Exception):
                 log.warning("recent alerts unavailable: %s", reply)
                 continue
-            for _, fields in reply:
+            for entry_id, fields in reply:
                 try:
-                    found.append(AlertView.of(AlertEvent.from_fields(fields)))
+                    found.append(
+                        (_entry_order(entry_id), AlertView.of(AlertEvent.from_fields(fields)))
+                    )
                 except ValueError as exc:
                     log.warning("skipping an alert entry: %s", exc)
-        return tuple(heapq.nlargest(self._alerts, found, key=lambda a: (a.at, a.id)))
+        # newest first: by the alert's time, then by when Redis appended it
+        newest = heapq.nlargest(self._alerts, found, key=lambda pair: (pair[1].at, pair[0]))
+        return tuple(alert for _, alert in newest)
 
     async def customer_alerts(self, customer: str, *, scan: int = 500) -> tuple[AlertView, ...]:
         """The customer's most recent alerts (newest first) among the last `scan` entries of
