@@ -49,7 +49,7 @@ class IssuedSecret:
 
 def _short(secret: str) -> str:
     """The recognisable start of a secret for lists: `gk_AbC1…`."""
-    return secret[: len(secret.split("_", 1)[0]) + 5] + "…"
+    return secret[: secret.find("_") + 6] + "…"
 
 
 def _object(body: object, allowed: Sequence[str]) -> dict[str, Any]:

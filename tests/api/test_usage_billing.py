@@ -1,0 +1,136 @@
+"""Usage, forecast, events, invoices, revenue and alerts as the API shows them, from real
+decisions (the authz fast path) billed by the real worker into the SQLite store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from gatekeeper.billing.periods import BillingCalendar
+from gatekeeper.clock import SystemClock
+from gatekeeper.engine.types import DecisionRequest, MeterRequest
+from gatekeeper.events import AlertEvent, AlertKind
+from gatekeeper.pipeline.worker import BillingWorker, WorkerOptions
+from gatekeeper.store.embedded import EmbeddedRedis
+from tests.api.conftest import Api, key_of, start_app
+from tests.api.test_admin import authz
+
+
+async def bill(api: Api) -> int:
+    """Run the billing worker over the app's streams into the app's store until drained."""
+    assert api.app.redis is not None and api.app.billing is not None
+    settings = api.app.config.settings.redis
+    from gatekeeper.store import KeySpace
+
+    worker = BillingWorker(
+        redis=api.app.redis.client,
+        store=api.app.billing,
+        keys=KeySpace(prefix=settings.key_prefix, partitions=settings.partitions),
+        calendar=BillingCalendar(api.app.policy.current),
+        clock=SystemClock(),
+        options=WorkerOptions(batch=50, block_ms=10, trim_interval_s=0),
+    )
+    await worker.ensure_groups()
+    return await worker.drain()
+
+
+async def test_usage_events_invoice_revenue(api: Api) -> None:
+    for _ in range(7):
+        await authz(api.app, key_of("busy"))
+    status, usage = await api.call("GET", "/v1/customers/busy/usage", token=key_of("busy"))
+    assert status == 200
+    chat = next(f for f in usage["features"] if f["feature"] == "chat_requests")
+    assert (chat["used"], chat["limit"], chat["remaining"], chat["kind"]) == (7, 50, 43, "quota")
+    assert chat["reset"].endswith("Z") and usage["currency"] == "USD"
+    assert await bill(api) > 0
+
+    pages, cursor = [], None
+    while True:
+        params = {"limit": "3", "feature": "chat_requests"}
+        if cursor:
+            params["cursor"] = cursor
+        status, page = await api.call("GET", "/v1/customers/busy/events", **params)
+        assert status == 200, page
+        pages.append(page["events"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    events = [e for p in pages for e in p]
+    assert len(events) == 7 and len({e["id"] for e in events}) == 7
+    assert all(e["amount"] == "0.002" and e["quantity"] == 1 for e in events)
+    assert [len(p) for p in pages] == [3, 3, 1]
+
+    status, invoice = await api.call("GET", "/v1/customers/busy/invoice")
+    assert status == 200
+    line = next(x for x in invoice["lines"] if x["feature"] == "chat_requests")
+    assert (line["quantity"], line["amount"]) == (7, "0.014")
+    status, revenue = await api.call("GET", "/v1/customers/busy/revenue")
+    assert status == 200 and revenue["total"] == invoice["total"]
+    status, forecast = await api.call("GET", "/v1/customers/busy/forecast")
+    assert status == 200
+    projection = next(f for f in forecast["features"] if f["feature"] == "chat_requests")
+    assert projection["used"] == 7 and projection["projected"] >= 7
+
+    status, problem = await api.call("GET", "/v1/customers/busy/events", cursor="garbage!")
+    assert status == 422 and problem["errors"][0]["field"] == "cursor"
+    status, problem = await api.call("GET", "/v1/customers/busy/events", since="yesterday")
+    assert status == 422 and problem["errors"][0]["field"] == "since"
+
+
+async def test_spend_shows_money_against_the_cap(api: Api) -> None:
+    assert api.app.engine is not None
+    decision = await api.app.engine.decide(
+        DecisionRequest("spender", meters=(MeterRequest("chat_requests", 1),))
+    )
+    assert decision.allowed
+    status, usage = await api.call("GET", "/v1/customers/spender/usage")
+    assert status == 200
+    assert usage["spend"] == {
+        "spent": "0.002",
+        "cap": "1.00",
+        "remaining": "0.998",
+        "reset": usage["spend"]["reset"],
+        "currency": "USD",
+        "action": "block",
+    }
+
+
+async def test_alerts_newest_first(api: Api) -> None:
+    assert api.app.billing is not None
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i, threshold in enumerate((80, 100)):
+        await api.app.billing.insert_alert(
+            AlertEvent(
+                id=f"al-{i}", kind=AlertKind.THRESHOLD, customer="hobbyist", plan="free",
+                feature="chat_requests", threshold=threshold, used=4 + i, limit=5,
+                period_start=now, period_end=now, time=now.replace(second=i),
+                decision_id=f"d{i}",
+            ),
+            delivered_at=None,
+        )  # fmt: skip
+    status, alerts = await api.call(
+        "GET", "/v1/customers/hobbyist/alerts", token=key_of("hobbyist")
+    )
+    assert status == 200
+    assert [a["threshold"] for a in alerts["alerts"]] == [100, 80]
+    assert (await api.call("GET", "/v1/customers/busy/alerts"))[1]["alerts"] == []
+
+
+async def test_redis_down_answers_503_not_500(key_prefix: str, tmp_path: Path) -> None:
+    server = EmbeddedRedis().start()
+    app = await start_app(server.url, key_prefix, str(tmp_path / "b.sqlite"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(app, session, f"http://127.0.0.1:{app.http_port}")
+            assert (await api.call("GET", "/v1/customers/busy/usage"))[0] == 200
+            server.stop()
+            status, problem = await api.call("GET", "/v1/customers/busy/usage")
+            assert status == 503, problem
+            assert problem["title"] == "Unavailable"
+            status, problem = await api.call("POST", "/v1/customers/busy/api-keys")
+            assert status == 503, problem
+    finally:
+        await app.stop(0)
+        server.stop()
