@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
+from gatekeeper.apiclient import KEYS, USAGE
 from gatekeeper.benchmark.command import BENCH
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.demo import DEMO
@@ -83,6 +84,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(*RECONCILE),
     Subcommand(*BENCH),
     Subcommand(*DEMO),
+    Subcommand(*KEYS),
+    Subcommand(*USAGE),
 )
 
 
