@@ -33,9 +33,11 @@ from gatekeeper.grpc.server import GrpcServer
 from gatekeeper.http.api import build_api
 from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
+from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
 from gatekeeper.settings import FailureMode
+from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
@@ -96,10 +98,13 @@ class App:
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
         self.http_runner: web.AppRunner | None = None
+        self.stats = DecisionStats()  # this process's decisions, for the dashboard
+        self.dashboard: LiveDashboard | None = None
         self.http_port = 0
         self.controls: SpendControls | None = None
         self.admin: AdminService | None = None
         self.billing: BillingStore | None = None
+        self._billing_lock = asyncio.Lock()
         self.handlers: Handlers | None = None
         self.healthy = False
         self.failures: list[str] = []
@@ -158,6 +163,7 @@ class App:
             settings=settings,
             clock=self.clock,
             backlog=self.backlog,
+            stats=self.stats,
         )
         self.als = AccessLogServicer(self.engine, charge_5xx=settings.edge.charge_5xx)
         self.grpc = GrpcServer(
@@ -176,28 +182,34 @@ class App:
         await self.authz_http.start(
             bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
         )
-        self.billing = await self._open_billing()
         self.handlers = Handlers(
             admin=self.admin,
             policy=self.policy,
             controls=self.controls,
             engine=self.engine,
-            billing=self.billing,
+            billing=self.billing_store,
             clock=self.clock,
         )
         admin = self.admin
-        self.http_runner = web.AppRunner(
-            build_api(
-                handlers=self.handlers,
-                authenticator=Authenticator(
-                    bootstrap=settings.admin.token,
-                    token=admin.token,
-                    key_owner=lambda digest: self.policy.current().key_owner(digest),
-                ),
-                ready=lambda: self.healthy,
+        http_app = build_api(
+            handlers=self.handlers,
+            authenticator=Authenticator(
+                bootstrap=settings.admin.token,
+                token=admin.token,
+                key_owner=lambda digest: self.policy.current().key_owner(digest),
             ),
-            access_log=None,
+            ready=lambda: self.healthy,
         )
+        self.dashboard = mount_dashboard(
+            http_app,
+            stats=self.stats,
+            redis=self.redis.client,
+            keys=store.keys,
+            clock=self.clock,
+            usage=self.handlers.usage_json,
+            supervise=self.supervisor.start,
+        )
+        self.http_runner = web.AppRunner(http_app, access_log=None)
         await self.http_runner.setup()
         site = web.TCPSite(
             self.http_runner,
@@ -218,17 +230,22 @@ class App:
         )
         return self
 
-    async def _open_billing(self) -> BillingStore | None:
-        """The billing store the API reads (events, invoices, revenue, alerts); None when it
-        cannot be opened (logged: those endpoints answer 404 until a restart)."""
-        dsn = self.config.settings.billing.dsn
-        if dsn is None and self.billing_sqlite_path is None:
-            return None
-        try:
-            return await open_store(dsn, default_sqlite_path=self.billing_sqlite_path or "")
-        except (ValueError, BillingStoreError, OSError) as exc:
-            log.error("billing store unavailable to the API: %s", exc)
-            return None
+    async def billing_store(self) -> BillingStore | None:
+        """The billing store the API reads (events, invoices, revenue, alerts), opened on first
+        use; None when none is configured. Raises BillingStoreError (the API answers 503 and
+        the next call tries again)."""
+        async with self._billing_lock:
+            if self.billing is None:
+                dsn = self.config.settings.billing.dsn
+                if dsn is None and self.billing_sqlite_path is None:
+                    return None
+                try:
+                    path = self.billing_sqlite_path or ""
+                    self.billing = await open_store(dsn, default_sqlite_path=path)
+                except ValueError as exc:
+                    log.error("billing store unavailable to the API: %s", exc)
+                    raise BillingStoreError(str(exc), transient=False) from exc
+            return self.billing
 
     def _extra_services(self) -> list[tuple[str, Callable[[Any], object]]]:
         """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config.

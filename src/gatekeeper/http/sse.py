@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gatekeeper.events import AlertEvent
+from gatekeeper.http.problems import problem
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["EventStreams", "StreamWatch", "Subscription", "sse_comment", "sse_event"]
@@ -180,11 +181,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _problem(status: int, title: str, detail: str) -> web.Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return web.json_response(body, status=status, content_type="application/problem+json")
-
-
 class _Channel:
     """One open event stream: writes, heartbeats, and knows when to end."""
 
@@ -292,7 +288,7 @@ class EventStreams:
     async def operator_stream(self, request: web.Request) -> web.StreamResponse:
         actor: Caller = request["actor"]
         if not actor.operator:
-            return _problem(403, "Forbidden", "the live statistics are for operator tokens")
+            return problem(403, "Forbidden", "the live statistics are for operator tokens")
         response, channel = await self._open(request)
         self.open_streams += 1
         try:
@@ -315,14 +311,14 @@ class EventStreams:
         actor: Caller = request["actor"]
         customer = request.match_info["customer"]
         if not actor.may_see(customer):
-            return _problem(404, "Not found", "no such customer")
+            return problem(404, "Not found", "no such customer")
         try:
             usage = await self._usage(customer)
         except (RedisError, OSError) as exc:
             log.warning("usage of %s unavailable: %s", customer, exc)
-            return _problem(503, "Service unavailable", "usage cannot be read right now; retry")
+            return problem(503, "Service unavailable", "usage cannot be read right now; retry")
         if usage is None:
-            return _problem(404, "Not found", "no such customer")
+            return problem(404, "Not found", "no such customer")
         response, channel = await self._open(request)
         self.open_streams += 1
         try:

@@ -1,0 +1,127 @@
+"""The /ui dashboard in headless Debian Chromium (Playwright, `executable_path`), real App.
+
+Loads the page with a customer's API key in the URL fragment, reads a usage number, drives
+decisions through the ext_authz HTTP path, and sees the number change within 2 s; then the
+operator view. Screenshots land in the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gatekeeper.app import App
+from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian chromium is not installed at /usr/bin/chromium (.ci/run installs it)",
+)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if CHROMIUM.exists():
+    from playwright.async_api import BrowserContext, Page, async_playwright, expect
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    async with async_playwright() as p:
+        context = await p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1360, "height": 1000},
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+async def _open(context: BrowserContext, url: str, errors: list[str]) -> Page:
+    page = await context.new_page()
+    # script errors and CSP violations; refused requests (401/404/422) are logged as
+    # "Failed to load resource" and are part of what the tests exercise
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(url)
+    return page
+
+
+async def test_customer_view_updates_live(
+    app: App, browser: BrowserContext, tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    base = f"http://127.0.0.1:{app.http_port}"
+    page = await _open(browser, f"{base}/ui/#token={HOBBYIST_KEY}", errors)
+    used = page.get_by_test_id("used-chat_requests")
+    await expect(used).to_have_text("0", timeout=10_000)
+    assert "token" not in page.url  # taken out of the address bar, kept in sessionStorage
+    assert await page.evaluate("sessionStorage.getItem('gatekeeper.token')") == HOBBYIST_KEY
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await page.wait_for_timeout(700)  # the server's stream watch now follows this partition
+
+    started = time.monotonic()
+    assert await chat(app, HOBBYIST_KEY, 4) == [200] * 4  # 4 of 5: the 80 % alert fires
+    await expect(used).to_have_text("4", timeout=2_000)
+    assert time.monotonic() - started < 2.0
+    await expect(page.get_by_test_id("cu-alerts")).to_contain_text("80% of chat_requests")
+    forecast = page.get_by_test_id("cu-forecast").locator("tr[data-feature=chat_requests]")
+    await expect(forecast.locator("td").nth(1)).to_have_text("4", timeout=8_000)
+    await page.screenshot(path=str(tmp_path / "customer.png"), full_page=True)
+
+    # the spend cap form names the field at fault
+    await page.get_by_test_id("cap-amount").fill("twelve")
+    await page.get_by_test_id("cap-save").click()
+    await expect(page.get_by_test_id("cap-error")).to_contain_text("amount")
+    await expect(page.get_by_test_id("cap-amount")).to_have_attribute("aria-invalid", "true")
+    assert not errors, errors
+
+
+async def test_operator_view(app: App, browser: BrowserContext, tmp_path: Path) -> None:
+    assert await chat(app, HOBBYIST_KEY, 7) == [200] * 5 + [429] * 2
+    errors: list[str] = []
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
+    await expect(page.locator("#role")).to_have_text("operator · admin", timeout=10_000)
+    top = page.get_by_test_id("op-top")
+    await expect(top).to_contain_text("hobbyist", timeout=5_000)
+    await expect(page.get_by_test_id("op-denials")).to_contain_text("quota exhausted")
+    await expect(page.locator("#op-chart canvas")).to_have_count(1)
+    await expect(page.get_by_test_id("kpi-lag")).not_to_have_text("–")
+    await page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
+
+    # drill down into the customer from the picker
+    await page.get_by_test_id("customer-picker").select_option("hobbyist")
+    await expect(page.get_by_test_id("used-chat_requests")).to_have_text("5", timeout=5_000)
+    assert not errors, errors
+
+
+async def test_bad_token_shows_the_sign_in_form(app: App, browser: BrowserContext) -> None:
+    errors: list[str] = []
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token=wrong", errors)
+    await expect(page.locator("#login-error")).to_contain_text("not accepted", timeout=10_000)
+    await page.locator("#token-input").fill(HOBBYIST_KEY)
+    await page.get_by_role("button", name="Open dashboard").click()
+    await expect(page.get_by_test_id("used-chat_requests")).to_have_text("0", timeout=10_000)
+    assert not errors, errors
