@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gatekeeper.engine import Decision, DecisionRequest, MeterRequest, Outcome
-from gatekeeper.model import Enforcement, Period, RateUnit
+from gatekeeper.controls import LivePolicy
+from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, MeterRequest, Outcome
+from gatekeeper.model import CustomerSpendCap, Enforcement, Period, RateUnit
 from tests.engine.harness import START, Harness, make_harness
 from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate
 
@@ -154,3 +155,19 @@ async def test_grants_soft_limits_and_rate_limits_are_never_remembered(
     for _ in range(3):  # a bucket refills
         await h.engine.decide(req(("images", 1)))
     assert calls == [9] and h.engine.denied_locally == 0
+
+
+async def test_a_cap_raised_through_live_policy_is_seen_at_once(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("images", None), spend_cap=cap(1_000))
+    h = make_harness(redis, policy(p, prices=(flat("images", 500),)), key_prefix)
+    live = LivePolicy(h.source.current())
+    engine = DecisionEngine(policy=live, store=h.store, clock=h.clock)
+    calls = count_store_calls(h)
+    assert (await engine.decide(req(("images", 2)))).allowed
+    assert (await engine.decide(req(("images", 1)))).outcome is Outcome.SPEND_CAP
+    assert (await engine.decide(req(("images", 1)))).outcome is Outcome.SPEND_CAP
+    assert calls == [2] and engine.denied_locally == 1
+    live.set_caps({"cust": CustomerSpendCap(2_000)})
+    assert (await engine.decide(req(("images", 1)))).allowed and calls == [3]
