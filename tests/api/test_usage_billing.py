@@ -20,13 +20,14 @@ from tests.api.test_admin import authz
 
 async def bill(api: Api) -> int:
     """Run the billing worker over the app's streams into the app's store until drained."""
-    assert api.app.redis is not None and api.app.billing is not None
+    store = await api.app.billing_store()
+    assert api.app.redis is not None and store is not None
     settings = api.app.config.settings.redis
     from gatekeeper.store import KeySpace
 
     worker = BillingWorker(
         redis=api.app.redis.client,
-        store=api.app.billing,
+        store=store,
         keys=KeySpace(prefix=settings.key_prefix, partitions=settings.partitions),
         calendar=BillingCalendar(api.app.policy.current),
         clock=SystemClock(),
@@ -98,10 +99,11 @@ async def test_spend_shows_money_against_the_cap(api: Api) -> None:
 
 
 async def test_alerts_newest_first(api: Api) -> None:
-    assert api.app.billing is not None
+    store = await api.app.billing_store()
+    assert store is not None
     now = datetime.now(UTC).replace(microsecond=0)
     for i, threshold in enumerate((80, 100)):
-        await api.app.billing.insert_alert(
+        await store.insert_alert(
             AlertEvent(
                 id=f"al-{i}", kind=AlertKind.THRESHOLD, customer="hobbyist", plan="free",
                 feature="chat_requests", threshold=threshold, used=4 + i, limit=5,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -107,7 +108,7 @@ class Handlers:
         policy: LivePolicy,
         controls: SpendControls,
         engine: DecisionEngine,
-        billing: BillingStore | None,
+        billing: Callable[[], Awaitable[BillingStore | None]],
         clock: Clock,
     ) -> None:
         self._admin = admin
@@ -131,10 +132,11 @@ class Handlers:
             raise NotFound(f"no customer {customer_id!r}")
         return customer
 
-    def _store(self) -> BillingStore:
-        if self._billing is None:
+    async def _store(self) -> BillingStore:
+        store = await self._billing()
+        if store is None:
             raise NotFound("no billing store is configured on this process")
-        return self._billing
+        return store
 
     # ---- identity ----------------------------------------------------------------------
     async def me(self, request: web.Request) -> web.Response:
@@ -389,7 +391,7 @@ class Handlers:
 
     async def forecast(self, request: web.Request) -> web.Response:
         customer = self.customer(request)
-        store = self._store()
+        store = await self._store()
         now = self._clock.now()
         limits = await self._engine.usage(customer.id) or ()
         used = {(s.kind.value, s.feature): s for s in limits}
@@ -434,7 +436,7 @@ class Handlers:
         customer = self.customer(request)
         limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
         before = _time_param(request, "before")
-        found = await self._store().alerts(customer.id, limit=limit, before=before)
+        found = await (await self._store()).alerts(customer.id, limit=limit, before=before)
         return _json({"alerts": [views.alert_view(a) for a in found]})
 
     async def events(self, request: web.Request) -> web.Response:
@@ -452,7 +454,7 @@ class Handlers:
             after=None if cursor is None else _uncursor(cursor),
             limit=limit,
         )
-        found = await self._store().events(query)
+        found = await (await self._store()).events(query)
         following = None
         if len(found) == limit:
             last = found[-1].event
@@ -463,7 +465,7 @@ class Handlers:
         customer = self.customer(request)
         current = billing_window(self._clock.now(), customer.billing_day).start.date()
         period = _date_param(request, "period_start", current)
-        lines = await self._store().invoice_lines(customer.id, period)
+        lines = await (await self._store()).invoice_lines(customer.id, period)
         total = sum(line.amount_nano for line in lines)
         return _json(
             {
@@ -484,7 +486,7 @@ class Handlers:
             raise InputError.one("to", "must not be before from")
         if (last - first).days > 366:
             raise InputError.one("to", "at most 366 days per request")
-        rows = await self._store().revenue(customer.id, first, last)
+        rows = await (await self._store()).revenue(customer.id, first, last)
         return _json(
             {
                 "customer": customer.id,
