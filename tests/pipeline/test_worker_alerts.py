@@ -75,7 +75,7 @@ async def test_worker_delivers_threshold_webhooks_once(
     assert sorted(_thresholds(receiver)) == [("beta", "images", t) for t in (50, 80, 100)]
     assert len(receiver.accepted) == 2  # the first alert, then one digest of the other two
     assert max(receiver.arrivals.values()) == 1 and not receiver.rejected
-    assert "delivering alerts to 1 webhook endpoint(s)" in log.read_text()
+    assert "delivering alerts to 1 operator webhook endpoint(s)" in log.read_text()
 
 
 def _thresholds(receiver: WebhookReceiver) -> list[tuple[str, str, int]]:

@@ -64,6 +64,10 @@ class Router:
         self._settings = settings
         self._held: dict[str, Held] = {}
 
+    def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        """Replace the endpoints (customers add and remove their own at run time)."""
+        self._endpoints = tuple(endpoints)
+
     @property
     def held(self) -> int:
         return sum(len(h.items) for h in self._held.values())
@@ -80,7 +84,9 @@ class Router:
             return "stale"
         if alert.kind.value in await self._mutes.muted(alert.customer):
             return "muted"
-        targets = [e for e in self._endpoints if e.accepts(alert.kind.value)]
+        targets = [
+            e for e in self._endpoints if e.accepts(alert.kind.value) and e.serves(alert.customer)
+        ]
         if not targets:
             return "no endpoint accepts this kind"
         window = self._settings.digest_window_s
@@ -104,7 +110,9 @@ class Router:
         for customer in [c for c, h in self._held.items() if h.end <= now]:
             held = self._held[customer]
             targets = [
-                e for e in self._endpoints if any(e.accepts(t.alert.kind) for t in held.items)
+                e
+                for e in self._endpoints
+                if e.serves(customer) and any(e.accepts(t.alert.kind) for t in held.items)
             ]
             jobs.extend(await self._jobs(targets, held.items, now, window_end=held.end))
             del self._held[customer]

@@ -29,6 +29,8 @@ class Endpoint:
         (Standard Webhooks rotation). Reprs are masked.
     kinds: alert kinds it wants; empty = all. A digest sent here holds only accepted kinds.
     min_interval_s: overrides `NotifierSettings.min_interval_s` for this endpoint when set.
+    customer: set for a customer's own endpoint (API), which receives only that customer's
+        alerts; None = the operator's endpoint, which receives every customer's.
 
     Raises ValueError for an empty url, no secrets, or an unknown kind.
     """
@@ -37,6 +39,7 @@ class Endpoint:
     secrets: tuple[Secret, ...]
     kinds: frozenset[str] = frozenset()
     min_interval_s: float | None = None
+    customer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -50,7 +53,8 @@ class Endpoint:
     @property
     def id(self) -> str:
         """Stable short id of the url (in Redis keys and logs instead of the url itself)."""
-        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        owner = "" if self.customer is None else f"{self.customer}|"
+        return hashlib.sha256(f"{owner}{self.url}".encode()).hexdigest()[:16]
 
     @property
     def display(self) -> str:
@@ -62,6 +66,9 @@ class Endpoint:
 
     def accepts(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds
+
+    def serves(self, customer: str) -> bool:
+        return self.customer is None or self.customer == customer
 
 
 @dataclass(frozen=True, slots=True)

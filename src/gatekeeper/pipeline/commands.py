@@ -154,7 +154,10 @@ async def _worker(
         log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
     if notifier is not None:
         loops.append(notifier)
-        log.info("delivering alerts to %d webhook endpoint(s)", len(settings.alerts.webhooks))
+        log.info(
+            "delivering alerts to %d operator webhook endpoint(s) and customers' own",
+            len(settings.alerts.webhooks),
+        )
     alerter = ForecastAlerter(
         redis=handle.client, keys=keys, series=LedgerSeries(store), policy=StaticPolicy(policy),
         clock=SystemClock(),

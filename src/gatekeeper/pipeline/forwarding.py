@@ -18,7 +18,9 @@ from gatekeeper.notify import (
     RedisDeliveryLog,
     endpoints_from_settings,
 )
+from gatekeeper.notify.customer_endpoints import CustomerEndpoints
 from gatekeeper.settings import AlertSettings, ForwarderSection
+from gatekeeper.store.directory import DirectoryStore
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["build_forwarder", "build_notifier"]
@@ -76,13 +78,11 @@ def build_notifier(
     consumer: str,
     policy: PolicySource,
 ) -> AlertNotifier | None:
-    """The webhook notifier, or None when no webhook is configured.
+    """The webhook notifier: the operator's endpoints (settings) and customers' own (API).
 
     Raises ValueError naming `alerts.webhooks[i]` when a signing secret is missing or malformed.
     """
     endpoints = endpoints_from_settings(alerts, env)
-    if not endpoints:
-        return None
     return AlertNotifier(
         redis=redis,
         keys=keys,
@@ -91,4 +91,5 @@ def build_notifier(
         consumer=consumer,
         log_sink=RedisDeliveryLog(redis=redis, keys=keys),
         policy=policy,
+        customer_endpoints=CustomerEndpoints(DirectoryStore(redis=redis, keys=keys)),
     )
