@@ -198,6 +198,9 @@ def test_demo_serves_through_envoy_shows_usage_and_stops_cleanly_on_sigint(
     assert status == 200 and state["customer"] == "acme"
     assert state["effective_cap"] == {"amount": "250.00", "action": "block"}
     assert _request(f"{run.api}/v1/customers/initech/spend-cap", token="demo-acme-key")[0] == 404
+    status, _, usage = _request(f"{run.api}/v1/customers/acme/usage", token="demo-acme-key")
+    assert status == 200 and usage["customer"] == "acme" and usage["spend"]["cap"] == "250.00"
+    assert {f["feature"] for f in usage["features"]} >= {"chat_requests", "llm_tokens"}
     # the counters: one chat request, and the reserved tokens settled to what the upstream used
     deadline = time.monotonic() + 20
     while (used := _usage(run, "hobbyist")).get("llm_tokens") != tokens:

@@ -58,9 +58,11 @@ def banner(info: DemoInfo) -> str:
         f"  curl -s {info.envoy_url}/v1/chat/completions -H 'Authorization: Bearer demo-acme-key'"
         f" -H 'content-type: application/json' -d {q(chat)}",
         f"  curl -s -H 'Authorization: Bearer demo-acme-key' "
-        f"{info.api_url}/v1/customers/acme/spend-cap",
+        f"{info.api_url}/v1/customers/acme/usage  # live usage vs limits, spend vs cap",
         f"  curl -s -H {q('Authorization: Bearer ' + info.operator_token)} "
-        f"{info.api_url}/v1/customers/initech/spend-cap",
+        f"{info.api_url}/v1/customers/initech/events?limit=5",
+        f"  GATEKEEPER_API_URL={info.api_url} GATEKEEPER_API_TOKEN={q(info.operator_token)} "
+        "gatekeeper usage hobbyist",
         "  curl -s -X PUT -H 'Authorization: Bearer demo-initech-key'"
         f" -d {q(RAISE_CAP)} {info.api_url}/v1/customers/initech/spend-cap  # raise its own cap",
         "",
