@@ -217,14 +217,8 @@ def decode_decide(reply: Sequence[bytes | str]) -> DecideReply:
     payload = reply[1]
     f = (payload.decode() if isinstance(payload, bytes) else payload).split("|")
     n_rows = int(f[9])
-    rows = []
-    for i in range(10, 10 + 7 * n_rows, 7):
-        kind, meter, rate, limit, used, remaining, reset_us = f[i : i + 7]
-        rows.append(
-            ReplyRow(
-                kind, int(meter), int(rate), int(limit), int(used), int(remaining), int(reset_us)
-            )
-        )
+    # a row: kind, meter, rate, limit, used, remaining, reset_us
+    rows = [ReplyRow(f[i], *map(int, f[i + 1 : i + 7])) for i in range(10, 10 + 7 * n_rows, 7)]
     return DecideReply(
         reply[0] in (b"R", "R"),  # replayed
         f[0] == "A",  # admitted
