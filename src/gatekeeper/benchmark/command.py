@@ -138,9 +138,12 @@ def run_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except (WrkMissing, EnvoyError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    command = "gatekeeper bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    args_text = shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    command = f"gatekeeper bench {args_text}".strip()
     info = machine(options)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C and SIGTERM both stop the run and everything it started (also when SIGINT was
+    # ignored by whoever started us, e.g. a background job of a script)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
     processes = Processes(workdir)
     started = time.monotonic()
@@ -156,7 +159,8 @@ def run_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_CANNOT_RUN
     finally:
         processes.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if not failed:
             shutil.rmtree(workdir, ignore_errors=True)
     results.notes.append(f"run took {time.monotonic() - started:.0f} s")

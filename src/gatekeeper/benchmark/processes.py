@@ -8,9 +8,7 @@ on Ctrl-C (the runner calls it from a `finally`).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gatekeeper.envoy_runner import stop_process_group
 from gatekeeper.store.embedded import EmbeddedRedis
 
 __all__ = ["BenchSetupError", "Child", "Processes", "free_port", "port_open", "wait_until"]
@@ -69,18 +68,7 @@ class Child:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM to the child's process group, then SIGKILL after `grace_s`."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(grace_s)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
+        stop_process_group(self.proc, grace_s)
 
 
 @dataclass
