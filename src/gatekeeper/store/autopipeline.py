@@ -4,7 +4,7 @@ Each call is appended to one of a few connections and its future queued; the byt
 one event-loop tick go out in one write (flushed by `call_soon`, so a call waits at most until
 the loop has run what is already ready). Redis answers in order, so replies are matched to
 calls first-in first-out. Measured on 2 cores: redis-py asyncio reaches ~20 % of the pipelined
-EVALSHA ceiling, this path ~80 % (bench/engine_bench.py).
+EVALSHA ceiling, this path ~80 % (`gatekeeper bench --only engine`).
 
 Failures behave as through redis-py (redis_store.py): a call not answered within the command
 timeout (redis-py's socket_timeout, 5 s unless the URL says otherwise) fails with
