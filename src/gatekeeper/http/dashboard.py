@@ -17,14 +17,16 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
+from gatekeeper.billing.types import LoggedAlert
 from gatekeeper.clock import Clock
 from gatekeeper.events import AlertEvent
 from gatekeeper.http.sse import EventStreams, StreamWatch, UsageSource
+from gatekeeper.http.views import alert_view
 from gatekeeper.pipeline.worker import BILLING_GROUP
-from gatekeeper.stats import AlertView, DecisionStats, StatsFlusher, StatsReader
+from gatekeeper.stats import DecisionStats, StatsFlusher, StatsReader
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["LiveDashboard", "add_dashboard", "mount_dashboard"]
+__all__ = ["LiveDashboard", "add_dashboard", "alert_json", "mount_dashboard"]
 
 _TYPES = {
     ".html": "text/html",
@@ -94,8 +96,24 @@ class LiveDashboard:
         self.watch.stop()
 
 
-def _alert_json(event: AlertEvent) -> dict[str, object]:
-    return AlertView.of(event).to_json()
+def alert_json(event: AlertEvent) -> dict[str, Any]:
+    """A stream alert as `GET /v1/customers/{id}/alerts` shows a logged one (not delivered)."""
+    return alert_view(
+        LoggedAlert(
+            id=event.id,
+            kind=event.kind.value,
+            customer=event.customer,
+            feature=event.feature,
+            threshold=event.threshold,
+            used=event.used,
+            limit=event.limit,
+            period_start=event.period_start,
+            period_end=event.period_end,
+            occurred_at=event.time,
+            decision_id=event.decision_id,
+            delivered_at=None,
+        )
+    )
 
 
 def mount_dashboard(
@@ -117,16 +135,16 @@ def mount_dashboard(
     watch = StreamWatch(redis=redis, keys=keys)
 
     async def snapshot() -> dict[str, object]:
-        return (await reader.snapshot()).to_json()
+        return (await reader.snapshot()).to_json(alert_json)
 
     async def recent_alerts(customer: str) -> list[dict[str, object]]:
-        return [a.to_json() for a in await reader.customer_alerts(customer)]
+        return [alert_json(a) for a in await reader.customer_alerts(customer)]
 
     streams = EventStreams(
         stats=snapshot,
         usage=usage,
         recent_alerts=recent_alerts,
-        alert_json=_alert_json,
+        alert_json=alert_json,
         watch=watch,
     )
     streams.install(app)

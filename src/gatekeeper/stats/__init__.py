@@ -18,7 +18,7 @@ statistics are for watching, never for billing.
 """
 
 from gatekeeper.stats.reader import (
-    AlertView,
+    AlertJson,
     CustomerCount,
     StatsReader,
     StatsSnapshot,
@@ -35,7 +35,7 @@ from gatekeeper.stats.recorder import (
 __all__ = [
     "ALLOWED_CLASSES",
     "OUTCOME_CLASSES",
-    "AlertView",
+    "AlertJson",
     "CustomerCount",
     "DecisionStats",
     "StatsFlusher",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 
 from gatekeeper.clock import Clock
 from gatekeeper.events import AlertEvent
-from gatekeeper.money import format_nano
 from gatekeeper.stats.recorder import ALLOWED_CLASSES, outcome_class
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["AlertView", "CustomerCount", "StatsReader", "StatsSnapshot", "StreamLag"]
+__all__ = ["AlertJson", "CustomerCount", "StatsReader", "StatsSnapshot", "StreamLag"]
+
+AlertJson = Callable[[AlertEvent], Mapping[str, object]]
 
 log = logging.getLogger(__name__)
 
@@ -45,48 +46,6 @@ class StreamLag:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertView:
-    id: str
-    kind: str
-    customer: str
-    feature: str | None
-    threshold: int
-    used: int  # units, or nano-units for the spend cap
-    limit: int
-    period_end: datetime
-    at: datetime
-
-    @classmethod
-    def of(cls, event: AlertEvent) -> AlertView:
-        return cls(
-            event.id,
-            event.kind.value,
-            event.customer,
-            event.feature,
-            event.threshold,
-            event.used,
-            event.limit,
-            event.period_end,
-            event.time,
-        )
-
-    def to_json(self) -> dict[str, object]:
-        """As the alerts API shows an alert: money (the spend cap, feature None) as decimals."""
-        money = self.feature is None
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "customer": self.customer,
-            "feature": self.feature,
-            "threshold": self.threshold,
-            "used": format_nano(self.used) if money else self.used,
-            "limit": format_nano(self.limit) if money else self.limit,
-            "period_end": _iso(self.period_end),
-            "at": _iso(self.at),
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class StatsSnapshot:
     """What the operator dashboard shows; `series[class][i]` counts decisions in `seconds[i]`."""
 
@@ -98,9 +57,10 @@ class StatsSnapshot:
     denials: Mapping[str, int]  # denied decisions by class over the whole window
     top_customers: tuple[CustomerCount, ...]
     lag: StreamLag | None
-    alerts: tuple[AlertView, ...]
+    alerts: tuple[AlertEvent, ...]  # newest first
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, alert_json: AlertJson) -> dict[str, object]:
+        """As JSON; `alert_json` renders an alert the way the alerts API does."""
         lag = self.lag
         return {
             "at": _iso(self.at),
@@ -124,7 +84,7 @@ class StatsSnapshot:
                 "length": lag.length,
                 "streams_without_group": lag.streams_without_group,
             },
-            "alerts": [a.to_json() for a in self.alerts],
+            "alerts": [alert_json(a) for a in self.alerts],
         }
 
 
@@ -216,7 +176,7 @@ class StatsReader:
         seconds: tuple[int, ...],
         hashes: list[Mapping[bytes | str, bytes | str]],
         lag: StreamLag | None,
-        alerts: tuple[AlertView, ...],
+        alerts: tuple[AlertEvent, ...],
     ) -> StatsSnapshot:
         series: dict[str, list[int]] = {}
         decisions: dict[str, int] = {}
@@ -278,34 +238,32 @@ class StatsReader:
                 lag += int(group["lag"])
         return StreamLag(self._group, pending, lag if lag_known else None, length, without)
 
-    def _recent(self, replies: list[Any]) -> tuple[AlertView, ...]:
-        found: list[tuple[tuple[int, int], AlertView]] = []
+    def _recent(self, replies: list[Any]) -> tuple[AlertEvent, ...]:
+        found: list[tuple[tuple[int, int], AlertEvent]] = []
         for reply in replies:
             if isinstance(reply, Exception):
                 log.warning("recent alerts unavailable: %s", reply)
                 continue
             for entry_id, fields in reply:
                 try:
-                    found.append(
-                        (_entry_order(entry_id), AlertView.of(AlertEvent.from_fields(fields)))
-                    )
+                    found.append((_entry_order(entry_id), AlertEvent.from_fields(fields)))
                 except ValueError as exc:
                     log.warning("skipping an alert entry: %s", exc)
         # newest first: by the alert's time, then by when Redis appended it
-        newest = heapq.nlargest(self._alerts, found, key=lambda pair: (pair[1].at, pair[0]))
+        newest = heapq.nlargest(self._alerts, found, key=lambda pair: (pair[1].time, pair[0]))
         return tuple(alert for _, alert in newest)
 
-    async def customer_alerts(self, customer: str, *, scan: int = 500) -> tuple[AlertView, ...]:
+    async def customer_alerts(self, customer: str, *, scan: int = 500) -> tuple[AlertEvent, ...]:
         """The customer's most recent alerts (newest first) among the last `scan` entries of
         its partition's alert stream. Raises redis errors."""
         stream = self._keys.alert_stream(self._keys.partition(customer))
         reply: Any = await self._redis.xrevrange(stream, count=scan)
-        found: list[AlertView] = []
+        found: list[AlertEvent] = []
         for _, fields in reply:
             if _text(fields.get(b"customer", fields.get("customer", b""))) != customer:
                 continue
             try:
-                found.append(AlertView.of(AlertEvent.from_fields(fields)))
+                found.append(AlertEvent.from_fields(fields))
             except ValueError as exc:
                 log.warning("skipping an alert entry: %s", exc)
             if len(found) >= self._alerts:
