@@ -160,6 +160,7 @@ class StreamWatch:
     async def run(self) -> None:
         delay = 0.1
         while not self._stopping:
+            _raise_if_cancelled()
             if not self._subs:
                 self._wake.clear()
                 await self._wake.wait()
@@ -175,6 +176,14 @@ class StreamWatch:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+
+def _raise_if_cancelled() -> None:
+    """redis-py (8.1) can swallow a cancellation that lands in a blocking read and return
+    normally; a loop that went on would then never end (and App.stop would wait forever)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _text(value: bytes | str) -> str:

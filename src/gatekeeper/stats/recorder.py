@@ -139,6 +139,9 @@ class StatsFlusher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
             await self.run_once()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # redis-py may swallow a cancellation
+                raise asyncio.CancelledError
 
     def stop(self) -> None:
         self._stop.set()
