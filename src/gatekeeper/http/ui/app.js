@@ -394,7 +394,7 @@
     const box = $("cu-features");
     box.textContent = "";
     const features = u.features || [];
-    if (!features.length) box.append(h("p", { class: "muted", text: "This plan has no metered features." }));
+    if (!features.length) box.append(h("p", { class: "muted", text: "No metered limits on this plan." }));
     for (const f of features) box.append(featureCard(f));
     renderSpend(u.spend, u.currency);
     if (!$("cap-currency").textContent && u.currency) setText("cap-currency", `(${u.currency})`);
