@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -53,3 +54,11 @@ async def chat(app: App, key: str, n: int = 1) -> list[int]:
             ) as r:
                 statuses.append(r.status)
     return statuses
+
+
+async def following(app: App, customer: str, timeout: float = 5.0) -> None:
+    """Wait until the server's stream watch notices new usage of `customer` for sure."""
+    assert app.dashboard is not None
+    async with asyncio.timeout(timeout):
+        while not app.dashboard.watch.following(customer):
+            await asyncio.sleep(0.02)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.app import App
-from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat
+from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat, following
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -80,7 +80,7 @@ async def test_customer_view_updates_live(
     assert "token" not in page.url  # taken out of the address bar, kept in sessionStorage
     assert await page.evaluate("sessionStorage.getItem('gatekeeper.token')") == HOBBYIST_KEY
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-    await page.wait_for_timeout(700)  # the server's stream watch now follows this partition
+    await following(app, "hobbyist")
 
     started = time.monotonic()
     assert await chat(app, HOBBYIST_KEY, 4) == [200] * 4  # 4 of 5: the 80 % alert fires

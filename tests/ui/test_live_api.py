@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from gatekeeper.app import App
 from tests.conftest import RedisTarget
-from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat, start_app
+from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat, following, start_app
 from tests.ui.sse_client import EventReader
 
 
@@ -61,7 +61,7 @@ async def test_customer_usage_is_pushed_after_decisions(app: App) -> None:
     async with opened(url, params={"access_token": HOBBYIST_KEY}) as events:
         first = (await events.next_of("usage")).json()
         assert first["customer"] == "hobbyist" and _chat_used(first) == 0
-        await asyncio.sleep(0.7)  # the watch now follows this partition
+        await following(app, "hobbyist")
         started = time.monotonic()
         assert await chat(app, HOBBYIST_KEY, 2) == [200, 200]
         used = 0

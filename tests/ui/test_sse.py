@@ -172,9 +172,8 @@ async def test_customer_stream_pushes_usage_on_new_events_and_alerts(
             assert first.event == "usage" and first.json()["n"] == 1
             assert events.retry == 2000
             assert [(await events.next()).json()["id"] for _ in range(2)] == ["old-1", "old-2"]
-            await _until(lambda: srv.watch.watchers == 1)
+            await _until(lambda: srv.watch.following("acme"))
             stream_key = srv.keys.usage_stream(0)
-            await asyncio.sleep(0.3)  # the watch is now reading this partition
             # another customer's usage in the same partition pushes nothing
             await redis.xadd(stream_key, _usage_entry("globex"))
             with pytest.raises(TimeoutError):

@@ -110,6 +110,10 @@ class StreamWatch:
     def watchers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    def following(self, customer: str) -> bool:
+        """True once entries appended for `customer` from now on are certain to be noticed."""
+        return self._keys.usage_stream(self._keys.partition(customer)) in self._last
+
     async def _streams(self) -> dict[str, str]:
         wanted: list[str] = []
         for partition in sorted({self._keys.partition(c) for c in self._subs}):
