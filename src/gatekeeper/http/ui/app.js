@@ -435,11 +435,21 @@
     else $("cu-chart").textContent = "No limited features to chart.";
   }
 
-  function onAlert(a) {
+  function onAlert(a, quiet) {
     if (live.alerts.has(a.id)) return;
     live.alerts.set(a.id, a);
     const sorted = [...live.alerts.values()].sort((x, y) => (x.at < y.at ? 1 : -1)).slice(0, 50);
-    renderAlerts($("cu-alerts"), sorted, false, new Set([a.id]));
+    renderAlerts($("cu-alerts"), sorted, false, quiet ? null : new Set([a.id]));
+  }
+
+  // Older alerts from the alert log (billing store), beside the recent ones the stream sends.
+  async function loadAlertLog(customer) {
+    try {
+      const data = await api("GET", `/v1/customers/${encodeURIComponent(customer)}/alerts?limit=50`);
+      if (live.customer === customer) for (const a of data.alerts || []) onAlert(a, true);
+    } catch (e) {
+      // no billing store on this process: the stream's recent alerts are all there is
+    }
   }
 
   async function loadForecast(customer) {
@@ -551,9 +561,10 @@
     $("cap-error").hidden = true;
     $("cap-ok").hidden = true;
     renderAlerts($("cu-alerts"), [], false);
-    openStream(`/v1/customers/${encodeURIComponent(customer)}/stream`, { usage: renderUsage, alert: onAlert });
+    openStream(`/v1/customers/${encodeURIComponent(customer)}/stream`, { usage: renderUsage, alert: (a) => onAlert(a, false) });
     loadCap(customer);
     loadForecast(customer);
+    loadAlertLog(customer);
     state.timers.push(setInterval(() => loadForecast(customer), 60000));
     // refresh the relative reset times between pushes
     state.timers.push(setInterval(() => { if (live.lastUsage) setText("cu-spend-period", live.lastUsage.spend && live.lastUsage.spend.reset ? `resets in ${until(live.lastUsage.spend.reset)}` : ""); }, 15000));
