@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gatekeeper.events import AlertEvent
+from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.sse import EventStreams, StreamWatch, sse_comment, sse_event
 from gatekeeper.store.keys import KeySpace
 from tests.e2e.harness import free_port
@@ -89,7 +90,7 @@ async def serve(redis: Redis, prefix: str, **options: float) -> AsyncIterator[Se
     @web.middleware
     async def actor(request: web.Request, handler: Handler) -> web.StreamResponse:
         who = request.headers.get("x-test-actor", "operator")
-        request["actor"] = (
+        request[ACTOR] = (  # type: ignore[assignment]
             FakeActor(True) if who == "operator" else FakeActor(False, who.split(":", 1)[1])
         )
         return await handler(request)

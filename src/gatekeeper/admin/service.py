@@ -25,6 +25,7 @@ from gatekeeper.config.yamlsrc import YMap, key_path
 from gatekeeper.controls import LivePolicy
 from gatekeeper.events import AlertKind
 from gatekeeper.model import Policy, frozen_map
+from gatekeeper.notify.signing import generate_secret
 from gatekeeper.store.directory import AuditRecord, DirectoryState, DirectoryStore, Mutation
 
 __all__ = ["CUSTOMER_FIELDS", "AdminService", "IssuedSecret"]
@@ -535,7 +536,7 @@ class AdminService:
         kinds = fields.get("kinds") or []
         if not isinstance(kinds, list) or any(k not in _KINDS for k in kinds):
             raise InputError.one("kinds", f"expected a list of: {', '.join(sorted(_KINDS))}")
-        secret = "whsec_" + secrets.token_urlsafe(24)
+        secret = generate_secret()  # whsec_ + standard base64, as Standard Webhooks wants
         hook = {
             "id": f"wh-{secrets.token_hex(4)}",
             "url": url,

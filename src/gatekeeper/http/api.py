@@ -19,7 +19,7 @@ from gatekeeper.access import Role
 from gatekeeper.admin import AdminError, Conflict, InputError, NotFound
 from gatekeeper.billing.protocol import BillingStoreError
 from gatekeeper.errors import StoreUnavailable
-from gatekeeper.http.auth import Authenticator, bearer
+from gatekeeper.http.auth import ACTOR, Authenticator, bearer
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.http.problems import invalid_fields, problem
 from gatekeeper.http.routes import Access, Operation, openapi_document, operations
@@ -41,7 +41,7 @@ def _version() -> str:
 
 def _forbidden(op_access: Access, request: web.Request) -> web.Response | None:
     """403/404 when the caller may not use this operation (before the handler runs)."""
-    actor = request["actor"]
+    actor = request[ACTOR]
     customer = request.match_info.get("customer")
     if customer is not None and not actor.may_see(customer):
         return problem(404, "Not found", f"no customer {customer!r}")
@@ -105,7 +105,7 @@ def build_api(
                 "Unauthorized",
                 "send a valid bearer token (operator token, customer token or API key)",
             )
-        request["actor"] = actor
+        request[ACTOR] = actor
         return await handler(request)
 
     async def healthz(request: web.Request) -> web.Response:

@@ -17,7 +17,9 @@ from gatekeeper.access import Actor, Role, TokenRecord, secret_hash
 from gatekeeper.model import ApiKey, Customer
 from gatekeeper.settings import Secret
 
-__all__ = ["Authenticator", "bearer"]
+__all__ = ["ACTOR", "Authenticator", "bearer"]
+
+ACTOR = web.RequestKey("actor", Actor)  # set by the API middleware on every /v1 request
 
 
 def bearer(request: web.Request) -> str | None:

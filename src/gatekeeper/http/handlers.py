@@ -25,6 +25,7 @@ from gatekeeper.controls import LivePolicy, SpendCapError, SpendControls, cap_ce
 from gatekeeper.engine import DecisionEngine
 from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
 from gatekeeper.http import views
+from gatekeeper.http.auth import ACTOR
 from gatekeeper.model import CapAction, Customer, Period
 from gatekeeper.money import MoneyError, format_nano, parse_nano
 from gatekeeper.periods import billing_window, window_for
@@ -121,7 +122,7 @@ class Handlers:
     # ---- helpers ---------------------------------------------------------------------
     @staticmethod
     def actor(request: web.Request) -> Actor:
-        actor: Actor = request["actor"]
+        actor: Actor = request[ACTOR]
         return actor
 
     def customer(self, request: web.Request) -> Customer:

@@ -13,7 +13,7 @@ server shuts down (aiohttp's on_shutdown), so `AppRunner.cleanup()` never waits 
 New usage and alert entries are noticed by one `StreamWatch` per process: a single blocking
 XREAD over the partitions that have watchers, fanned out to subscriptions. A blocking read per
 dashboard would hold one of the decision path's bounded pool connections per open tab.
-Authentication is the API middleware's (it sets `request["actor"]`).
+Authentication is the API middleware's (it sets `request[ACTOR]`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gatekeeper.events import AlertEvent
+from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.problems import problem
 from gatekeeper.store.keys import KeySpace
 
@@ -45,7 +46,7 @@ AlertJson = Callable[[AlertEvent], Mapping[str, object]]
 
 
 class Caller(Protocol):
-    """What the API middleware puts in `request["actor"]`."""
+    """What the API middleware puts in `request[ACTOR]`."""
 
     @property
     def operator(self) -> bool: ...
@@ -299,7 +300,7 @@ class EventStreams:
         return await channel.send(sse_comment("keep-alive"))
 
     async def operator_stream(self, request: web.Request) -> web.StreamResponse:
-        actor: Caller = request["actor"]
+        actor: Caller = request[ACTOR]
         if not actor.operator:
             return problem(403, "Forbidden", "the live statistics are for operator tokens")
         response, channel = await self._open(request)
@@ -321,7 +322,7 @@ class EventStreams:
         return response
 
     async def customer_stream(self, request: web.Request) -> web.StreamResponse:
-        actor: Caller = request["actor"]
+        actor: Caller = request[ACTOR]
         customer = request.match_info["customer"]
         if not actor.may_see(customer):
             return problem(404, "Not found", "no such customer")
