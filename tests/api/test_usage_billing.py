@@ -13,6 +13,7 @@ from gatekeeper.clock import SystemClock
 from gatekeeper.engine.types import DecisionRequest, MeterRequest
 from gatekeeper.events import AlertEvent, AlertKind
 from gatekeeper.pipeline.worker import BillingWorker, WorkerOptions
+from gatekeeper.store import KeySpace
 from gatekeeper.store.embedded import EmbeddedRedis
 from tests.api.conftest import Api, key_of, start_app
 from tests.api.test_admin import authz
@@ -23,8 +24,6 @@ async def bill(api: Api) -> int:
     store = await api.app.billing_store()
     assert api.app.redis is not None and store is not None
     settings = api.app.config.settings.redis
-    from gatekeeper.store import KeySpace
-
     worker = BillingWorker(
         redis=api.app.redis.client,
         store=store,

@@ -180,6 +180,45 @@ class AdminService:
         if not actor.may_manage(customer_id):
             raise PermissionError("this token may not change this customer")
 
+    async def _edit_customer(
+        self,
+        actor: Actor,
+        customer_id: str,
+        what: str,
+        edit: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, Any]],
+        *,
+        rename: Callable[[str], str] = lambda field: field,
+        audited: Callable[[dict[str, Any]], object] = lambda doc: doc,
+    ) -> Any:
+        """Commit `edit(the customer's document) -> (new document, or None to delete; result)`.
+
+        NotFound when there is no such customer; the new document is validated (`rename` maps
+        its issue paths to the request's fields) and audited (`audited` picks what is recorded
+        of the documents before and after). Returns the edit's result.
+        """
+
+        def compute(state: DirectoryState) -> Mutation[Any]:
+            before = self._doc(state, "customers", customer_id)
+            if before is None:
+                raise NotFound(f"no customer {customer_id!r}")
+            after, result = edit(copy.deepcopy(before))
+            self._validate(state, "customers", customer_id, after, rename)
+            return Mutation(
+                result=result,
+                customers={customer_id: after},
+                audit=(
+                    self._audit(
+                        actor,
+                        what,
+                        f"customer:{customer_id}",
+                        audited(before),
+                        None if after is None else audited(after),
+                    ),
+                ),
+            )
+
+        return await self._commit(compute)
+
     # ---- customers ---------------------------------------------------------------------
     async def put_customer(
         self, actor: Actor, customer_id: str, body: object, *, create_only: bool = False
@@ -217,44 +256,19 @@ class AdminService:
         self._require_admin(actor)
         fields = _object(body, CUSTOMER_FIELDS)
 
-        def compute(state: DirectoryState) -> Mutation[None]:
-            before = self._doc(state, "customers", customer_id)
-            if before is None:
-                raise NotFound(f"no customer {customer_id!r}")
-            after = dict(before)
+        def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], None]:
             for name, value in fields.items():
                 if value is None:
-                    after.pop(name, None)
+                    doc.pop(name, None)
                 else:
-                    after[name] = value
-            self._validate(state, "customers", customer_id, after)
-            return Mutation(
-                result=None,
-                customers={customer_id: after},
-                audit=(
-                    self._audit(actor, "customer.update", f"customer:{customer_id}", before, after),
-                ),
-            )
+                    doc[name] = value
+            return doc, None
 
-        await self._commit(compute)
+        await self._edit_customer(actor, customer_id, "customer.update", edit)
 
     async def delete_customer(self, actor: Actor, customer_id: str) -> None:
         self._require_admin(actor)
-
-        def compute(state: DirectoryState) -> Mutation[None]:
-            before = self._doc(state, "customers", customer_id)
-            if before is None:
-                raise NotFound(f"no customer {customer_id!r}")
-            self._validate(state, "customers", customer_id, None)
-            return Mutation(
-                result=None,
-                customers={customer_id: None},
-                audit=(
-                    self._audit(actor, "customer.delete", f"customer:{customer_id}", before, None),
-                ),
-            )
-
-        await self._commit(compute)
+        await self._edit_customer(actor, customer_id, "customer.delete", lambda doc: (None, None))
 
     # ---- plans -------------------------------------------------------------------------
     async def put_plan(self, actor: Actor, name: str, body: object) -> bool:
@@ -297,38 +311,31 @@ class AdminService:
         await self._commit(compute)
 
     # ---- API keys ----------------------------------------------------------------------
-    def _keys_mutation(
+    async def _edit_keys(
         self,
         actor: Actor,
-        state: DirectoryState,
         customer_id: str,
         what: str,
         change: Callable[[list[dict[str, Any]]], object],
-    ) -> Mutation[object]:
-        before = self._doc(state, "customers", customer_id)
-        if before is None:
-            raise NotFound(f"no customer {customer_id!r}")
-        after = copy.deepcopy(before)
-        keys: list[dict[str, Any]] = list(after.get("api_keys") or [])
-        result = change(keys)
-        after["api_keys"] = keys
+    ) -> Any:
+        """Commit `change(the customer's key records)`, which edits them in place."""
+
+        def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], object]:
+            keys: list[dict[str, Any]] = list(doc.get("api_keys") or [])
+            result = change(keys)
+            doc["api_keys"] = keys
+            return doc, result
 
         def rename(field: str) -> str:
             return field.rsplit(".", 1)[-1] if field.startswith("api_keys[") else field
 
-        self._validate(state, "customers", customer_id, after, rename)
-        return Mutation(
-            result=result,
-            customers={customer_id: after},
-            audit=(
-                self._audit(
-                    actor,
-                    what,
-                    f"customer:{customer_id}",
-                    before.get("api_keys") or [],
-                    keys,
-                ),
-            ),
+        return await self._edit_customer(
+            actor,
+            customer_id,
+            what,
+            edit,
+            rename=rename,
+            audited=lambda doc: doc.get("api_keys") or [],
         )
 
     def _new_key(
@@ -354,52 +361,45 @@ class AdminService:
         if key_id is not None and not isinstance(key_id, str):
             raise InputError.one("id", "expected a string")
 
-        def compute(state: DirectoryState) -> Mutation[object]:
-            def change(keys: list[dict[str, Any]]) -> object:
-                if key_id is not None and any(k.get("id") == key_id for k in keys):
-                    raise Conflict(f"key id {key_id!r} is taken")
-                secret, record = self._new_key(keys, key_id)
-                return IssuedSecret(record["id"], secret, _key_view(record))
+        def change(keys: list[dict[str, Any]]) -> object:
+            if key_id is not None and any(k.get("id") == key_id for k in keys):
+                raise Conflict(f"key id {key_id!r} is taken")
+            secret, record = self._new_key(keys, key_id)
+            return IssuedSecret(record["id"], secret, _key_view(record))
 
-            return self._keys_mutation(actor, state, customer_id, "api_key.create", change)
-
-        issued: IssuedSecret = await self._commit(compute)
+        issued: IssuedSecret = await self._edit_keys(actor, customer_id, "api_key.create", change)
         return issued
 
     async def revoke_key(self, actor: Actor, customer_id: str, key_id: str) -> Mapping[str, object]:
         self._require_manage(actor, customer_id)
 
-        def compute(state: DirectoryState) -> Mutation[object]:
-            def change(keys: list[dict[str, Any]]) -> object:
-                for key in keys:
-                    if key.get("id") == key_id:
-                        key["revoked"] = True
-                        return _key_view(key)
-                raise NotFound(f"no key {key_id!r}")
+        def change(keys: list[dict[str, Any]]) -> object:
+            for key in keys:
+                if key.get("id") == key_id:
+                    key["revoked"] = True
+                    return _key_view(key)
+            raise NotFound(f"no key {key_id!r}")
 
-            return self._keys_mutation(actor, state, customer_id, "api_key.revoke", change)
-
-        view: Mapping[str, object] = await self._commit(compute)
+        view: Mapping[str, object] = await self._edit_keys(
+            actor, customer_id, "api_key.revoke", change
+        )
         return view
 
     async def rotate_key(self, actor: Actor, customer_id: str, key_id: str) -> IssuedSecret:
         """A new key replaces `key_id`, which is revoked in the same change."""
         self._require_manage(actor, customer_id)
 
-        def compute(state: DirectoryState) -> Mutation[object]:
-            def change(keys: list[dict[str, Any]]) -> object:
-                old = next((k for k in keys if k.get("id") == key_id), None)
-                if old is None:
-                    raise NotFound(f"no key {key_id!r}")
-                if old.get("revoked"):
-                    raise Conflict(f"key {key_id!r} is already revoked")
-                old["revoked"] = True
-                secret, record = self._new_key(keys, None)
-                return IssuedSecret(record["id"], secret, {**_key_view(record), "replaces": key_id})
+        def change(keys: list[dict[str, Any]]) -> object:
+            old = next((k for k in keys if k.get("id") == key_id), None)
+            if old is None:
+                raise NotFound(f"no key {key_id!r}")
+            if old.get("revoked"):
+                raise Conflict(f"key {key_id!r} is already revoked")
+            old["revoked"] = True
+            secret, record = self._new_key(keys, None)
+            return IssuedSecret(record["id"], secret, {**_key_view(record), "replaces": key_id})
 
-            return self._keys_mutation(actor, state, customer_id, "api_key.rotate", change)
-
-        issued: IssuedSecret = await self._commit(compute)
+        issued: IssuedSecret = await self._edit_keys(actor, customer_id, "api_key.rotate", change)
         return issued
 
     # ---- alert thresholds (self-service) -----------------------------------------------
@@ -425,12 +425,8 @@ class AdminService:
                 return "features." + field.split(".")[1]
             return field
 
-        def compute(state: DirectoryState) -> Mutation[None]:
-            before = self._doc(state, "customers", customer_id)
-            if before is None:
-                raise NotFound(f"no customer {customer_id!r}")
-            after = copy.deepcopy(before)
-            overrides = dict(after.get("overrides") or {})
+        def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], None]:
+            overrides = dict(doc.get("overrides") or {})
             for name, thresholds in features.items():
                 entry = overrides.get(name)
                 entry = dict(entry) if isinstance(entry, dict) else {}
@@ -441,23 +437,17 @@ class AdminService:
                 cap = dict(cap) if isinstance(cap, dict) else {}
                 cap["alert_thresholds"] = fields["spend"]
                 overrides["spend_cap"] = cap
-            after["overrides"] = overrides
-            self._validate(state, "customers", customer_id, after, rename)
-            return Mutation(
-                result=None,
-                customers={customer_id: after},
-                audit=(
-                    self._audit(
-                        actor,
-                        "alert_thresholds.set",
-                        f"customer:{customer_id}",
-                        before.get("overrides"),
-                        overrides,
-                    ),
-                ),
-            )
+            doc["overrides"] = overrides
+            return doc, None
 
-        await self._commit(compute)
+        await self._edit_customer(
+            actor,
+            customer_id,
+            "alert_thresholds.set",
+            edit,
+            rename=rename,
+            audited=lambda doc: doc.get("overrides"),
+        )
 
     # ---- tokens ------------------------------------------------------------------------
     async def create_token(self, actor: Actor, body: object) -> IssuedSecret:

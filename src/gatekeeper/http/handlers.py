@@ -26,9 +26,10 @@ from gatekeeper.engine import DecisionEngine
 from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
 from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
-from gatekeeper.model import CapAction, Customer, Period
+from gatekeeper.model import CapAction, Customer, Period, SpendCap
 from gatekeeper.money import MoneyError, format_nano, parse_nano
 from gatekeeper.periods import billing_window, window_for
+from gatekeeper.pipeline.forecasting import daily_points
 
 __all__ = ["Handlers"]
 
@@ -403,7 +404,7 @@ class Handlers:
             if metered.period in (Period.MINUTE, Period.HOUR):
                 continue
             window = window_for(now, metered.period, metered.anchor, customer.billing_day)
-            points = _daily(rows, feature)
+            points = daily_points(rows, feature)
             status = used.get(("quota", feature))
             current = status.used if status else 0
             result = forecast_usage(
@@ -419,7 +420,7 @@ class Handlers:
             window = billing_window(now, customer.billing_day)
             cap = customer.effective_spend_cap
             result = forecast_spend(
-                _with_today(_daily(rows, None), now.date(), status.used, window.start.date()),
+                _with_today(daily_points(rows, None), now.date(), status.used, window.start.date()),
                 period_start=window.start,
                 period_end=window.end,
                 now=now,
@@ -537,20 +538,10 @@ def _decoded(fields: dict[str, str]) -> dict[str, object]:
     return out
 
 
-def _cap(cap: Any) -> dict[str, object] | None:
+def _cap(cap: SpendCap | None) -> dict[str, object] | None:
     if cap is None or cap.amount_nano is None:
         return None
     return {"amount": format_nano(cap.amount_nano), "action": cap.action.value}
-
-
-def _daily(rows: list[Any], feature: str | None) -> list[DailyPoint]:
-    totals: dict[date, int] = {}
-    for row in rows:
-        if feature is None:
-            totals[row.day] = totals.get(row.day, 0) + row.amount_nano
-        elif row.feature == feature:
-            totals[row.day] = totals.get(row.day, 0) + row.quantity
-    return [DailyPoint(day, value) for day, value in sorted(totals.items())]
 
 
 def _with_today(

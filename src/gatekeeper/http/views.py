@@ -3,7 +3,7 @@ instants as ISO 8601 UTC, counts as integers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -283,11 +283,4 @@ def ledger_view(row: LedgerRow) -> Json:
         "events": row.event_count,
         "quantity": row.quantity,
         "amount": format_nano(row.amount_nano),
-    }
-
-
-def catalog_view(policy: Policy, sources: Mapping[str, str] | None = None) -> Json:
-    return {
-        "currency": policy.currency,
-        "features": [feature_view(f) for f in policy.features.values()],
     }

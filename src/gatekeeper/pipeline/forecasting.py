@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from datetime import date
 
 from gatekeeper.billing import BillingStore
+from gatekeeper.billing.types import LedgerRow
 from gatekeeper.forecast import DailyPoint
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
 
-__all__ = ["ForecastLoop", "LedgerSeries"]
+__all__ = ["ForecastLoop", "LedgerSeries", "daily_points"]
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,18 @@ class LedgerSeries:
         self, customer: str, feature: str | None, start: date, end: date
     ) -> list[DailyPoint]:
         """Units of `feature` per day, or nano-units of spend per day when `feature` is None."""
-        totals: dict[date, int] = {}
-        for row in await self._store.revenue(customer, start, end):
-            if feature is None:
-                totals[row.day] = totals.get(row.day, 0) + row.amount_nano
-            elif row.feature == feature:
-                totals[row.day] = totals.get(row.day, 0) + row.quantity
-        return [DailyPoint(day, quantity) for day, quantity in sorted(totals.items())]
+        return daily_points(await self._store.revenue(customer, start, end), feature)
+
+
+def daily_points(rows: Iterable[LedgerRow], feature: str | None) -> list[DailyPoint]:
+    """Ledger rows as daily totals: units of `feature`, or nano-units of spend when None."""
+    totals: dict[date, int] = {}
+    for row in rows:
+        if feature is None:
+            totals[row.day] = totals.get(row.day, 0) + row.amount_nano
+        elif row.feature == feature:
+            totals[row.day] = totals.get(row.day, 0) + row.quantity
+    return [DailyPoint(day, quantity) for day, quantity in sorted(totals.items())]
 
 
 class ForecastLoop:
