@@ -5,7 +5,7 @@
 -- KEYS[4] reservation record (written only when a meter reserves)
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
--- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
+-- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
 --       idem_ttl_ms, reservation_ttl_ms, currency, mode, grace_ms, n_meters, meter..., spend
 --   mode 0 = decide; 1 = force: record an admission decided elsewhere (fail-open replay),
 --   nothing is denied; 2 = peek: report the counters, write nothing, emit nothing.
@@ -39,6 +39,7 @@ if idem then
   if prev then return {'R', prev} end
 end
 
+local now_s = fmt(now)
 local meters = {}
 read_grace()
 local n_meters = arg_n()
@@ -106,7 +107,7 @@ if admitted then
         'feature', m.feature, 'unit', m.unit, 'quantity', fmt(m.qty),
         'granted', fmt(m.granted), 'billable', fmt(m.billable), 'amount_nano', fmt(m.cost),
         'currency', currency, 'decision_id', decision_id, 'request_id', request_id,
-        'idempotency_key', idem_key, 'time_us', fmt(now), 'overage', over and '1' or '0')
+        'idempotency_key', idem_key, 'time_us', now_s, 'overage', over and '1' or '0')
     end
   end
   apply_spend(spend, total, emit, now)
@@ -129,8 +130,8 @@ end
 local rows = {}
 local function row(kind, mi, ri, limit, used, remaining, reset_us)
   if remaining < 0 then remaining = 0 end
-  rows[#rows + 1] = table.concat({kind, fmt(mi), fmt(ri), fmt(limit), fmt(used),
-    fmt(remaining), fmt(reset_us)}, '|')
+  rows[#rows + 1] = string.format('%s|%d|%d|%d|%d|%d|%d', kind, mi, ri, limit, used, remaining,
+    reset_us)
 end
 for j, m in ipairs(meters) do
   local q = m.q
@@ -157,9 +158,9 @@ local outcome = 'D'
 local cost = 0
 if admitted then outcome = 'A'; cost = total end
 if peek then outcome = 'P' end
-local head = table.concat({outcome, decision_id, deny_kind, fmt(deny_meter), fmt(deny_rate),
-  fmt(math.ceil(retry)), fmt(cost), table.concat(overage, ','), reserved and '1' or '0',
-  fmt(#rows)}, '|')
+local head = string.format('%s|%s|%s|%d|%d|%d|%d|%s|%s|%d', outcome, decision_id, deny_kind,
+  deny_meter, deny_rate, math.ceil(retry), cost, table.concat(overage, ','),
+  reserved and '1' or '0', #rows)
 local payload = head
 if #rows > 0 then payload = head .. '|' .. table.concat(rows, '|') end
 if idem then redis.call('SET', KEYS[3], payload, 'PX', idem_ttl) end

@@ -3,7 +3,7 @@
 --
 -- KEYS[i]  one counter per limited descriptor (KeySpace.ratelimit: the window start is part
 --          of the key, so nothing is ever reset; all KEYS of one call share one hash slot)
--- ARGV[1]  \31-terminated fields: for each key, hits then ttl_seconds
+-- ARGV[1]  a MessagePack array: for each key, hits then ttl_seconds
 -- Returns  for each key, its count after adding (a string from fmt()).
 --
 -- Why Lua and not a pipeline of INCRBY + EXPIRE (as upstream does): the TTL is set only on

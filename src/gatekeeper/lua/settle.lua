@@ -3,7 +3,7 @@
 -- KEYS[1] usage stream   KEYS[2] alert stream   KEYS[3] reservation record
 -- KEYS[4..] counters of the reservation's windows (same layout as decide.lua)
 --
--- ARGV[1]: \31-terminated fields: now_us, decision_id, customer, plan, request_id, currency, grace_ms, n_meters, meter...
+-- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, currency, grace_ms, n_meters, meter...
 --       (meter.qty = the ACTUAL quantity), spend
 --
 -- A missing record means never reserved or already settled: nothing changes ({'X'}), so a

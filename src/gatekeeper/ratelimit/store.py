@@ -21,12 +21,11 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from gatekeeper.ratelimit.service import Counter
+from gatekeeper.store.argpack import array_header, pack_values
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["RedisCounterStore", "descriptor_key"]
-
-_SEP = "\x1f"
 
 
 def descriptor_key(entries: Sequence[tuple[str, str]]) -> str:
@@ -74,6 +73,8 @@ class RedisCounterStore:
         return counts
 
     async def _run(self, keys: list[str], counters: Sequence[Counter]) -> list[int]:
-        packed = "".join(f"{c.hits}{_SEP}{c.window_seconds}{_SEP}" for c in counters)
+        packed = array_header(2 * len(counters)) + pack_values(
+            v for c in counters for v in (c.hits, c.window_seconds)
+        )
         reply = await self._script.run(self._redis, keys, [packed])
         return [int(value) for value in reply]

@@ -1,7 +1,7 @@
 """Encode a DecisionPlan as KEYS/ARGV for decide.lua / settle.lua, and decode their replies.
 
-The positional layout here is the one read by read_meter/read_spend in lua/common.lua: change
-both together.
+ARGV[1] is one MessagePack array (store/argpack.py). The positional layout here is the one read
+by read_meter/read_spend in lua/common.lua: change both together.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, SpendPlan
 from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
 from gatekeeper.periods import Window
+from gatekeeper.store.argpack import array_header, pack_int, pack_values
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.resp import bulk_strings
 
 __all__ = [
-    "SEPARATOR",
     "Body",
     "Encoded",
-    "clean",
     "compile_body",
     "decode_decide",
     "decode_settle",
@@ -37,19 +36,11 @@ def to_us(when: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-SEPARATOR = "\x1f"  # ASCII unit separator: ends every field of the packed ARGV[1]
-
-
 @dataclass(frozen=True, slots=True)
 class Encoded:
     keys: list[str]
-    argv: list[str]  # one string: every field terminated by SEPARATOR
+    argv: list[bytes]  # one MessagePack array (argpack)
     counters_resp: bytes = b""  # keys[4:] as RESP bulk strings
-
-
-def clean(text: str) -> str:
-    """A free-text field (request id, idempotency key) made safe for the packed ARGV."""
-    return text.replace(SEPARATOR, " ")
 
 
 class _Builder:
@@ -130,28 +121,28 @@ def _spend(b: _Builder, ks: KeySpace, customer: str, s: SpendPlan | None) -> Non
 class Body:
     """What a plan's KEYS/ARGV do not owe to `now` or quantities: built once per plan template.
 
-    `counters` are KEYS[5..]; the packed ARGV after the head is pieces[0], quantity of meter
-    1, pieces[1], ..., quantity of meter n, pieces[n] (each quantity SEPARATOR-terminated).
+    `counters` are KEYS[5..]; the values of ARGV[1] after the head are pieces[0], quantity of
+    meter 1, pieces[1], ..., quantity of meter n, pieces[n] (each piece already packed).
     """
 
     usage_stream: str
     alert_stream: str
     counters: tuple[str, ...]
     counters_resp: bytes  # the counters as RESP bulk strings (auto-pipelined calls)
-    pieces: tuple[str, ...]
+    pieces: tuple[bytes, ...]
+    fields: int  # values in the pieces
 
-    def packed(self, head: str, quantities: Sequence[int]) -> str:
-        """ARGV[1]: `head` (already SEPARATOR-terminated fields), then this body."""
-        parts = [head, self.pieces[0]]
+    def packed(self, head: Sequence[str | int], quantities: Sequence[int]) -> bytes:
+        """ARGV[1]: the array of `head`'s values, then this body's."""
+        parts = [
+            array_header(len(head) + self.fields + len(quantities)),
+            pack_values(head),
+            self.pieces[0],
+        ]
         for q, piece in zip(quantities, self.pieces[1:], strict=True):
-            parts.append(f"{q}{SEPARATOR}")
+            parts.append(pack_int(q))
             parts.append(piece)
-        return "".join(parts)
-
-
-def _fields(values: Sequence[str | int | None]) -> str:
-    """Every value SEPARATOR-terminated ('' for none)."""
-    return SEPARATOR.join(map(str, values)) + SEPARATOR if values else ""
+        return b"".join(parts)
 
 
 def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
@@ -163,15 +154,17 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
     for m in plan.meters:
         _meter(b, ks, customer, m)
     _spend(b, ks, customer, plan.spend)
-    pieces: list[str] = []
-    run: list[str | int | None] = []
+    pieces: list[bytes] = []
+    run: list[str | int] = []
+    fields = 0
     for value in b.args:
         if value is None:
-            pieces.append(_fields(run))
+            pieces.append(pack_values(run))
             run = []
         else:
             run.append(value)
-    pieces.append(_fields(run))
+            fields += 1
+    pieces.append(pack_values(run))
     partition = ks.partition(customer)
     return Body(
         usage_stream=ks.usage_stream(partition),
@@ -179,6 +172,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
         counters=tuple(b.keys),
         counters_resp=bulk_strings(b.keys),
         pieces=tuple(pieces),
+        fields=fields,
     )
 
 
@@ -204,7 +198,7 @@ def encode(
         ks.reservation(customer, decision_id),
         *body.counters,
     ]
-    packed = body.packed(_fields(head), [m.quantity for m in plan.meters])
+    packed = body.packed(head, [m.quantity for m in plan.meters])
     return Encoded(keys=keys, argv=[packed], counters_resp=body.counters_resp)
 
 

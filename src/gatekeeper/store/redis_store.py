@@ -20,7 +20,6 @@ from gatekeeper.settings import RedisSettings
 from gatekeeper.store.autopipeline import AutoPipeline
 from gatekeeper.store.codec import (
     Body,
-    clean,
     compile_body,
     decode_decide,
     decode_settle,
@@ -66,8 +65,8 @@ class RedisDecisionStore:
             decision_id,
             plan.customer_id,
             plan.plan,
-            clean(request_id),
-            clean(idempotency_key or ""),
+            request_id,
+            idempotency_key or "",
             int(idempotency_key is not None),
             s.idempotency_ttl_s * 1000,
             s.reservation_ttl_s * 1000,
@@ -114,7 +113,7 @@ class RedisDecisionStore:
             decision_id,
             plan.customer_id,
             plan.plan,
-            clean(request_id),
+            request_id,
             plan.currency,
         ]
         enc = encode(
@@ -135,7 +134,7 @@ class RedisDecisionStore:
         return self._pipe is not None
 
     async def _call(
-        self, script: LuaScript, keys: list[str], args: list[str], counters_resp: bytes
+        self, script: LuaScript, keys: list[str], args: list[bytes], counters_resp: bytes
     ) -> list[bytes]:
         """Run `script`; `counters_resp` is keys[4:] already RESP-encoded (Encoded)."""
         if self._pipe is not None:

@@ -36,11 +36,11 @@ def _bulk(value: bytes | str | int) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
 
 
-def bulk_strings(values: Iterable[str]) -> bytes:
-    """UTF-8 strings as consecutive RESP bulk strings (the array header excluded)."""
+def bulk_strings(values: Iterable[str | bytes]) -> bytes:
+    """Strings (UTF-8) or bytes as consecutive RESP bulk strings (the array header excluded)."""
     parts = []
     for value in values:
-        raw = value.encode()
+        raw = value.encode() if isinstance(value, str) else value
         parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
     return b"".join(parts)
 

@@ -32,7 +32,9 @@ class LuaScript:
     sha: str
     _head: bytes = field(default=b"", repr=False, compare=False)
 
-    async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def run(
+        self, redis: Redis, keys: Sequence[str], args: Sequence[str | bytes | int]
+    ) -> Any:
         """EVALSHA; on NOSCRIPT load the source once and retry (atomicity is per call)."""
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
@@ -41,7 +43,12 @@ class LuaScript:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
     def encode(
-        self, keys: Sequence[str], args: Sequence[str], *, tail: bytes = b"", n_tail: int = 0
+        self,
+        keys: Sequence[str],
+        args: Sequence[str | bytes],
+        *,
+        tail: bytes = b"",
+        n_tail: int = 0,
     ) -> bytes:
         """The EVALSHA command as RESP bytes (for AutoPipeline.execute). The last `n_tail`
         keys may come pre-encoded as `tail` (bulk_strings of them)."""
@@ -62,7 +69,7 @@ class LuaScript:
         self,
         pipe: AutoPipeline,
         keys: Sequence[str],
-        args: Sequence[str],
+        args: Sequence[str | bytes],
         *,
         tail: bytes = b"",
         n_tail: int = 0,
