@@ -138,6 +138,8 @@ class _Connection(asyncio.Protocol):
                 log.exception("authorizer failed on %s %s", request.method, request.path)
                 self._reject(500)
                 return
+            if self._transport.is_closing():  # Envoy gave up (timeout, shutdown) meanwhile
+                return
             self._transport.write(render_answer(answer, keep_alive=keep_alive))
             if not keep_alive:
                 self._transport.close()

@@ -1,0 +1,66 @@
+"""The HTTP ext_authz server (the fast path) on its own: connection life cycle edge cases.
+
+Answers, statuses and headers through a real Envoy are in tests/e2e (both transports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gatekeeper.edge import Answer, EdgeRequest
+from gatekeeper.http.authz_server import AuthzHttpServer
+
+REQUEST = b"GET /v1/chat HTTP/1.1\r\nhost: a\r\nx-api-key: k\r\n\r\n"
+
+
+async def _wait_for(condition: object, what: str) -> None:
+    for _ in range(500):
+        if condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_client_gone_before_its_answer_leaves_the_server_serving(loop: str) -> None:
+    """uvloop (what `gatekeeper serve` runs) raises on a write to a closed transport."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(_client_gone())
+    else:
+        asyncio.run(_client_gone())
+
+
+async def _client_gone() -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_then_allow(request: EdgeRequest) -> Answer:
+        if request.headers.get("x-api-key") == "k":
+            entered.set()
+            await release.wait()
+        return Answer(status=200, outcome="allowed")
+
+    server = AuthzHttpServer(slow_then_allow)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        await asyncio.wait_for(entered.wait(), 5)
+        connection = next(iter(server._connections))
+        answering = connection._writer
+        assert answering is not None
+        writer.close()  # Envoy times out or shuts down while the decision is in flight
+        await _wait_for(lambda: not server._connections, "the server to see the close")
+        release.set()
+        await asyncio.wait_for(answering, 5)  # ends quietly: raised on a closed transport before
+        assert answering.exception() is None
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST.replace(b"x-api-key: k", b"x-api-key: other"))
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        await server.stop(1.0)
