@@ -14,7 +14,7 @@ __all__ = ["PlotUnavailable", "latency_plot"]
 
 
 class PlotUnavailable(RuntimeError):
-    """matplotlib is not installed."""
+    """matplotlib is not installed, or the run has no through-Envoy figure to plot."""
 
 
 def latency_plot(figures: Sequence[Figure], path: Path) -> None:
@@ -27,6 +27,8 @@ def latency_plot(figures: Sequence[Figure], path: Path) -> None:
     except ImportError as exc:
         raise PlotUnavailable("matplotlib not installed: pip install 'gatekeeper[bench]'") from exc
     rows = [f for f in figures if f.unit == "req/s" and f.p50_ms is not None]
+    if not rows:  # e.g. --only engine / scale
+        raise PlotUnavailable("no through-Envoy figure in this run")
     height = max(3.0, 0.28 * len(rows) + 1.2)
     fig, ax = plt.subplots(figsize=(11, height))
     try:

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 __all__ = [
     "DriveResult",
+    "call",
     "command_bytes",
     "drive",
     "open_connection",
@@ -105,13 +106,14 @@ async def open_connection(url: str) -> tuple[asyncio.StreamReader, asyncio.Strea
     else:
         reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port or 6379)
     if parsed.password:
-        await _call(reader, writer, ["AUTH", parsed.password])
+        await call(reader, writer, ["AUTH", parsed.password])
     return reader, writer
 
 
-async def _call(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args: Sequence[str]
+async def call(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, args: Sequence[str | bytes]
 ) -> bytes:
+    """One command on a raw connection; its whole reply as RESP bytes."""
     writer.write(command_bytes(args))
     buf = bytearray()
     while (end := reply_end(buf)) < 0:
@@ -122,8 +124,9 @@ async def _call(
     return bytes(buf[:end])
 
 
-async def capture_evalsha(url: str, act: Callable[[], Awaitable[object]]) -> list[str]:
-    """The arguments of the first EVALSHA a client sends while `act` runs (via MONITOR)."""
+async def capture_evalsha(url: str, act: Callable[[], Awaitable[object]]) -> list[bytes]:
+    """The arguments of the first EVALSHA a client sends while `act` runs (via MONITOR), byte
+    for byte (MONITOR escapes every non-printable byte as \\xHH: latin-1 maps them back)."""
     reader, writer = await open_connection(url)
     try:
         writer.write(command_bytes(["MONITOR"]))
@@ -134,7 +137,7 @@ async def capture_evalsha(url: str, act: Callable[[], Awaitable[object]]) -> lis
             raw = await asyncio.wait_for(reader.readline(), timeout=10)
             found = parse_monitor_line(raw.decode("latin-1").rstrip("\r\n"))
             if found and found[0] != "lua" and found[1] and found[1][0].lower() == "evalsha":
-                return found[1]
+                return [arg.encode("latin-1") for arg in found[1]]
         raise RuntimeError("no EVALSHA seen on MONITOR")
     finally:
         writer.close()

@@ -56,7 +56,7 @@ async def run(options: BenchOptions, processes: Processes, env: dict[str, str]) 
     ctx = _Context(options, processes, redis_url, prefix, env, policy, policy_path, rl_dir)
     try:
         if options.selected("engine"):
-            progress("engine: raw EVALSHA, engine.decide(), redis-benchmark")
+            progress("engine: raw EVALSHA, engine.decide()")
             results.figures += await run_engine(redis_url, f"{prefix}-engine", options.engine)
         if options.selected("envoy", "ratelimit", "workers"):
             await _through_envoy(ctx, results)
