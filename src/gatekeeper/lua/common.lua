@@ -12,14 +12,13 @@
 -- gmatch and converted with tonumber here cost ~40 % of the decision script.)
 local A = cmsgpack.unpack(ARGV[1])
 local ai = 0
-local function arg_s() ai = ai + 1; return A[ai] end
-local function arg_n() ai = ai + 1; return A[ai] end
+local function arg() ai = ai + 1; return A[ai] end
 local function fmt(x) return string.format('%d', x) end
 
 -- Counters outlive the end of their window by grace_ms (read first in the body, see codec.py).
 -- Expiries travel as absolute times so the ARGV of a counter does not depend on `now`.
 local grace_ms = 0
-local function read_grace() grace_ms = arg_n() end
+local function read_grace() grace_ms = arg() end
 local NO_EXPIRY_TTL_MS = 400 * 86400000
 local function ttl_until(end_us, now)
   if end_us < 0 then return NO_EXPIRY_TTL_MS end
@@ -52,6 +51,14 @@ local function tier_cost(tiers, already, qty)
   return cost
 end
 
+-- A count, then that many values, at A[i + 1]: returns them as a list and the index after.
+local function read_list(i)
+  local t = {}
+  local n = A[i + 1]
+  for j = 1, n do t[j] = A[i + 1 + j] end
+  return t, i + 1 + n
+end
+
 local function key_at(index)
   if index > 0 then return KEYS[index] end
   return nil
@@ -70,11 +77,8 @@ local function read_meter()
     i = i + 4
   end
   local q = {key = key_at(A[i + 1]), limit = A[i + 2], ceiling = A[i + 3], exp_us = A[i + 4],
-             start_us = A[i + 5], end_us = A[i + 6], thr = {}}
-  local nt = A[i + 7]
-  i = i + 7
-  for j = 1, nt do q.thr[j] = A[i + j] end
-  i = i + nt
+             start_us = A[i + 5], end_us = A[i + 6]}
+  q.thr, i = read_list(i + 6)
   m.q = q
   local nr = A[i + 1]
   i = i + 1
@@ -96,11 +100,8 @@ end
 local function read_spend()
   local i = ai
   local s = {key = key_at(A[i + 1]), cap = A[i + 2], block = A[i + 3] == 1, exp_us = A[i + 4],
-             start_us = A[i + 5], end_us = A[i + 6], thr = {}}
-  local nt = A[i + 7]
-  i = i + 7
-  for j = 1, nt do s.thr[j] = A[i + j] end
-  ai = i + nt
+             start_us = A[i + 5], end_us = A[i + 6]}
+  s.thr, ai = read_list(i + 6)
   return s
 end
 

@@ -20,17 +20,17 @@
 -- retry_after_us, cost_nano, overage meter indexes (comma list), reserved(0|1), n_rows,
 -- then n_rows x (kind q|r|s, meter, rate, limit, used, remaining, reset_us).
 
-local now = arg_n()
-local decision_id = arg_s()
-local customer = arg_s()
-local plan = arg_s()
-local request_id = arg_s()
-local idem_key = arg_s()
-local idem = arg_n() == 1
-local idem_ttl = arg_n()
-local res_ttl = arg_n()
-local currency = arg_s()
-local mode = arg_n()
+local now = arg()
+local decision_id = arg()
+local customer = arg()
+local plan = arg()
+local request_id = arg()
+local idem_key = arg()
+local idem = arg() == 1
+local idem_ttl = arg()
+local res_ttl = arg()
+local currency = arg()
+local mode = arg()
 local force, peek = mode == 1, mode == 2
 if peek then idem = false end
 
@@ -42,7 +42,7 @@ end
 local now_s = fmt(now)
 local meters = {}
 read_grace()
-local n_meters = arg_n()
+local n_meters = arg()
 for j = 1, n_meters do meters[j] = read_meter() end
 local spend = read_spend()
 

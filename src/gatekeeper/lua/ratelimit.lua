@@ -1,5 +1,5 @@
 -- ratelimit.lua: add hits to envoyproxy/ratelimit-style fixed-window counters (common.lua
--- prepended; only its ARGV unpacking and fmt() are used).
+-- prepended; only its ARGV unpacking (arg) and fmt() are used).
 --
 -- KEYS[i]  one counter per limited descriptor (KeySpace.ratelimit: the window start is part
 --          of the key, so nothing is ever reset; all KEYS of one call share one hash slot)
@@ -14,8 +14,8 @@
 
 local out = {}
 for i = 1, #KEYS do
-  local hits = arg_n()
-  local ttl = arg_n()
+  local hits = arg()
+  local ttl = arg()
   local n
   if hits > 0 then
     n = redis.call('INCRBY', KEYS[i], hits)

@@ -14,17 +14,17 @@
 -- One 'adjustment' usage event per reserved feature. Returns {'S', total_cost_delta,
 -- feature, delta, ...}.
 
-local now = arg_n()
-local decision_id = arg_s()
-local customer = arg_s()
-local plan = arg_s()
-local request_id = arg_s()
-local currency = arg_s()
+local now = arg()
+local decision_id = arg()
+local customer = arg()
+local plan = arg()
+local request_id = arg()
+local currency = arg()
 local rk = KEYS[3]
 
 local meters = {}
 read_grace()
-local n_meters = arg_n()
+local n_meters = arg()
 for j = 1, n_meters do meters[j] = read_meter() end
 local spend = read_spend()
 
