@@ -9,10 +9,11 @@ import pytest
 
 from gatekeeper.benchmark import report
 from gatekeeper.benchmark.correctness import Tally, hard_violations, normalize, spend_violations
-from gatekeeper.benchmark.loadgen import connections_for_rate, parse_wrk, wrk_script
+from gatekeeper.benchmark.loadgen import WrkResult, connections_for_rate, parse_wrk, wrk_script
 from gatekeeper.benchmark.model import Check, Comparison, Figure, Results
 from gatekeeper.benchmark.options import labels
 from gatekeeper.benchmark.resp import command_bytes, parse_monitor_line, reply_end
+from gatekeeper.benchmark.scenarios.envoy import median_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +57,17 @@ def test_connections_for_rate() -> None:
     # 2 ms wait + 0.5 ms answer = 400 requests/s per connection
     assert connections_for_rate(2000, 0.5, 2) == 5
     assert connections_for_rate(10, 0.5, 2) == 1
+
+
+def _run(requests: int, p99_ms: float) -> WrkResult:
+    return WrkResult(requests, 1.0, 0, 0, 1.0, 2.0, p99_ms, p99_ms, p99_ms)
+
+
+def test_median_run_is_the_middle_round_with_its_own_latencies() -> None:
+    rounds = [_run(9000, 9.0), _run(7000, 7.0), _run(8000, 8.0)]
+    assert median_run(rounds) is rounds[2]  # 8000 req/s, and the p99 of that same run
+    assert median_run(rounds[:1]) is rounds[0]
+    assert median_run(rounds[:2]).requests == 7000  # even count: the lower middle
 
 
 def test_resp_reply_framing() -> None:

@@ -53,12 +53,13 @@ def profile(
     only: tuple[str, ...],
     scale_counts: tuple[int, ...] | None = None,
 ) -> BenchOptions:
-    """Full run: 5 s per figure, 32 connections at saturation, 1, 10k and 1M customers.
+    """Full run: 5 s per figure, 32 connections at saturation (median of 3 interleaved
+    rounds), 1, 10k and 1M customers.
     --quick (CI): 1 s per figure, 8 connections, 1, 1k and 5k customers."""
     if quick:
         engine, envoy = EngineProfile(seconds=1), EnvoyProfile(1, 8, 1)
         scale = ScaleProfile(scale_counts or (1, 1_000, 5_000), seconds=1)
     else:
-        engine, envoy = EngineProfile(seconds=5), EnvoyProfile(5, 32, 2)
+        engine, envoy = EngineProfile(seconds=5), EnvoyProfile(5, 32, 2, rounds=3)
         scale = ScaleProfile(scale_counts or (1, 10_000, 1_000_000), seconds=5)
     return BenchOptions(quick, out, redis_url, workers, only, engine, envoy, scale)

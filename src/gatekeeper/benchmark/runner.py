@@ -102,39 +102,46 @@ async def _through_envoy(ctx: _Context, results: Results) -> None:
     alone = envoy("alone", "alone")
     noop = start_noop(procs, ctx.env)
     gk = _gatekeeper(ctx, "gatekeeper", o.workers)
+    gk_http = Target("gk-http", LABELS["gk-http"].format(workers=o.workers), "envoy",
+                     envoy("http", "gk-http", gk.http_port), checked=True,
+                     noop="noop-http")  # fmt: skip
+    # every configuration of the run, in the order measured (saturation rounds included)
+    targets: list[Target] = []
+    if o.selected("envoy"):
+        targets += [
+            Target("noop-http", LABELS["noop-http"], "envoy",
+                   envoy("http", "noop-http", noop.http_port)),
+            gk_http,
+            Target("noop-grpc", LABELS["noop-grpc"], "envoy",
+                   envoy("grpc", "noop-grpc", noop.grpc_port)),
+            Target("gk-grpc", LABELS["gk-grpc"].format(workers=o.workers), "envoy",
+                   envoy("grpc", "gk-grpc", gk.grpc_port), checked=True, noop="noop-grpc"),
+        ]  # fmt: skip
+    if o.selected("ratelimit"):
+        targets += [
+            Target("rls-noop", LABELS["rls-noop"], "ratelimit",
+                   envoy("rls", "rls-noop", noop.grpc_port)),
+            Target("rls-gk", LABELS["rls-gk"], "ratelimit", envoy("rls", "rls-gk", gk.grpc_port),
+                   noop="rls-noop"),
+        ]  # fmt: skip
+    if o.selected("workers"):
+        if not o.selected("envoy"):
+            targets.append(gk_http)
+        other = 2 if o.workers != 2 else 1
+        gk_other = _gatekeeper(ctx, f"gatekeeper-w{other}", other)
+        targets.append(Target(
+            f"gk-http-w{other}", LABELS["gk-http"].format(workers=other), "workers",
+            envoy("http", f"gk-http-w{other}", gk_other.http_port), checked=True, vs="gk-http",
+        ))  # fmt: skip
     async with _counters(ctx) as (redis, keys, engine):
         bench = ThroughEnvoy(
             alone_url=alone, profile=o.envoy, results=results, engine=engine,  # type: ignore[arg-type]
             redis=redis, keys=keys, policy=ctx.policy,
         )  # fmt: skip
+        await bench.saturation_rounds(targets)
         await bench.baseline()
-        gk_http = Target("gk-http", LABELS["gk-http"].format(workers=o.workers), "envoy",
-                         envoy("http", "gk-http", gk.http_port), checked=True,
-                         noop="noop-http")  # fmt: skip
-        if o.selected("envoy"):
-            await bench.measure(Target("noop-http", LABELS["noop-http"], "envoy",
-                                       envoy("http", "noop-http", noop.http_port)))  # fmt: skip
-            await bench.measure(gk_http)
-            await bench.measure(Target("noop-grpc", LABELS["noop-grpc"], "envoy",
-                                       envoy("grpc", "noop-grpc", noop.grpc_port)))  # fmt: skip
-            gk_grpc = Target("gk-grpc", LABELS["gk-grpc"].format(workers=o.workers), "envoy",
-                             envoy("grpc", "gk-grpc", gk.grpc_port), checked=True,
-                             noop="noop-grpc")  # fmt: skip
-            await bench.measure(gk_grpc)
-            results.comparisons += await bench.compare(gk_http, gk_grpc)
-        if o.selected("ratelimit"):
-            await bench.measure(Target("rls-noop", LABELS["rls-noop"], "ratelimit",
-                                       envoy("rls", "rls-noop", noop.grpc_port)))  # fmt: skip
-            rls = envoy("rls", "rls-gk", gk.grpc_port)
-            await bench.measure(Target("rls-gk", LABELS["rls-gk"], "ratelimit", rls,
-                                       noop="rls-noop"))  # fmt: skip
-        if o.selected("workers"):
-            if not o.selected("envoy"):
-                await bench.measure(gk_http)
-            other = 2 if o.workers != 2 else 1
-            gk_other = _gatekeeper(ctx, f"gatekeeper-w{other}", other)
-            await bench.measure(Target(
-                f"gk-http-w{other}", LABELS["gk-http"].format(workers=other), "workers",
-                envoy("http", f"gk-http-w{other}", gk_other.http_port), checked=True,
-                vs="gk-http",
-            ))  # fmt: skip
+        for target in targets:
+            await bench.measure(target)
+        by_key = {t.key: t for t in targets}
+        if "gk-http" in by_key and "gk-grpc" in by_key:
+            results.comparisons += await bench.compare(by_key["gk-http"], by_key["gk-grpc"])

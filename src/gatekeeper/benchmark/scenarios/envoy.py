@@ -6,6 +6,11 @@ front of an Envoy `direct_response` upstream. Each is driven by wrk at three loa
 rate (wrk `delay()`, see loadgen). Envoy alone is measured at the same three loads — at 50 %,
 at the same rate, right after — so every figure has its ratio and its added latency.
 
+Saturation, where the throughput ratios come from, is measured in interleaved rounds before
+anything else: each round drives Envoy alone and every configuration once, in turn, so a drift
+of a noisy machine hits all of them alike; each saturation figure is the round with the median
+requests/s (its latencies are that run's), the other rounds are in its note.
+
 Configurations whose authorizer is gatekeeper are also checked at each load: while wrk drives
 the hot customer, a hard-limited and a spend-capped customer are driven past their limits
 (see correctness).
@@ -35,7 +40,7 @@ from gatekeeper.engine import DecisionEngine, LimitKind
 from gatekeeper.money import parse_nano
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["EnvoyProfile", "Target", "ThroughEnvoy"]
+__all__ = ["EnvoyProfile", "Target", "ThroughEnvoy", "median_run"]
 
 HALF_DELAY_MS = 2
 CAPPED_BURST = 30
@@ -47,6 +52,7 @@ class EnvoyProfile:
     saturation: int  # wrk connections at saturation
     check_seconds: float  # wrk load under each correctness burst
     burst_concurrency: int = 16
+    rounds: int = 1  # interleaved saturation rounds; each figure is the median round
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,7 @@ class ThroughEnvoy:
         self._fresh = self._fresh_customers(policy)
         self._alone_figs: dict[str, Figure] = {}
         self._sat: dict[str, Figure] = {}
+        self._sat_runs: dict[str, list[WrkResult]] = {}  # saturation_rounds(), by target key
 
     def _fresh_customers(self, policy: BenchPolicy) -> Iterator[tuple[str, str]]:
         """(hard, capped) pairs never used before, off the hot customer's partition (its stream
@@ -107,8 +114,14 @@ class ThroughEnvoy:
             if hot not in (self._keys.partition(hard), self._keys.partition(capped)):
                 yield hard, capped
 
-    async def _wrk(self, url: str, key: str, load: Load, seconds: float) -> WrkResult:
-        progress(f"{key} @ {load.label}")
+    @property
+    def _sat_label(self) -> str:
+        return f"saturation ({self._profile.saturation} conns)"
+
+    async def _wrk(
+        self, url: str, key: str, load: Load, seconds: float, note: str = ""
+    ) -> WrkResult:
+        progress(f"{key} @ {load.label}{note}")
         return await run_wrk(
             url + ROUTE_PATH, load, seconds=seconds, method="POST", headers=request_headers(key)
         )
@@ -136,6 +149,8 @@ class ThroughEnvoy:
 
     def _note(self, target: Target, level: str, r: WrkResult) -> str:
         bits = [_errors_note(r)] if _errors_note(r) else []
+        if level.startswith("saturation"):
+            bits += _rounds_note(self._sat_runs.get(target.key, []))
         noop = self._sat.get(target.noop or "") if level.startswith("saturation") else None
         if noop is not None and noop.value:
             bits.append(f"{r.rps / noop.value:.2f} of {target.noop}")
@@ -143,19 +158,39 @@ class ThroughEnvoy:
             bits.append("ratio vs " + target.vs)
         return "; ".join(bits)
 
-    async def _alone_at(self, label: str, load: Load) -> Figure:
-        r = await self._wrk(self._alone, "alone", load, self._profile.seconds)
+    async def _alone_at(self, label: str, load: Load, measured: WrkResult | None = None) -> Figure:
+        r = measured or await self._wrk(self._alone, "alone", load, self._profile.seconds)
+        notes = [_errors_note(r)] if _errors_note(r) else []
+        if measured is not None:
+            notes += _rounds_note(self._sat_runs.get("alone", []))
         fig = Figure("envoy", f"Envoy alone @ {label}", r.rps, "req/s", r.p50_ms, r.p99_ms,
-                     r.p999_ms, note=_errors_note(r))  # fmt: skip
+                     r.p999_ms, note="; ".join(notes))  # fmt: skip
         self._results.figures.append(fig)
         return fig
+
+    async def saturation_rounds(self, targets: Sequence[Target]) -> None:
+        """Envoy alone and every target at saturation, `profile.rounds` times interleaved
+        (each round measures each once, in order). measure() and baseline() then use the
+        median round instead of measuring saturation themselves."""
+        p = self._profile
+        load = Load(self._sat_label, p.saturation)
+        order = [("alone", self._alone), *((t.key, t.url) for t in targets)]
+        for i in range(p.rounds):
+            for key, url in order:
+                note = f", round {i + 1}/{p.rounds}" if p.rounds > 1 else ""
+                r = await self._wrk(url, key, load, p.seconds, note)
+                self._sat_runs.setdefault(key, []).append(r)
+
+    def _saturated(self, key: str) -> WrkResult | None:
+        runs = self._sat_runs.get(key)
+        return median_run(runs) if runs else None
 
     async def baseline(self) -> None:
         """Envoy alone at 1 connection and at saturation (the run's reference figures)."""
         self._alone_figs["1 conn"] = await self._alone_at("1 conn", Load("1 conn", 1))
-        sat = f"saturation ({self._profile.saturation} conns)"
+        sat = self._sat_label
         self._alone_figs["saturation"] = await self._alone_at(
-            sat, Load(sat, self._profile.saturation)
+            sat, Load(sat, self._profile.saturation), self._saturated("alone")
         )
 
     async def measure(self, target: Target) -> None:
@@ -165,8 +200,10 @@ class ThroughEnvoy:
         self._results.figures.append(
             self._figure(target, "1 conn", one, self._alone_figs["1 conn"])
         )
-        sat_label = f"saturation ({p.saturation} conns)"
-        sat = await self._wrk(target.url, target.key, Load(sat_label, p.saturation), p.seconds)
+        sat_label = self._sat_label
+        sat = self._saturated(target.key) or await self._wrk(
+            target.url, target.key, Load(sat_label, p.saturation), p.seconds
+        )
         sat_fig = self._figure(target, sat_label, sat, self._alone_figs["saturation"])
         self._results.figures.append(sat_fig)
         self._sat[target.key] = sat_fig
@@ -247,6 +284,18 @@ class ThroughEnvoy:
             Comparison(name, left.key, right.key, tuple(a), tuple(b))
             for name, a, b in zip(names, scripts[left.key], scripts[right.key], strict=True)
         ]
+
+
+def median_run(runs: Sequence[WrkResult]) -> WrkResult:
+    """The run with the median requests/s (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _rounds_note(runs: Sequence[WrkResult]) -> list[str]:
+    if len(runs) < 2:
+        return []
+    return [f"median of {len(runs)} rounds: " + " / ".join(f"{r.rps:,.0f}" for r in runs)]
 
 
 def _errors_note(r: WrkResult) -> str:
