@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.benchmark import report
+from gatekeeper.benchmark.command import cpu_times, steal_note
 from gatekeeper.benchmark.correctness import Tally, hard_violations, normalize, spend_violations
 from gatekeeper.benchmark.loadgen import WrkResult, connections_for_rate, parse_wrk, wrk_script
 from gatekeeper.benchmark.model import Check, Comparison, Figure, Results
@@ -68,6 +69,17 @@ def test_median_run_is_the_middle_round_with_its_own_latencies() -> None:
     assert median_run(rounds) is rounds[2]  # 8000 req/s, and the p99 of that same run
     assert median_run(rounds[:1]) is rounds[0]
     assert median_run(rounds[:2]).requests == 7000  # even count: the lower middle
+
+
+def test_steal_note_is_the_stolen_share_of_cpu_time() -> None:
+    assert steal_note((100, 10_000), (150, 11_000)) == (
+        "CPU time stolen by the hypervisor during the run: 5.0 %"
+    )
+    assert steal_note(None, (1, 2)) is None
+    assert steal_note((5, 100), (5, 100)) is None
+    now = cpu_times()
+    if Path("/proc/stat").exists():
+        assert now is not None and 0 <= now[0] <= now[1]
 
 
 def test_resp_reply_framing() -> None:

@@ -95,6 +95,27 @@ def machine(options: BenchOptions) -> dict[str, str]:
     }
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs since boot, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_note(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str | None:
+    """The share of CPU time the hypervisor took from this machine between two cpu_times()."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return f"CPU time stolen by the hypervisor during the run: {100 * share:.1f} %"
+
+
 def _write(
     results: Results, options: BenchOptions, info: Mapping[str, str], command: str
 ) -> list[Path]:
@@ -147,6 +168,7 @@ def run_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-bench-"))
     processes = Processes(workdir)
     started = time.monotonic()
+    ticks = cpu_times()
     failed = True
     try:
         results = asyncio.run(run(options, processes, dict(env)))
@@ -164,6 +186,9 @@ def run_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if not failed:
             shutil.rmtree(workdir, ignore_errors=True)
     results.notes.append(f"run took {time.monotonic() - started:.0f} s")
+    stolen = steal_note(ticks, cpu_times())
+    if stolen is not None:  # a noisy neighbour: ratios hold up better than absolute figures
+        results.notes.append(stolen)
     written = _write(results, options, info, command)
     print("\nwritten: " + ", ".join(str(p) for p in written))
     return EXIT_VIOLATION if results.violations() else EXIT_OK
