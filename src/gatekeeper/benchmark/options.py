@@ -53,8 +53,8 @@ def profile(
     only: tuple[str, ...],
     scale_counts: tuple[int, ...] | None = None,
 ) -> BenchOptions:
-    """Full run: 5 s per figure, 32 connections at saturation (median of 3 interleaved
-    rounds), 1, 10k and 1M customers.
+    """Full run: 5 s per figure, 32 connections at saturation (1 conn and saturation: the
+    median of 3 interleaved rounds), 1, 10k and 1M customers.
     --quick (CI): 1 s per figure, 8 connections, 1, 1k and 5k customers."""
     if quick:
         engine, envoy = EngineProfile(seconds=1), EnvoyProfile(1, 8, 1)

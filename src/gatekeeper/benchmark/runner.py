@@ -138,7 +138,7 @@ async def _through_envoy(ctx: _Context, results: Results) -> None:
             alone_url=alone, profile=o.envoy, results=results, engine=engine,  # type: ignore[arg-type]
             redis=redis, keys=keys, policy=ctx.policy,
         )  # fmt: skip
-        await bench.saturation_rounds(targets)
+        await bench.rounds(targets)
         await bench.baseline()
         for target in targets:
             await bench.measure(target)

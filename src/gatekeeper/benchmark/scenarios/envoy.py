@@ -6,10 +6,11 @@ front of an Envoy `direct_response` upstream. Each is driven by wrk at three loa
 rate (wrk `delay()`, see loadgen). Envoy alone is measured at the same three loads — at 50 %,
 at the same rate, right after — so every figure has its ratio and its added latency.
 
-Saturation, where the throughput ratios come from, is measured in interleaved rounds before
-anything else: each round drives Envoy alone and every configuration once, in turn, so a drift
-of a noisy machine hits all of them alike; each saturation figure is the round with the median
-requests/s (its latencies are that run's), the other rounds are in its note.
+1 connection and saturation, where the targets' latency and throughput ratios come from, are
+measured in interleaved rounds before anything else: each round drives Envoy alone and every
+configuration once at each of the two loads, in turn, so a drift of a noisy machine hits all of
+them alike; each such figure is the round with the median requests/s (its latencies are that
+run's), every round's requests/s is in its note.
 
 Configurations whose authorizer is gatekeeper are also checked at each load: while wrk drives
 the hot customer, a hard-limited and a spend-capped customer are driven past their limits
@@ -52,7 +53,7 @@ class EnvoyProfile:
     saturation: int  # wrk connections at saturation
     check_seconds: float  # wrk load under each correctness burst
     burst_concurrency: int = 16
-    rounds: int = 1  # interleaved saturation rounds; each figure is the median round
+    rounds: int = 1  # interleaved rounds at 1 conn and saturation; a figure = the median round
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,8 @@ class ThroughEnvoy:
         self._fresh = self._fresh_customers(policy)
         self._alone_figs: dict[str, Figure] = {}
         self._sat: dict[str, Figure] = {}
-        self._sat_runs: dict[str, list[WrkResult]] = {}  # saturation_rounds(), by target key
+        # rounds(): (target key, "1 conn" | "saturation") -> one run per round
+        self._runs: dict[tuple[str, str], list[WrkResult]] = {}
 
     def _fresh_customers(self, policy: BenchPolicy) -> Iterator[tuple[str, str]]:
         """(hard, capped) pairs never used before, off the hot customer's partition (its stream
@@ -149,8 +151,7 @@ class ThroughEnvoy:
 
     def _note(self, target: Target, level: str, r: WrkResult) -> str:
         bits = [_errors_note(r)] if _errors_note(r) else []
-        if level.startswith("saturation"):
-            bits += _rounds_note(self._sat_runs.get(target.key, []))
+        bits += _rounds_note(self._runs.get((target.key, _level_key(level)), []))
         noop = self._sat.get(target.noop or "") if level.startswith("saturation") else None
         if noop is not None and noop.value:
             bits.append(f"{r.rps / noop.value:.2f} of {target.noop}")
@@ -158,31 +159,33 @@ class ThroughEnvoy:
             bits.append("ratio vs " + target.vs)
         return "; ".join(bits)
 
-    async def _alone_at(self, label: str, load: Load, measured: WrkResult | None = None) -> Figure:
-        r = measured or await self._wrk(self._alone, "alone", load, self._profile.seconds)
+    async def _alone_at(self, label: str, load: Load) -> Figure:
+        r = self._median("alone", label) or await self._wrk(
+            self._alone, "alone", load, self._profile.seconds
+        )
         notes = [_errors_note(r)] if _errors_note(r) else []
-        if measured is not None:
-            notes += _rounds_note(self._sat_runs.get("alone", []))
+        notes += _rounds_note(self._runs.get(("alone", _level_key(label)), []))
         fig = Figure("envoy", f"Envoy alone @ {label}", r.rps, "req/s", r.p50_ms, r.p99_ms,
                      r.p999_ms, note="; ".join(notes))  # fmt: skip
         self._results.figures.append(fig)
         return fig
 
-    async def saturation_rounds(self, targets: Sequence[Target]) -> None:
-        """Envoy alone and every target at saturation, `profile.rounds` times interleaved
-        (each round measures each once, in order). measure() and baseline() then use the
-        median round instead of measuring saturation themselves."""
+    async def rounds(self, targets: Sequence[Target]) -> None:
+        """Envoy alone and every target at 1 connection and at saturation, `profile.rounds`
+        times interleaved (each round measures each once at each load, in order). baseline()
+        and measure() then take the median round instead of measuring those loads again."""
         p = self._profile
-        load = Load(self._sat_label, p.saturation)
+        loads = (Load("1 conn", 1), Load(self._sat_label, p.saturation))
         order = [("alone", self._alone), *((t.key, t.url) for t in targets)]
         for i in range(p.rounds):
             for key, url in order:
-                note = f", round {i + 1}/{p.rounds}" if p.rounds > 1 else ""
-                r = await self._wrk(url, key, load, p.seconds, note)
-                self._sat_runs.setdefault(key, []).append(r)
+                for load in loads:
+                    note = f", round {i + 1}/{p.rounds}" if p.rounds > 1 else ""
+                    r = await self._wrk(url, key, load, p.seconds, note)
+                    self._runs.setdefault((key, _level_key(load.label)), []).append(r)
 
-    def _saturated(self, key: str) -> WrkResult | None:
-        runs = self._sat_runs.get(key)
+    def _median(self, key: str, level: str) -> WrkResult | None:
+        runs = self._runs.get((key, _level_key(level)))
         return median_run(runs) if runs else None
 
     async def baseline(self) -> None:
@@ -190,18 +193,20 @@ class ThroughEnvoy:
         self._alone_figs["1 conn"] = await self._alone_at("1 conn", Load("1 conn", 1))
         sat = self._sat_label
         self._alone_figs["saturation"] = await self._alone_at(
-            sat, Load(sat, self._profile.saturation), self._saturated("alone")
+            sat, Load(sat, self._profile.saturation)
         )
 
     async def measure(self, target: Target) -> None:
         """Three loads (and their checks when `target.checked`)."""
         p = self._profile
-        one = await self._wrk(target.url, target.key, Load("1 conn", 1), p.seconds)
+        one = self._median(target.key, "1 conn") or await self._wrk(
+            target.url, target.key, Load("1 conn", 1), p.seconds
+        )
         self._results.figures.append(
             self._figure(target, "1 conn", one, self._alone_figs["1 conn"])
         )
         sat_label = self._sat_label
-        sat = self._saturated(target.key) or await self._wrk(
+        sat = self._median(target.key, sat_label) or await self._wrk(
             target.url, target.key, Load(sat_label, p.saturation), p.seconds
         )
         sat_fig = self._figure(target, sat_label, sat, self._alone_figs["saturation"])
@@ -290,6 +295,11 @@ def median_run(runs: Sequence[WrkResult]) -> WrkResult:
     """The run with the median requests/s (the lower middle one of an even count)."""
     ordered = sorted(runs, key=lambda r: r.rps)
     return ordered[(len(ordered) - 1) // 2]
+
+
+def _level_key(label: str) -> str:
+    """ "1 conn" or "saturation" for the labels of those loads; the label itself otherwise."""
+    return "saturation" if label.startswith("saturation") else label
 
 
 def _rounds_note(runs: Sequence[WrkResult]) -> list[str]:
