@@ -105,7 +105,7 @@ async def _through_envoy(ctx: _Context, results: Results) -> None:
     gk_http = Target("gk-http", LABELS["gk-http"].format(workers=o.workers), "envoy",
                      envoy("http", "gk-http", gk.http_port), checked=True,
                      noop="noop-http")  # fmt: skip
-    # every configuration of the run, in the order measured (saturation rounds included)
+    # every configuration of the run, in the order measured (also in each of the rounds)
     targets: list[Target] = []
     if o.selected("envoy"):
         targets += [
