@@ -95,10 +95,14 @@ class Decision:
         return self.outcome is Outcome.ALLOWED
 
     def tightest(self) -> LimitStatus | None:
-        """The counter closest to exhaustion (for RateLimit headers), denial first."""
+        """The counter closest to exhaustion (for RateLimit headers), denial first.
+
+        Among admitted counters only quotas and rate limits count: a spend cap is money, told
+        in the body, never in RateLimit headers, and must not hide the quota closest to its end.
+        """
         if self.denied_by is not None:
             return self.denied_by
-        bounded = [s for s in self.limits if s.limit > 0]
+        bounded = [s for s in self.limits if s.limit > 0 and s.kind is not LimitKind.SPEND]
         if not bounded:
             return None
         return min(bounded, key=lambda s: (s.remaining / s.limit, s.remaining))
