@@ -1,6 +1,6 @@
 """The decision engine: plans counters for a request and has the store decide atomically."""
 
-from gatekeeper.engine.engine import DecisionEngine, new_decision_id
+from gatekeeper.engine.engine import DecisionEngine, DecisionIds, new_decision_id
 from gatekeeper.engine.ports import DecisionStore, PolicySource
 from gatekeeper.engine.types import (
     Decision,
@@ -17,6 +17,7 @@ from gatekeeper.model import Policy
 __all__ = [
     "Decision",
     "DecisionEngine",
+    "DecisionIds",
     "DecisionRequest",
     "DecisionStore",
     "LimitKind",

@@ -7,8 +7,11 @@ counters the request touches, and has the store check-and-consume them in one at
 
 from __future__ import annotations
 
+import functools
+import os
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -34,7 +37,7 @@ from gatekeeper.engine.types import (
 )
 from gatekeeper.model import Customer, FeatureType, Policy, frozen_map
 
-__all__ = ["DecisionEngine", "new_decision_id"]
+__all__ = ["DecisionEngine", "DecisionIds", "new_decision_id"]
 
 MODE_DECIDE, MODE_FORCE, MODE_PEEK = 0, 1, 2
 MAX_REFUND_GENERATIONS = 100_000
@@ -49,6 +52,34 @@ _DENY_OUTCOME = {
 def new_decision_id() -> str:
     """Time-ordered unique id: 48-bit milliseconds + 80 random bits, 32 hex chars."""
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def _empty_pool(ref: weakref.ref[DecisionIds]) -> None:
+    ids = ref()
+    if ids is not None:
+        ids._pool, ids._at = "", 0
+
+
+class DecisionIds:
+    """new_decision_id() for the hot path: the same ids, with the random bits read from the OS
+    CSPRNG 400 ids at a time (one `getrandom` system call per id was ~6 % of a decision's
+    Python). A forked child starts with an empty pool, so parent and child never share bits."""
+
+    _HEX_PER_ID = 20  # 80 bits
+    _BATCH = 400
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=functools.partial(_empty_pool, weakref.ref(self)))
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = os.urandom(self._HEX_PER_ID // 2 * self._BATCH).hex()
+            at = 0
+        self._at = at + self._HEX_PER_ID
+        return f"{time.time_ns() // 1_000_000:012x}{self._pool[at : at + self._HEX_PER_ID]}"
 
 
 def _merge(meters: tuple[MeterRequest, ...]) -> list[MeterRequest]:
@@ -72,12 +103,12 @@ class DecisionEngine:
         policy: PolicySource,
         store: DecisionStore,
         clock: Clock,
-        new_id: Callable[[], str] = new_decision_id,
+        new_id: Callable[[], str] | None = None,
     ) -> None:
         self._policy = policy
         self._store = store
         self._clock = clock
-        self._new_id = new_id
+        self._new_id = new_id or DecisionIds()
         self._templates = TemplateCache()
         # customer -> refunds settled in this process: a remembered denial from an older
         # generation is not used (engine/denials.py)
