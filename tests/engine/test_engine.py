@@ -213,8 +213,56 @@ async def test_idempotency_key_replays_first_decision_without_charging(
     assert other.decision_id != first.decision_id
     events = await h.events()
     assert len(events) == 2 and events[0]["idempotency_key"] == "order-42"
-    record = h.store.keys.idempotency("cust", "order-42")
-    assert 86_000_000 < await redis.pttl(record) <= 86_400_000
+    records = [k async for k in redis.scan_iter(match=f"{key_prefix}:*:i:cust:*")]
+    assert len(records) == 2  # order-42 and order-43
+    for record in records:
+        assert 86_000_000 < await redis.pttl(record) <= 86_400_000
+
+
+async def test_an_idempotency_key_replays_only_the_same_route_and_usage(
+    redis: Redis, key_prefix: str
+) -> None:
+    """A retry repeats its request; the same key on another request is decided and charged."""
+    p = plan("p", metered("requests", 10), metered("tokens", None))
+    h = make_harness(redis, policy(p, prices=(flat("tokens", 1),)), key_prefix)
+
+    def keyed(route: str, tokens: int) -> DecisionRequest:
+        meters = (MeterRequest("requests", 1), MeterRequest("tokens", tokens))
+        return DecisionRequest("cust", meters=meters, idempotency_key="k", route=route)
+
+    first = await h.engine.decide(keyed("POST /v1/chat", 10))
+    retry = await h.engine.decide(keyed("POST /v1/chat", 10))
+    bigger = await h.engine.decide(keyed("POST /v1/chat", 5_000))
+    elsewhere = await h.engine.decide(keyed("POST /v1/embeddings", 10))
+    assert retry.replayed and retry.decision_id == first.decision_id
+    assert not bigger.replayed and bigger.decision_id != first.decision_id
+    assert not elsewhere.replayed and elsewhere.decision_id not in (
+        first.decision_id,
+        bigger.decision_id,
+    )
+    events = await h.events()
+    assert sorted(int(e["quantity"]) for e in events if e["feature"] == "tokens") == [10, 10, 5_000]
+    usage = {(s.kind, s.feature): s.used for s in await h.engine.usage("cust") or ()}
+    assert usage[LimitKind.QUOTA, "requests"] == 3
+
+
+async def test_a_key_from_a_cheap_request_cannot_carry_an_expensive_one_past_the_cap(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("requests", None), metered("tokens", None), spend_cap=cap(5_000))
+    h = make_harness(redis, policy(p, prices=(flat("tokens", 1),)), key_prefix)
+    cheap = DecisionRequest(
+        "cust", meters=(MeterRequest("requests", 1),), idempotency_key="k", route="GET /v1/models"
+    )
+    costly = DecisionRequest(
+        "cust",
+        meters=(MeterRequest("tokens", 1_000_000),),
+        idempotency_key="k",
+        route="POST /v1/embeddings",
+    )
+    assert (await h.engine.decide(cheap)).allowed
+    denied = await h.engine.decide(costly)
+    assert denied.outcome is Outcome.SPEND_CAP and not denied.replayed
 
 
 async def test_idempotency_replays_a_denial_too(redis: Redis, key_prefix: str) -> None:

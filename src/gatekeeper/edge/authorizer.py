@@ -83,6 +83,7 @@ class Authorizer:
             meters=usage.meters,
             idempotency_key=request.headers.get(IDEMPOTENCY_HEADER) or None,
             request_id=request.request_id,
+            route=f"{request.method} {request.path}",
         )
         try:
             decision = await self._engine.decide(decision_request)

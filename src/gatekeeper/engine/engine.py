@@ -37,7 +37,7 @@ from gatekeeper.engine.types import (
 )
 from gatekeeper.model import Customer, FeatureType, Policy, frozen_map
 
-__all__ = ["DecisionEngine", "DecisionIds", "new_decision_id"]
+__all__ = ["DecisionEngine", "DecisionIds", "idempotency_scope", "new_decision_id"]
 
 MODE_DECIDE, MODE_FORCE, MODE_PEEK = 0, 1, 2
 MAX_REFUND_GENERATIONS = 100_000
@@ -80,6 +80,16 @@ class DecisionIds:
             at = 0
         self._at = at + self._HEX_PER_ID
         return f"{time.time_ns() // 1_000_000:012x}{self._pool[at : at + self._HEX_PER_ID]}"
+
+
+def idempotency_scope(request: DecisionRequest, meters: list[MeterRequest]) -> str:
+    """What a retry must repeat to replay a decision: route, required features, usage.
+
+    The same idempotency key on another route, or with other quantities, is another request
+    (decided and charged on its own): a key first sent on a cheap request cannot carry an
+    expensive one past a limit or a spending cap."""
+    usage = ",".join(f"{m.feature}:{m.quantity}:{int(m.reserve)}" for m in meters)
+    return f"{request.route}\x1e{','.join(request.requires)}\x1e{usage}"
 
 
 def _merge(meters: tuple[MeterRequest, ...]) -> list[MeterRequest]:
@@ -155,6 +165,9 @@ class DecisionEngine:
             decision_id=decision_id,
             request_id=request.request_id,
             idempotency_key=request.idempotency_key,
+            idempotency_scope=(
+                "" if request.idempotency_key is None else idempotency_scope(request, meters)
+            ),
             mode=MODE_FORCE if force else MODE_DECIDE,
         )
         decision = self._decision(template, plan, reply)

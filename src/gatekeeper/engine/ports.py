@@ -60,9 +60,13 @@ class DecisionStore(Protocol):
         decision_id: str,
         request_id: str,
         idempotency_key: str | None,
+        idempotency_scope: str = "",
         mode: int = 0,
     ) -> DecideReply:
-        """mode 0 decides, 1 records without denying (force), 2 only reports (peek)."""
+        """mode 0 decides, 1 records without denying (force), 2 only reports (peek).
+
+        `idempotency_scope` (the request's route and usage) is part of the idempotency record's
+        identity: a key replays only a decision made for the same scope."""
         ...
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None: ...

@@ -58,6 +58,9 @@ class DecisionRequest:
     meters: tuple[MeterRequest, ...] = ()  # metered features consumed
     idempotency_key: str | None = None  # same key within the TTL: first decision, no charge
     request_id: str = ""
+    # what the request is beyond its usage, as the caller saw it (e.g. "POST /v1/chat"): an
+    # idempotency key replays the first decision only for the same route and the same usage
+    route: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,7 @@ def encode(
     decision_id: str,
     grace_s: int,
     body: Body | None = None,
+    idempotency_scope: str = "",
 ) -> Encoded:
     """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV.
 
@@ -194,7 +195,11 @@ def encode(
     keys = [
         body.usage_stream,
         body.alert_stream,
-        ks.idempotency(customer, idempotency_key) if idempotency_key else body.usage_stream,
+        (
+            ks.idempotency(customer, idempotency_key, idempotency_scope)
+            if idempotency_key
+            else body.usage_stream
+        ),
         ks.reservation(customer, decision_id),
         *body.counters,
     ]

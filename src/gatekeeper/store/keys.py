@@ -72,8 +72,10 @@ class KeySpace:
         """String: GCRA theoretical arrival time in microseconds."""
         return f"{self._customer(customer)}:r:{customer}:{feature}:{unit}"
 
-    def idempotency(self, customer: str, idempotency_key: str) -> str:
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    def idempotency(self, customer: str, idempotency_key: str, scope: str = "") -> str:
+        """String: the first decision made under `idempotency_key` for this `scope` (the
+        request's route and usage): the same key on a different request is another record."""
+        digest = hashlib.sha256(f"{idempotency_key}\x1f{scope}".encode()).hexdigest()[:32]
         return f"{self._customer(customer)}:i:{customer}:{digest}"
 
     def reservation(self, customer: str, decision_id: str) -> str:

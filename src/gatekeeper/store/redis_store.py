@@ -57,6 +57,7 @@ class RedisDecisionStore:
         decision_id: str,
         request_id: str,
         idempotency_key: str | None,
+        idempotency_scope: str = "",
         mode: int = 0,
     ) -> DecideReply:
         s = self._settings
@@ -81,6 +82,7 @@ class RedisDecisionStore:
             decision_id=decision_id,
             grace_s=s.period_grace_s,
             body=self._body(plan),
+            idempotency_scope=idempotency_scope,
         )
         reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
         return decode_decide(reply)
