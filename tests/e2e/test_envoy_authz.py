@@ -29,8 +29,17 @@ def key(customer: str) -> dict[str, str]:
 
 
 class Stack:
-    def __init__(self, app: App, upstream: Upstream, url: str, redis: Redis, mode: str) -> None:
+    def __init__(
+        self, app: App, upstream: Upstream, url: str, redis: Redis, mode: str, admin_url: str = ""
+    ) -> None:
         self.app, self.upstream, self.url, self.redis, self.mode = app, upstream, url, redis, mode
+        self.admin_url = admin_url
+
+    async def envoy_stat(self, name: str) -> int:
+        async with client() as s, s.get(f"{self.admin_url}/stats?filter=^{name}$") as r:
+            text = await r.text()
+        found = [line.split(": ")[1] for line in text.splitlines() if line.startswith(name + ":")]
+        return int(found[0]) if found else 0
 
     async def events(self, customer: str) -> list[UsageEvent]:
         keys = self.app.engine._store.keys  # type: ignore[union-attr,attr-defined]
@@ -55,7 +64,7 @@ async def stack(
             upstream_port=upstream.port,
             mutate=slow_authz_timeout,  # a 200-request burst on 2 cores must not time out
         ) as envoy:
-            yield Stack(app, upstream, envoy.url, redis, request.param)
+            yield Stack(app, upstream, envoy.url, redis, request.param, envoy.admin_url)
     finally:
         await upstream.stop()
         await app.stop(0.5)
@@ -66,6 +75,41 @@ async def post(
 ) -> tuple[int, dict[str, str], bytes]:
     async with client() as s, s.post(url + path, headers=headers, json={"prompt": "hi"}) as r:
         return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+
+
+async def test_a_denied_head_request_is_answered_without_breaking_the_authorizer_connection(
+    stack: Stack,
+) -> None:
+    """Envoy forwards the client's method: a HEAD check's denial must carry no body."""
+    for _ in range(3):
+        async with client() as s, s.head(stack.url + "/v1/chat/completions", headers=key("x")) as r:
+            assert r.status == 401
+    async with client() as s, s.head(stack.url + "/v1/models", headers=key("hobbyist")) as r:
+        assert r.status == 200
+    if stack.mode == "http":
+        cluster = "cluster.gatekeeper_authz_http"
+        assert await stack.envoy_stat(f"{cluster}.upstream_cx_protocol_error") == 0
+
+
+async def test_a_config_header_the_plan_has_no_value_for_is_not_the_clients_to_set(
+    stack: Stack,
+) -> None:
+    """thrifty's plan sets no model tier: the client's own x-model-tier must not reach upstream."""
+    claim = {**key("thrifty"), "x-model-tier": "large"}
+    async with client() as s, s.get(stack.url + "/v1/models", headers=claim) as r:
+        assert r.status == 200
+    seen = stack.upstream.seen_headers[-1]
+    assert seen["x-gatekeeper-customer"] == "thrifty"
+    assert "x-model-tier" not in seen
+
+
+async def test_healthz_passes_no_client_claim_to_the_upstream(stack: Stack) -> None:
+    """ext_authz is off on /healthz, so nothing overwrites a client's x-gatekeeper-* there."""
+    claim = {"x-gatekeeper-customer": "busy", "x-gatekeeper-plan": "burst", "x-model-tier": "x"}
+    async with client() as s, s.get(stack.url + "/healthz", headers=claim) as r:
+        assert r.status == 200
+    seen = stack.upstream.seen_headers[-1]
+    assert not {"x-gatekeeper-customer", "x-gatekeeper-plan", "x-model-tier"} & set(seen)
 
 
 async def test_valid_key_is_admitted_with_headers_up_and_down(stack: Stack) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from gatekeeper.edge import Answer, EdgeRequest
-from gatekeeper.http.authz_server import AuthzHttpServer
+from gatekeeper.http.authz_server import AuthzHttpServer, render_answer
 
 REQUEST = b"GET /v1/chat HTTP/1.1\r\nhost: a\r\nx-api-key: k\r\n\r\n"
 
@@ -64,3 +64,19 @@ async def _client_gone() -> None:
         writer.close()
     finally:
         await server.stop(1.0)
+
+
+def test_header_values_go_out_as_utf8_and_a_head_answer_has_no_body() -> None:
+    """The bytes Envoy passes on are the gRPC mode's string, non-ASCII included."""
+    denied = Answer(
+        status=429,
+        outcome="rate_limited",
+        body=b'{"status":429}',
+        client_headers=(("x-note", "größer-日本"),),
+    )
+    full = render_answer(denied, keep_alive=True)
+    assert "x-note: größer-日本\r\n".encode() in full
+    assert full.endswith(b'\r\n\r\n{"status":429}')
+    head = render_answer(denied, keep_alive=True, head=True)
+    assert head == full[: -len(denied.body)]  # same status line and headers, no body
+    assert b"content-length: 14\r\n" in head

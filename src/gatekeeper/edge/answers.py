@@ -60,6 +60,9 @@ class Answer:
     body: bytes = b""
     client_headers: tuple[tuple[str, str], ...] = ()  # on the denial, or added to the response
     upstream_headers: tuple[tuple[str, str], ...] = ()  # allow only: set on the upstream request
+    # allow only: removed from the upstream request (config headers the customer has no value
+    # for: a client's own copy must not pass for the plan's)
+    upstream_headers_to_remove: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=frozen_map)  # Envoy dynamic metadata
     unavailable: bool = False  # fail-closed in gRPC mode: answer UNAVAILABLE, Envoy decides
 
@@ -228,8 +231,12 @@ def answer_for(
     upgrade_url: str | None = None,
     currency: str = "USD",
     settle_headers: Mapping[str, str] | None = None,
+    config_headers: frozenset[str] = frozenset(),
 ) -> Answer:
-    """The answer for an engine decision (allowed or denied)."""
+    """The answer for an engine decision (allowed or denied).
+
+    `config_headers`: every config feature header of the policy; on an admission those the
+    customer has no value for are removed from the upstream request."""
     if decision.outcome is Outcome.UNKNOWN_CUSTOMER:
         return answer_unauthorized("invalid_credentials")
     if not decision.allowed:
@@ -250,6 +257,9 @@ def answer_for(
         outcome=decision.outcome.value,
         client_headers=rate_limit_headers(decision.tightest(), now),
         upstream_headers=tuple(upstream),
+        upstream_headers_to_remove=tuple(
+            sorted(h for h in config_headers if h not in decision.config_values)
+        ),
         metadata=frozen_map(meta),
     )
 

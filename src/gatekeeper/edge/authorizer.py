@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from time import perf_counter
 
 from gatekeeper.clock import Clock
 from gatekeeper.edge.answers import (
@@ -20,7 +21,7 @@ from gatekeeper.edge.routing import BadRequest, RouteTable, resolve_usage
 from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, Outcome, PolicySource
 from gatekeeper.engine.engine import new_decision_id
 from gatekeeper.errors import StoreUnavailable
-from gatekeeper.model import Policy, frozen_map
+from gatekeeper.model import FeatureType, Policy, frozen_map
 from gatekeeper.settings import FailClosedAnswer, FailureMode, Settings
 from gatekeeper.stats import DecisionStats
 
@@ -41,31 +42,49 @@ class Authorizer:
         clock: Clock,
         backlog: OfflineBacklog | None = None,
         stats: DecisionStats | None = None,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
-        """`stats`: per-process decision statistics for the dashboard (counted in memory)."""
+        """`stats`: per-process decision statistics for the dashboard (counted in memory).
+        `observe`: called with each decision's duration in seconds (a metrics histogram)."""
         self._policy = policy
         self._engine = engine
         self._settings = settings
         self._clock = clock
         self._backlog = backlog
         self._stats = stats
+        self._observe = observe
         self._table: tuple[Policy, RouteTable] | None = None
-        self.counts: dict[str, int] = {}
+        self._config_headers: tuple[Policy, frozenset[str]] | None = None
+        self.counts: dict[str, int] = {}  # answers by outcome code
+        self.store_errors = 0  # decisions the store could not answer (StoreUnavailable)
 
     def _routes(self, policy: Policy) -> RouteTable:
         if self._table is None or self._table[0] is not policy:
             self._table = (policy, RouteTable(policy.routes))
         return self._table[1]
 
+    def _config_header_names(self, policy: Policy) -> frozenset[str]:
+        if self._config_headers is None or self._config_headers[0] is not policy:
+            names = frozenset(
+                (f.header or f.name)
+                for f in policy.features.values()
+                if f.type is FeatureType.CONFIG
+            )
+            self._config_headers = (policy, names)
+        return self._config_headers[1]
+
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
     async def check(self, request: EdgeRequest) -> Answer:
         """Answer one request. Never raises for anything a client can cause."""
+        started = perf_counter()
         answer = await self._check(request)
         self._count(answer.outcome)
         if self._stats is not None:
             self._stats.record(answer.outcome, answer.metadata.get("customer"))
+        if self._observe is not None:
+            self._observe(perf_counter() - started)
         return answer
 
     async def _check(self, request: EdgeRequest) -> Answer:
@@ -88,6 +107,7 @@ class Authorizer:
         try:
             decision = await self._engine.decide(decision_request)
         except StoreUnavailable as exc:
+            self.store_errors += 1
             log.warning("store unavailable deciding for %s: %s", who.customer_id, exc)
             return self._store_down(policy, decision_request, usage.settle_headers)
         return answer_for(
@@ -96,6 +116,7 @@ class Authorizer:
             upgrade_url=self._settings.edge.upgrade_url,
             currency=policy.currency,
             settle_headers=usage.settle_headers,
+            config_headers=self._config_header_names(policy),
         )
 
     def _store_down(
@@ -124,11 +145,17 @@ class Authorizer:
                 }
             ),
         )
-        answer = answer_for(decision, now=self._clock.now(), settle_headers=settle)
+        answer = answer_for(
+            decision,
+            now=self._clock.now(),
+            settle_headers=settle,
+            config_headers=self._config_header_names(policy),
+        )
         return Answer(
             status=answer.status,
             outcome="allowed_offline",
             client_headers=answer.client_headers,
             upstream_headers=answer.upstream_headers,
+            upstream_headers_to_remove=answer.upstream_headers_to_remove,
             metadata=frozen_map({**answer.metadata, "decision": "allowed_offline"}),
         )

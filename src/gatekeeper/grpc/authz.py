@@ -69,6 +69,8 @@ def to_check_response(answer: Answer) -> authz.CheckResponse:
         ok = response.ok_response
         ok.SetInParent()
         _add_options(ok.headers, answer.upstream_headers)
+        if answer.upstream_headers_to_remove:
+            ok.headers_to_remove.extend(answer.upstream_headers_to_remove)
         _add_options(ok.response_headers_to_add, answer.client_headers)
     else:
         response.status.code = _DENY_CODE.get(answer.status, code_pb2.PERMISSION_DENIED)

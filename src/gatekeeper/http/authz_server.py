@@ -33,14 +33,22 @@ META_PREFIX = META_HEADER_PREFIX
 Handler = Callable[[EdgeRequest], Awaitable[Answer]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _MAX_HEADER_BYTES = 64 * 1024
+# Envoy's HTTP-mode spelling of OkHttpResponse.headers_to_remove
+HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
 
 
-def render_answer(answer: Answer, *, keep_alive: bool) -> bytes:
-    """The HTTP/1.1 response Envoy's http_service mode expects for `answer`."""
+def render_answer(answer: Answer, *, keep_alive: bool, head: bool = False) -> bytes:
+    """The HTTP/1.1 response Envoy's http_service mode expects for `answer`.
+
+    `head`: the check was a HEAD request (Envoy forwards the client's method), whose answer
+    has no body — one after it was a protocol error that cost Envoy the connection. Header
+    values go out as UTF-8, the bytes Envoy passes on (as the gRPC mode's strings)."""
     status = 503 if answer.unavailable else answer.status
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
     if answer.allowed:
         pairs = list(answer.upstream_headers) + list(answer.client_headers)
+        if answer.upstream_headers_to_remove:
+            pairs.append((HEADERS_TO_REMOVE, ", ".join(answer.upstream_headers_to_remove)))
     else:
         pairs = list(answer.client_headers)
     pairs.extend((META_PREFIX + k.replace("_", "-"), v) for k, v in answer.metadata.items())
@@ -50,8 +58,8 @@ def render_answer(answer: Answer, *, keep_alive: bool) -> bytes:
     lines.append(f"content-length: {len(body)}")
     if not keep_alive:
         lines.append("connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-    return head + body
+    start = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return start if head else start + body
 
 
 class _Connection(asyncio.Protocol):
@@ -140,7 +148,9 @@ class _Connection(asyncio.Protocol):
                 return
             if self._transport.is_closing():  # Envoy gave up (timeout, shutdown) meanwhile
                 return
-            self._transport.write(render_answer(answer, keep_alive=keep_alive))
+            self._transport.write(
+                render_answer(answer, keep_alive=keep_alive, head=request.method == "HEAD")
+            )
             if not keep_alive:
                 self._transport.close()
                 return
