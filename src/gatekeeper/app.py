@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gatekeeper.admin import AdminService
+from gatekeeper.app_metrics import ServeMetrics
 from gatekeeper.billing import BillingStore, BillingStoreError, open_store
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
@@ -39,6 +40,7 @@ from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratel
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
+from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
 
@@ -99,6 +101,7 @@ class App:
         self.authz_http: AuthzHttpServer | None = None
         self.http_runner: web.AppRunner | None = None
         self.stats = DecisionStats()  # this process's decisions, for the dashboard
+        self.metrics = ServeMetrics()  # this process's /metrics
         self.dashboard: LiveDashboard | None = None
         self.http_port = 0
         self.controls: SpendControls | None = None
@@ -117,6 +120,7 @@ class App:
 
     def _failed(self, name: str, exc: BaseException | None) -> None:
         self.failures.append(f"{name}: {exc!r}")
+        self.metrics.task_failures.labels(name).inc()
         self.healthy = False
         if self.grpc is not None:
             asyncio.get_running_loop().create_task(self.grpc.set_serving(False))
@@ -164,6 +168,7 @@ class App:
             clock=self.clock,
             backlog=self.backlog,
             stats=self.stats,
+            observe=self.metrics.decision_seconds.labels().observe,
         )
         self.als = AccessLogServicer(self.engine, charge_5xx=settings.edge.charge_5xx)
         self.grpc = GrpcServer(
@@ -182,6 +187,16 @@ class App:
         await self.authz_http.start(
             bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
         )
+        client = self.redis.client
+        self.metrics.expose(
+            ready=lambda: self.healthy,
+            authorizer=self.authorizer,
+            engine=self.engine,
+            als=self.als,
+            backlog=self.backlog,
+            autopipeline=client.autopipeline if isinstance(client, GatekeeperRedis) else None,
+            ratelimit=self.ratelimit,
+        )
         self.handlers = Handlers(
             admin=self.admin,
             policy=self.policy,
@@ -199,6 +214,7 @@ class App:
                 key_owner=lambda digest: self.policy.current().key_owner(digest),
             ),
             ready=lambda: self.healthy,
+            metrics=self.metrics.registry.render,
         )
         self.dashboard = mount_dashboard(
             http_app,
@@ -220,6 +236,8 @@ class App:
         await site.start()
         self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys))
+        for name in self.supervisor.tasks:  # a failures series (0) for every supervised task
+            self.metrics.task_failures.labels(name)
         self.healthy = True
         log.info(
             "gatekeeper serving gRPC on %s:%d, ext_authz HTTP on %s:%d",

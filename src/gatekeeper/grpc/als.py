@@ -59,7 +59,8 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
         self._engine = engine
         self._charge_5xx = charge_5xx
         self.settled = 0
-        self.failed = 0
+        self.failed = 0  # the store was unavailable: the reservation stands at its estimate
+        self.results: dict[str, int] = {}  # settlements by SettleStatus value
 
     async def StreamAccessLogs(
         self,
@@ -83,5 +84,6 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
             self.failed += 1
             log.error("settlement of %s for %s failed: %s", reservation, customer, exc)
             return
+        self.results[result.status.value] = self.results.get(result.status.value, 0) + 1
         if result.status is SettleStatus.SETTLED:
             self.settled += 1

@@ -1,8 +1,9 @@
 """HTTP API on 8080 (aiohttp): `/v1` admin and customer API, its OpenAPI document at
-`/v1/openapi.json`, and health (`/healthz`, `/readyz`).
+`/v1/openapi.json`, health (`/healthz`, `/readyz`) and Prometheus `/metrics`.
 
-Every `/v1` call but the document needs a bearer token (see `auth.py`); access per operation is
-in the route table (`routes.py`). A customer token asking for another customer gets 404, never
+Health and metrics live outside `/v1`: no token, not in the OpenAPI document. Every `/v1`
+call but the document needs a bearer token (see `auth.py`); access per operation is in the
+route table (`routes.py`). A customer token asking for another customer gets 404, never
 the data. Errors are problem+json: 401, 403, 404, 409, 422 (naming each field), 503.
 """
 
@@ -23,6 +24,7 @@ from gatekeeper.http.auth import ACTOR, Authenticator, bearer
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.http.problems import invalid_fields, problem
 from gatekeeper.http.routes import Access, Operation, openapi_document, operations
+from gatekeeper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["build_api"]
 
@@ -69,9 +71,11 @@ def build_api(
     handlers: Handlers,
     authenticator: Authenticator,
     ready: Callable[[], bool],
+    metrics: Callable[[], str] | None = None,
     extra: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
-    """The aiohttp application; `extra` adds routes (dashboard, streams) behind the same auth."""
+    """The aiohttp application; `extra` adds routes (dashboard, streams) behind the same auth.
+    `metrics` renders the Prometheus text served at `/metrics` (None: no such route)."""
     ops = operations(handlers)
     document = openapi_document(ops, _version())
 
@@ -118,9 +122,15 @@ def build_api(
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
+    async def scrape(request: web.Request) -> web.Response:
+        assert metrics is not None
+        return web.Response(text=metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     app = web.Application(middlewares=[errors, authenticate])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", scrape)
     app.router.add_get("/v1/openapi.json", openapi)
     for op in ops:
         app.router.add_route(op.method, op.path, _guard(op))

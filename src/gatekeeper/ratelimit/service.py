@@ -140,6 +140,8 @@ class RateLimitService:
         self._store = store
         self._clock = clock
         self._global_shadow_mode = global_shadow_mode
+        self.counts: dict[str, int] = {}  # answered requests by overall code (for metrics)
+        self.store_errors = 0  # requests the counter store failed to count
 
     @property
     def config(self) -> RateLimitConfig:
@@ -182,7 +184,11 @@ class RateLimitService:
         for index, one in enumerate(applied):
             if one is not None:
                 counters.append(_counter(domain, one, now, hits[index]))
-        counts = iter(await self._store.hit(counters)) if counters else iter(())
+        try:
+            counts = iter(await self._store.hit(counters)) if counters else iter(())
+        except Exception:
+            self.store_errors += 1
+            raise
 
         statuses: list[DescriptorStatus] = []
         for index, one in enumerate(applied):
@@ -191,7 +197,9 @@ class RateLimitService:
                 statuses.append(DescriptorStatus(Code.OK, limit_remaining=remaining))
             else:
                 statuses.append(_status(one, next(counts), now))
-        return RateLimitResult(self._overall(applied, statuses), tuple(statuses))
+        overall = self._overall(applied, statuses)
+        self.counts[overall.value] = self.counts.get(overall.value, 0) + 1
+        return RateLimitResult(overall, tuple(statuses))
 
     def _overall(
         self, applied: Sequence[_Applied | None], statuses: Sequence[DescriptorStatus]

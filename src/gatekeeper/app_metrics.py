@@ -1,0 +1,156 @@
+"""The metrics `gatekeeper serve` exposes on `/metrics` (README "Metrics" lists them).
+
+Almost everything is read at scrape time from counters the parts already keep
+(`Authorizer.counts`, `DecisionEngine.denied_locally`, ...): the decision path pays only for
+the latency histogram (one `perf_counter` pair and a bisect). Values are per process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from gatekeeper.edge import Authorizer, OfflineBacklog
+from gatekeeper.edge.identity import IdentityFailure
+from gatekeeper.engine import DecisionEngine, Outcome, SettleStatus
+from gatekeeper.grpc.als import AccessLogServicer
+from gatekeeper.metrics import Counter, Histogram, Registry
+from gatekeeper.ratelimit import RateLimitService
+from gatekeeper.ratelimit.service import Code
+from gatekeeper.store.autopipeline import AutoPipeline
+
+__all__ = ["DECISION_BUCKETS", "ServeMetrics", "process_start_time"]
+
+# seconds: a decision takes ~0.1 ms (remembered denial) to a few ms (a Redis round trip)
+DECISION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+)  # fmt: skip
+
+# every outcome code the edge answers with, so each series exists from the start
+OUTCOMES = (
+    *(o.value for o in Outcome),
+    *(f.value for f in IdentityFailure),
+    "allowed_offline",
+    "bad_request",
+    "store_unavailable",
+)
+
+
+def process_start_time() -> float:
+    """When this process started, in seconds since the epoch (Linux /proc; elsewhere: now)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[19])  # field 22, starttime, in clock ticks after boot
+        stat = Path("/proc/stat").read_text().splitlines()
+        boot = next(float(line.split()[1]) for line in stat if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+def _by(labels: tuple[str, ...], counts: Mapping[str, int]) -> dict[tuple[str, ...], float]:
+    """`counts` as label values, with a 0 for each of `labels` not counted yet."""
+    out: dict[tuple[str, ...], float] = {(name,): 0 for name in labels}
+    out.update({(name,): value for name, value in counts.items()})
+    return out
+
+
+class ServeMetrics:
+    """The registry of one `gatekeeper serve` process and the instruments the App updates."""
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry or Registry()
+        started = process_start_time()
+        self.registry.gauge_reading(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            lambda: started,
+        )
+        self.decision_seconds: Histogram = self.registry.histogram(
+            "gatekeeper_decision_duration_seconds",
+            "Time to answer one ext_authz decision (both transports), in seconds.",
+            DECISION_BUCKETS,
+        )
+        self.task_failures: Counter = self.registry.counter(
+            "gatekeeper_background_task_failures_total",
+            "Supervised background tasks that ended unexpectedly (each makes the process "
+            "not-ready).",
+            ("task",),
+        )
+
+    def expose(
+        self,
+        *,
+        ready: Callable[[], bool],
+        authorizer: Authorizer,
+        engine: DecisionEngine,
+        als: AccessLogServicer,
+        backlog: OfflineBacklog | None,
+        autopipeline: AutoPipeline | None,
+        ratelimit: RateLimitService | None,
+    ) -> None:
+        """Register readings of the parts' own counters (once, after the parts exist)."""
+        r = self.registry
+        r.gauge_reading(
+            "gatekeeper_ready", "1 when the process is ready (as /readyz), else 0.", lambda: ready()
+        )
+        r.counter_reading(
+            "gatekeeper_decisions_total",
+            "ext_authz decisions by outcome code (allowed, quota_exhausted, spend_cap, ...).",
+            lambda: _by(OUTCOMES, authorizer.counts),
+            ("outcome",),
+        )
+        r.counter_reading(
+            "gatekeeper_decisions_denied_locally_total",
+            "Denials answered from a remembered denial, without a Redis call.",
+            lambda: engine.denied_locally,
+        )
+
+        def store_errors() -> dict[tuple[str, ...], float]:
+            errors: dict[tuple[str, ...], float] = {
+                ("decide",): authorizer.store_errors,
+                ("settle",): als.failed,
+                ("offline_backlog",): backlog.failures if backlog is not None else 0,
+            }
+            if ratelimit is not None:
+                errors[("ratelimit",)] = ratelimit.store_errors
+            return errors
+
+        r.counter_reading(
+            "gatekeeper_store_unavailable_total",
+            "Redis calls that failed (store unavailable), by operation.",
+            store_errors,
+            ("operation",),
+        )
+        r.counter_reading(
+            "gatekeeper_settlements_total",
+            "Access-log settlements of reservations, by result.",
+            lambda: _by(tuple(s.value for s in SettleStatus), als.results),
+            ("result",),
+        )
+        if backlog is not None:
+            r.gauge_reading(
+                "gatekeeper_offline_backlog",
+                "Fail-open admissions waiting to be recorded once Redis is back.",
+                lambda: len(backlog),
+            )
+            r.counter_reading(
+                "gatekeeper_offline_backlog_recorded_total",
+                "Fail-open admissions recorded in Redis after an outage.",
+                lambda: backlog.recorded,
+            )
+        if autopipeline is not None:
+            r.gauge_reading(
+                "gatekeeper_redis_autopipeline_in_flight",
+                "Redis calls of the decision path sent and not yet answered.",
+                lambda: autopipeline.in_flight,
+            )
+        if ratelimit is not None:
+            r.counter_reading(
+                "gatekeeper_ratelimit_requests_total",
+                "ShouldRateLimit requests answered, by overall code (OK, OVER_LIMIT).",
+                lambda: _by(tuple(c.value for c in Code), ratelimit.counts),
+                ("code",),
+            )
