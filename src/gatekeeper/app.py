@@ -155,6 +155,7 @@ class App:
             policy=self.policy,
             directory=DirectoryStore(redis=self.redis.client, keys=store.keys),
             clock=self.clock,
+            allow_private_webhooks=settings.alerts.allow_private_customer_webhooks,
         )
         await self.admin.refresh()
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)

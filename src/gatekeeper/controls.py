@@ -40,9 +40,7 @@ class SpendCapError(ValueError):
 def cap_ceiling(customer: Customer) -> int | None:
     """The highest cap the customer may set: the plan's max_customer_cap, else its default cap."""
     plan_cap = customer.entitlements.spend_cap
-    if plan_cap is None:
-        return None
-    return plan_cap.max_customer_cap_nano or plan_cap.amount_nano
+    return None if plan_cap is None else plan_cap.ceiling
 
 
 def apply_overrides(policy: Policy, caps: Mapping[str, CustomerSpendCap | None]) -> Policy:
@@ -191,12 +189,21 @@ class SpendControls:
     ) -> CapChange:
         """Set (or with amount None, remove) the customer's own cap; audited and announced.
 
-        Raises SpendCapError naming `amount` or `customer` when the cap is not allowed.
+        Raises SpendCapError naming `amount`, `action` or `customer` when the cap is not
+        allowed: above the plan's ceiling, or `alert` under a plan whose cap blocks (an own cap
+        may only tighten the plan's; DESIGN §3).
         """
         customer = self._policy.base.customers.get(customer_id)
         if customer is None:
             raise SpendCapError("customer", f"unknown customer {customer_id!r}")
         new = None if amount_nano is None else CustomerSpendCap(amount_nano, action)
+        plan_cap = customer.entitlements.spend_cap
+        if amount_nano is not None and action is CapAction.ALERT and plan_cap and plan_cap.blocks:
+            raise SpendCapError(
+                "action",
+                f"plan '{customer.plan}' blocks at its cap, so your own cap blocks too: "
+                "send action block (or leave it out); spend alerts are set with alert-thresholds",
+            )
         if amount_nano is not None:
             if amount_nano < 0:
                 raise SpendCapError("amount", "amount must be zero or more")

@@ -172,6 +172,20 @@ class SpendCap:
     action: CapAction = CapAction.BLOCK
     alert_thresholds: tuple[int, ...] = ()
 
+    @property
+    def ceiling(self) -> int | None:
+        """The highest own cap a customer may set: `max_customer_cap`, else the plan's amount
+        (None = no ceiling)."""
+        if self.max_customer_cap_nano is not None:
+            return self.max_customer_cap_nano
+        return self.amount_nano
+
+    @property
+    def blocks(self) -> bool:
+        """True when the plan stops spend at a ceiling: a customer's own cap then blocks too
+        (an own cap may only tighten what the plan permits, never turn the block into an alert)."""
+        return self.action is CapAction.BLOCK and self.ceiling is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -225,16 +239,25 @@ class Customer:
 
     @property
     def effective_spend_cap(self) -> SpendCap | None:
-        """The cap the engine enforces: the customer's own, else the plan's default."""
+        """The cap the engine enforces: the customer's own, else the plan's default.
+
+        An own cap only ever tightens the plan's: its amount is held at the plan's ceiling
+        (`SpendCap.ceiling`), and under a plan that blocks (`SpendCap.blocks`) it blocks too,
+        whatever its own action says. Validation refuses such caps; this holds for those set
+        before, or kept across a change of the plan or its ceiling (policy file or API).
+        """
         plan_cap = self.entitlements.spend_cap
         own = self.spend_cap
         if own is None:
             return plan_cap
         base = plan_cap or SpendCap(amount_nano=None)
+        ceiling = base.ceiling
+        amount = own.amount_nano if ceiling is None else min(own.amount_nano, ceiling)
+        action = CapAction.BLOCK if base.blocks else own.action or base.action
         return SpendCap(
-            amount_nano=own.amount_nano,
+            amount_nano=amount,
             max_customer_cap_nano=base.max_customer_cap_nano,
-            action=own.action or base.action,
+            action=action,
             alert_thresholds=base.alert_thresholds,
         )
 

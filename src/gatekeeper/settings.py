@@ -84,6 +84,10 @@ class WebhookSettings:
 class AlertSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
     digest_window_s: int = 60  # later alerts of a customer within this are one digest
+    # true = customers' own webhook endpoints (set through the API) may target loopback,
+    # private, link-local and other internal addresses; false refuses them at registration
+    # (422) and at delivery (dead letter). The operator's `webhooks` may always target any.
+    allow_private_customer_webhooks: bool = False
 
 
 class FailClosedAnswer(StrEnum):

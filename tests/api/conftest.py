@@ -47,11 +47,18 @@ class Api:
             return response.status, data
 
 
-async def start_app(redis_url: str, prefix: str, sqlite_path: str, policy: Path = POLICY) -> App:
+async def start_app(
+    redis_url: str,
+    prefix: str,
+    sqlite_path: str,
+    policy: Path = POLICY,
+    extra_env: dict[str, str] | None = None,
+) -> App:
     env = {
         "GATEKEEPER_REDIS_URL": redis_url,
         "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
         "GATEKEEPER_ADMIN_TOKEN": ADMIN,
+        **(extra_env or {}),
     }
     app = App(load_config(policy, env=env), billing_sqlite_path=sqlite_path)
     return await app.start(host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0)

@@ -37,7 +37,7 @@ MATRIX: list[tuple[str, str, object, tuple[int, int, int, int, int]]] = [
     ("PUT", C + "/alert-thresholds", {"features": {"chat_requests": [50, 90]}},
      (OK, 403, OK, 404, 401)),
     ("POST", C + "/api-keys", {}, (201, 403, 201, 404, 401)),
-    ("POST", C + "/webhooks", {"url": "http://127.0.0.1:9/hooks"}, (201, 403, 201, 404, 401)),
+    ("POST", C + "/webhooks", {"url": "https://hooks.example.com/gk"}, (201, 403, 201, 404, 401)),
     ("PATCH", C, {"billing_day": 3}, (OK, 403, 403, 404, 401)),
     ("PUT", "/v1/plans/free", None, (OK, 403, 403, 403, 401)),  # body: the plan's own document
     ("POST", "/v1/customers", {"id": "newco", "plan": "free"}, (201, 403, 403, 403, 401)),

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from gatekeeper.controls import LivePolicy
 from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, MeterRequest, Outcome
-from gatekeeper.model import CustomerSpendCap, Enforcement, Period, RateUnit
+from gatekeeper.model import CustomerSpendCap, Enforcement, Period, RateUnit, SpendCap
 from tests.engine.harness import START, Harness, make_harness
 from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate
 
@@ -160,7 +160,8 @@ async def test_grants_soft_limits_and_rate_limits_are_never_remembered(
 async def test_a_cap_raised_through_live_policy_is_seen_at_once(
     redis: Redis, key_prefix: str
 ) -> None:
-    p = plan("p", metered("images", None), spend_cap=cap(1_000))
+    # the customer may raise its own cap up to max_customer_cap (2_000), never above
+    p = plan("p", metered("images", None), spend_cap=SpendCap(1_000, 2_000))
     h = make_harness(redis, policy(p, prices=(flat("images", 500),)), key_prefix)
     live = LivePolicy(h.source.current())
     engine = DecisionEngine(policy=live, store=h.store, clock=h.clock)

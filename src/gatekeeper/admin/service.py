@@ -25,6 +25,7 @@ from gatekeeper.config.yamlsrc import YMap, key_path
 from gatekeeper.controls import LivePolicy
 from gatekeeper.events import AlertKind
 from gatekeeper.model import Policy, frozen_map
+from gatekeeper.notify.addresses import url_host_problem
 from gatekeeper.notify.signing import generate_secret
 from gatekeeper.store.directory import AuditRecord, DirectoryState, DirectoryStore, Mutation
 
@@ -63,10 +64,21 @@ def _object(body: object, allowed: Sequence[str]) -> dict[str, Any]:
 
 
 class AdminService:
-    def __init__(self, *, policy: LivePolicy, directory: DirectoryStore, clock: Clock) -> None:
+    """allow_private_webhooks: customers' webhook endpoints may name internal hosts
+    (`alerts.allow_private_customer_webhooks`); off, such URLs are refused (SSRF)."""
+
+    def __init__(
+        self,
+        *,
+        policy: LivePolicy,
+        directory: DirectoryStore,
+        clock: Clock,
+        allow_private_webhooks: bool = False,
+    ) -> None:
         self._policy = policy
         self._directory = directory
         self._clock = clock
+        self._allow_private_webhooks = allow_private_webhooks
         self._state = DirectoryState()
 
     # ---- state -------------------------------------------------------------------------
@@ -523,6 +535,9 @@ class AdminService:
         url = fields.get("url")
         if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s/$.?#][^\s]*", url):
             raise InputError.one("url", "expected an http:// or https:// URL")
+        problem = None if self._allow_private_webhooks else url_host_problem(url)
+        if problem is not None:  # names resolved inside are refused at delivery (notify/http.py)
+            raise InputError.one("url", problem)
         kinds = fields.get("kinds") or []
         if not isinstance(kinds, list) or any(k not in _KINDS for k in kinds):
             raise InputError.one("kinds", f"expected a list of: {', '.join(sorted(_KINDS))}")

@@ -252,6 +252,12 @@ def _own_cap(sec: Section, plan: Plan) -> CustomerSpendCap | None:
             c.error("amount", 'expected a decimal amount such as "250.00", got null')
         return None
     limit = plan.spend_cap
+    if limit is not None and action is CapAction.ALERT and limit.blocks:
+        c.error(
+            "action",
+            f"plan '{plan.name}' blocks at its cap, so a customer's own cap blocks too "
+            "(an own cap may only tighten the plan's): use action block or leave it out",
+        )
     if limit is not None:
         ceiling = limit.max_customer_cap_nano
         label = "max_customer_cap"

@@ -102,7 +102,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "autopipeline": FieldSpec("bool"),
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
-    "alerts": {"digest_window_s": _POSITIVE},
+    "alerts": {"digest_window_s": _POSITIVE, "allow_private_customer_webhooks": FieldSpec("bool")},
     "admin": {"token": FieldSpec("secret", what="a non-empty token")},
     "forwarder": {
         "url": FieldSpec("str", pattern=re.compile(r"https?://\S+"), what="an http(s) URL"),

@@ -296,6 +296,7 @@ class Handlers:
             "plan_cap": _cap(customer.entitlements.spend_cap),
             "effective_cap": _cap(effective),
             "ceiling": None if ceiling is None else format_nano(ceiling),
+            **_cap_adjustment(customer, effective),
         }
 
     async def get_cap(self, request: web.Request) -> web.Response:
@@ -312,6 +313,10 @@ class Handlers:
         unknown = sorted(set(body) - {"amount", "action"})
         if unknown:
             raise InputError.one(unknown[0], "unknown field (expected amount, action)")
+        if "amount" not in body:  # only an explicit null removes the cap, never a missing amount
+            raise InputError.one(
+                "amount", 'required: a decimal string such as "25.00", or null to remove the cap'
+            )
         amount_nano: int | None = None
         if body.get("amount") is not None:
             if not isinstance(body["amount"], str):
@@ -542,6 +547,23 @@ def _cap(cap: SpendCap | None) -> dict[str, object] | None:
     if cap is None or cap.amount_nano is None:
         return None
     return {"amount": format_nano(cap.amount_nano), "action": cap.action.value}
+
+
+def _cap_adjustment(customer: Customer, effective: SpendCap | None) -> dict[str, object]:
+    """Whether the plan overrode part of the customer's own cap (`adjusted`), and why (`note`):
+    an own cap above the plan's current ceiling is enforced at the ceiling, and under a plan
+    that blocks it blocks too (caps set before a plan change, or before these rules)."""
+    own = customer.spend_cap
+    notes: list[str] = []
+    if own is not None and effective is not None and effective.amount_nano is not None:
+        if effective.amount_nano < own.amount_nano:
+            notes.append(
+                f"your cap of {format_nano(own.amount_nano)} is above plan "
+                f"'{customer.plan}''s ceiling; {format_nano(effective.amount_nano)} applies"
+            )
+        if own.action is CapAction.ALERT and effective.action is CapAction.BLOCK:
+            notes.append(f"plan '{customer.plan}' blocks at its cap, so your cap blocks too")
+    return {"adjusted": bool(notes), "note": "; ".join(notes) or None}
 
 
 def _with_today(

@@ -189,11 +189,31 @@ COMPONENTS: dict[str, Schema] = {
             "plan_cap": _null(_obj({"amount": MONEY, "action": STR})),
             "effective_cap": _null(_obj({"amount": MONEY, "action": STR})),
             "ceiling": _null(MONEY),
+            "adjusted": {
+                "type": "boolean",
+                "description": "true when the plan overrides part of own_cap: an own cap above "
+                "the plan's current ceiling is enforced at the ceiling, and under a plan that "
+                "blocks at its cap it blocks too",
+            },
+            "note": _null(STR),
         },
         ("customer", "own_cap", "effective_cap"),
     ),
     "CapInput": _obj(
-        {"amount": _null(MONEY), "action": _null({"enum": ["block", "alert"]})}, (), extra=False
+        {
+            "amount": {
+                **_null(MONEY),
+                "description": "the cap per billing period; null removes the own cap "
+                "(required: a body without it is refused)",
+            },
+            "action": {
+                **_null({"enum": ["block", "alert"]}),
+                "description": "block (402 past the cap) or alert (admit and alert); alert "
+                "only under a plan whose own cap alerts (an own cap never loosens the plan's)",
+            },
+        },
+        ("amount",),
+        extra=False,
     ),
     "Thresholds": _obj(
         {
@@ -217,7 +237,18 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "Webhooks": _obj({"webhooks": _list(ref("Webhook"))}, ("webhooks",)),
     "WebhookInput": _obj(
-        {"url": {"type": "string", "format": "uri"}, "kinds": _list(STR)}, ("url",), extra=False
+        {
+            "url": {
+                "type": "string",
+                "format": "uri",
+                "description": "http(s) URL on a public address: loopback, private, link-local "
+                "and other internal hosts (and localhost) are refused unless the operator set "
+                "alerts.allow_private_customer_webhooks",
+            },
+            "kinds": _list(STR),
+        },
+        ("url",),
+        extra=False,
     ),
     "Usage": _obj(
         {

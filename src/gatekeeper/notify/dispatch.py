@@ -111,8 +111,12 @@ class Dispatcher:
 
     async def _attempt(self, job: Job, now: datetime) -> Finished:
         ep = job.endpoint
+        # a customer's own endpoint may not reach internal addresses (SSRF); the operator's may
+        public_only = ep.customer is not None and not self._settings.allow_private_customer_webhooks
         try:
-            result = await self._client.post(ep.url, job.webhook_id, job.body, ep.secrets)
+            result = await self._client.post(
+                ep.url, job.webhook_id, job.body, ep.secrets, public_only=public_only
+            )
         except Exception as exc:  # a bug in the client must not lose the job: retry it
             log.exception("webhook attempt crashed: endpoint=%s id=%s", ep.display, job.webhook_id)
             result = AttemptResult(False, True, None, f"{type(exc).__name__}: {exc}", 0.0)

@@ -90,6 +90,10 @@ class NotifierSettings:
     batch_size: stream entries read per pass.
     reclaim_idle_ms / reclaim_interval_s: entries pending this long at another consumer are
         taken over (XAUTOCLAIM), checked this often; held entries are kept fresh meanwhile.
+    allow_private_customer_webhooks: deliver to customers' own endpoints (set through the
+        API) on loopback, private, link-local and other internal addresses too; False (the
+        default) dead-letters such deliveries at once (notify/addresses.py). The operator's
+        endpoints are never restricted.
     """
 
     digest_window_s: float = 60.0
@@ -105,6 +109,7 @@ class NotifierSettings:
     batch_size: int = 100
     reclaim_idle_ms: int = 300_000
     reclaim_interval_s: float = 30.0
+    allow_private_customer_webhooks: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_attempts", "max_in_flight", "batch_size", "dedupe_ttl_s"):
@@ -122,9 +127,13 @@ class NotifierSettings:
 
     @classmethod
     def from_alert_settings(cls, alerts: AlertSettings, **overrides: Any) -> NotifierSettings:
-        """Defaults with `digest_window_s` taken from `Settings.alerts`; `overrides` by field.
+        """Defaults with `digest_window_s` and `allow_private_customer_webhooks` taken from
+        `Settings.alerts`; `overrides` by field.
         Raises TypeError for an unknown field, ValueError for a bad value."""
-        values: dict[str, Any] = {"digest_window_s": float(alerts.digest_window_s)}
+        values: dict[str, Any] = {
+            "digest_window_s": float(alerts.digest_window_s),
+            "allow_private_customer_webhooks": alerts.allow_private_customer_webhooks,
+        }
         values.update(overrides)
         return cls(**values)
 

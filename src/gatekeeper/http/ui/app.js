@@ -518,6 +518,7 @@
       h("div", {}, h("dt", { text: "Plan cap" }), h("dd", { text: capText(cap.plan_cap, cur) })),
       h("div", {}, h("dt", { text: "Your cap" }), h("dd", { "data-testid": "cap-own", text: capText(cap.own_cap, cur) })),
       h("div", {}, h("dt", { text: "In force" }), h("dd", { text: capText(cap.effective_cap, cur) })));
+    if (cap.note) dl.append(h("div", {}, h("dt", { text: "Note" }), h("dd", { "data-testid": "cap-note", text: cap.note })));
     setText("cap-ceiling", cap.ceiling ? `at most ${money(cap.ceiling, cur)}` : "");
     if (cur) setText("cap-currency", `(${cur})`);
   }
