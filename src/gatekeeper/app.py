@@ -71,13 +71,24 @@ class Supervisor:
         log.error("background task %s ended: %r", name, exc, exc_info=exc)
         self.on_failure(name, exc)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Cancel every task and wait up to `grace_s` for them; one still running (stuck in a
+        cleanup that ignores the cancellation) is logged and cancelled once more, never awaited
+        forever (a stop that hangs would keep the process alive)."""
         self.stopping = True
-        for task in self.tasks.values():
+        tasks = list(self.tasks.values())
+        for task in tasks:
             task.cancel()
-        for task in self.tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if not tasks:
+            return
+        _, stuck = await asyncio.wait(tasks, timeout=grace_s)
+        for task in stuck:
+            log.error("background task %s did not stop within %.1fs", task.get_name(), grace_s)
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    task.result()
 
 
 class App:
@@ -325,8 +336,9 @@ class App:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
+                # bounded: a close that waits on a dead connection must not hold up a stop
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
 
     def reload(self) -> bool:
         """Re-read the policy file; a bad file keeps the policy in force (and says why)."""
