@@ -39,6 +39,7 @@ from gatekeeper.demo.usage import UsagePoller
 from gatekeeper.demo.webhooks import AlertReceiver
 from gatekeeper.envoy_runner import EnvoyError, EnvoyProcess, packaged_bootstrap, readdress
 from gatekeeper.notify.signing import generate_secret
+from gatekeeper.pipeline.commands import WORKER_READY
 from gatekeeper.store.embedded import EmbeddedRedis, EmbeddedRedisError
 
 __all__ = ["Demo", "DemoFailure", "DemoOptions"]
@@ -134,6 +135,7 @@ class Demo:
             raise DemoFailure(f"the demo policy is invalid:\n{exc}") from exc
         self._start_children(policy)
         await self._wait_ready(f"http://{HOST}:{o.http_port}/readyz", self.children[0])
+        await self._wait_logged(WORKER_READY, self.children[1])
         if self.stopping.is_set():
             return
         await self._start_envoy()
@@ -205,6 +207,21 @@ class Demo:
             if time.monotonic() > deadline:
                 raise DemoFailure(
                     f"{child.name} was not ready after "
+                    f"{self.options.start_timeout_s:.0f}s; see {child.log_path}"
+                )
+            await asyncio.sleep(0.1)
+
+    async def _wait_logged(self, marker: str, child: Child) -> None:
+        """Wait until `child` logs `marker` (the worker: store open, consuming)."""
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while not self.stopping.is_set():
+            self._check_children()
+            with contextlib.suppress(OSError):
+                if marker in child.log_path.read_text(errors="replace"):
+                    return
+            if time.monotonic() > deadline:
+                raise DemoFailure(
+                    f"{child.name} was not running after "
                     f"{self.options.start_timeout_s:.0f}s; see {child.log_path}"
                 )
             await asyncio.sleep(0.1)

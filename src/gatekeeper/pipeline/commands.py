@@ -72,6 +72,11 @@ def _logging() -> None:
         )
 
 
+# the worker's log line once its store is open and its signal handlers are set (the demo
+# waits for it, so a stop never finds the worker still starting)
+WORKER_READY = " partitions of "
+
+
 # -- worker ------------------------------------------------------------------------------------
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
@@ -172,7 +177,7 @@ async def _worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     log.info(
-        "worker %s: %d partitions of %s, store %s", options.consumer, keys.partitions,
+        "worker %s: %d" + WORKER_READY + "%s, store %s", options.consumer, keys.partitions,
         handle.url, describe_dsn(settings.billing.dsn, sqlite_path),
     )  # fmt: skip
     try:
