@@ -18,6 +18,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingStore
+from gatekeeper.pipeline.commands import WORKER_READY
 from tests.billing.stores import StoreTarget
 from tests.conftest import RedisTarget
 from tests.pipeline.support import (
@@ -85,7 +86,7 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
             procs[-1].wait(5)
             orphaned.append(await pending(redis, key_prefix))
         await producing
-        started = log.read_text().count(" partitions of ") if log.exists() else 0
+        started = log.read_text().count(WORKER_READY) if log.exists() else 0
         procs.append(start_worker(env, log))
         expected = set(await stream_event_ids(redis, key_prefix))
         while not (
@@ -102,7 +103,7 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
                 )
                 raise AssertionError(detail + "\n" + log.read_text()[-3000:])
             await asyncio.sleep(0.05)
-        while log.read_text().count(" partitions of ") <= started:  # last one's handlers set
+        while log.read_text().count(WORKER_READY) <= started:  # last one's handlers set
             assert time.monotonic() - t0 < DEADLINE_S, log.read_text()[-3000:]
             await asyncio.sleep(0.05)
         procs[-1].send_signal(signal.SIGTERM)  # graceful: finish the batch, ack, exit 0

@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -134,8 +134,11 @@ class Demo:
         except ConfigError as exc:  # a packaging bug: say it plainly
             raise DemoFailure(f"the demo policy is invalid:\n{exc}") from exc
         self._start_children(policy)
-        await self._wait_ready(f"http://{HOST}:{o.http_port}/readyz", self.children[0])
-        await self._wait_logged(WORKER_READY, self.children[1])
+        serve, worker = self.children[0], self.children[1]
+        ready_url = f"http://{HOST}:{o.http_port}/readyz"
+        await self._wait_until(lambda: _answers_200(ready_url), serve, "ready")
+        # the worker: store open, signal handlers set (a stop no longer finds it starting)
+        await self._wait_until(lambda: _logged(worker, WORKER_READY), worker, "running")
         if self.stopping.is_set():
             return
         await self._start_envoy()
@@ -197,31 +200,17 @@ class Demo:
             log_path = self.directory / f"{name.split()[-1]}.log"
             self.children.append(Child(name, argv, env, log_path).start())
 
-    async def _wait_ready(self, url: str, child: Child) -> None:
-        """Poll `url` until 200 while `child` lives (and the demo is not stopping)."""
+    async def _wait_until(self, ready: Callable[[], bool], child: Child, what: str) -> None:
+        """Poll `ready` (in a thread: it may do I/O) while every child lives and the demo is
+        not stopping; DemoFailure naming `child` and `what` after the start timeout."""
         deadline = time.monotonic() + self.options.start_timeout_s
         while not self.stopping.is_set():
             self._check_children()
-            if await asyncio.to_thread(_answers_200, url):
+            if await asyncio.to_thread(ready):
                 return
             if time.monotonic() > deadline:
                 raise DemoFailure(
-                    f"{child.name} was not ready after "
-                    f"{self.options.start_timeout_s:.0f}s; see {child.log_path}"
-                )
-            await asyncio.sleep(0.1)
-
-    async def _wait_logged(self, marker: str, child: Child) -> None:
-        """Wait until `child` logs `marker` (the worker: store open, consuming)."""
-        deadline = time.monotonic() + self.options.start_timeout_s
-        while not self.stopping.is_set():
-            self._check_children()
-            with contextlib.suppress(OSError):
-                if marker in child.log_path.read_text(errors="replace"):
-                    return
-            if time.monotonic() > deadline:
-                raise DemoFailure(
-                    f"{child.name} was not running after "
+                    f"{child.name} was not {what} after "
                     f"{self.options.start_timeout_s:.0f}s; see {child.log_path}"
                 )
             await asyncio.sleep(0.1)
@@ -357,6 +346,13 @@ class _RedisProbe:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _logged(child: Child, marker: str) -> bool:
+    try:
+        return marker in child.log_path.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _answers_200(url: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from time import perf_counter
 
 from gatekeeper.clock import Clock
@@ -32,6 +33,20 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "idempotency-key"
 
 
+@dataclass(frozen=True, slots=True)
+class _PolicyDerived:
+    policy: Policy
+    routes: RouteTable
+    config_headers: frozenset[str]  # every config feature's upstream header
+
+    @staticmethod
+    def of(policy: Policy) -> _PolicyDerived:
+        headers = frozenset(
+            (f.header or f.name) for f in policy.features.values() if f.type is FeatureType.CONFIG
+        )
+        return _PolicyDerived(policy, RouteTable(policy.routes), headers)
+
+
 class Authorizer:
     def __init__(
         self,
@@ -53,25 +68,15 @@ class Authorizer:
         self._backlog = backlog
         self._stats = stats
         self._observe = observe
-        self._table: tuple[Policy, RouteTable] | None = None
-        self._config_headers: tuple[Policy, frozenset[str]] | None = None
+        self._derived: _PolicyDerived | None = None
         self.counts: dict[str, int] = {}  # answers by outcome code
         self.store_errors = 0  # decisions the store could not answer (StoreUnavailable)
 
-    def _routes(self, policy: Policy) -> RouteTable:
-        if self._table is None or self._table[0] is not policy:
-            self._table = (policy, RouteTable(policy.routes))
-        return self._table[1]
-
-    def _config_header_names(self, policy: Policy) -> frozenset[str]:
-        if self._config_headers is None or self._config_headers[0] is not policy:
-            names = frozenset(
-                (f.header or f.name)
-                for f in policy.features.values()
-                if f.type is FeatureType.CONFIG
-            )
-            self._config_headers = (policy, names)
-        return self._config_headers[1]
+    def _of(self, policy: Policy) -> _PolicyDerived:
+        """What the edge derives from the policy in force, rebuilt when it is replaced."""
+        if self._derived is None or self._derived.policy is not policy:
+            self._derived = _PolicyDerived.of(policy)
+        return self._derived
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -93,7 +98,7 @@ class Authorizer:
         if isinstance(who, IdentityFailure):
             return answer_unauthorized(who.value)
         try:
-            usage = resolve_usage(policy, self._routes(policy), request)
+            usage = resolve_usage(policy, self._of(policy).routes, request)
         except BadRequest as exc:
             return answer_bad_request(str(exc), who.customer_id)
         decision_request = DecisionRequest(
@@ -116,7 +121,7 @@ class Authorizer:
             upgrade_url=self._settings.edge.upgrade_url,
             currency=policy.currency,
             settle_headers=usage.settle_headers,
-            config_headers=self._config_header_names(policy),
+            config_headers=self._of(policy).config_headers,
         )
 
     def _store_down(
@@ -149,7 +154,7 @@ class Authorizer:
             decision,
             now=self._clock.now(),
             settle_headers=settle,
-            config_headers=self._config_header_names(policy),
+            config_headers=self._of(policy).config_headers,
         )
         return Answer(
             status=answer.status,

@@ -49,9 +49,13 @@ _DENY_OUTCOME = {
 }
 
 
-def new_decision_id() -> str:
+def _decision_id(random_hex: str) -> str:
     """Time-ordered unique id: 48-bit milliseconds + 80 random bits, 32 hex chars."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    return f"{time.time_ns() // 1_000_000:012x}{random_hex}"
+
+
+def new_decision_id() -> str:
+    return _decision_id(secrets.token_hex(10))
 
 
 def _empty_pool(ref: weakref.ref[DecisionIds]) -> None:
@@ -79,7 +83,7 @@ class DecisionIds:
             self._pool = os.urandom(self._HEX_PER_ID // 2 * self._BATCH).hex()
             at = 0
         self._at = at + self._HEX_PER_ID
-        return f"{time.time_ns() // 1_000_000:012x}{self._pool[at : at + self._HEX_PER_ID]}"
+        return _decision_id(self._pool[at : at + self._HEX_PER_ID])
 
 
 def idempotency_scope(request: DecisionRequest, meters: list[MeterRequest]) -> str:

@@ -16,7 +16,7 @@ from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 
 from gatekeeper.edge.answers import metadata_key
-from gatekeeper.engine import DecisionEngine, SettleStatus
+from gatekeeper.engine import DecisionEngine
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.grpc.authz import EXT_AUTHZ_NAMESPACE
 
@@ -58,7 +58,6 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
     def __init__(self, engine: DecisionEngine, *, charge_5xx: bool) -> None:
         self._engine = engine
         self._charge_5xx = charge_5xx
-        self.settled = 0
         self.failed = 0  # the store was unavailable: the reservation stands at its estimate
         self.results: dict[str, int] = {}  # settlements by SettleStatus value
 
@@ -85,5 +84,3 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
             log.error("settlement of %s for %s failed: %s", reservation, customer, exc)
             return
         self.results[result.status.value] = self.results.get(result.status.value, 0) + 1
-        if result.status is SettleStatus.SETTLED:
-            self.settled += 1
