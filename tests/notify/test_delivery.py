@@ -7,7 +7,15 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from gatekeeper.notify import GROUP, DeliveryOutcome, MemoryDeliveryLog, generate_secret, verify
+from gatekeeper.notify import (
+    GROUP,
+    DeliveryOutcome,
+    MemoryDeliveryLog,
+    endpoints_from_settings,
+    generate_secret,
+    verify,
+)
+from gatekeeper.settings import AlertSettings, WebhookSettings
 from gatekeeper.store.keys import KeySpace
 from tests.engine.harness import make_harness
 from tests.notify.helpers import customers_policy, endpoint, make_notifier, req, wall_clock
@@ -147,3 +155,42 @@ async def test_unparseable_entry_is_dead_lettered_and_acked(redis: Redis, key_pr
             assert await _pending(redis, key_prefix) == 0
         finally:
             await n.aclose()
+
+
+async def test_an_endpoint_without_its_secret_is_dead_lettered_unsent(
+    redis: Redis, key_prefix: str
+) -> None:
+    """`alerts.webhooks[i].secret_env` names an unset variable: the worker still runs (billing
+    must not stop for a webhook), every alert for that endpoint is dead-lettered at once with
+    the reason and its body (nothing lost, nothing sent unsigned); other endpoints get theirs."""
+    async with asyncio.timeout(30):
+        secret = generate_secret()
+        signed = await WebhookReceiver([secret]).start()
+        unsigned = await WebhookReceiver([secret]).start()
+        alerts = AlertSettings(
+            webhooks=(
+                WebhookSettings(signed.url, "HOOK_SECRET"),
+                WebhookSettings(unsigned.url, "UNSET_SECRET"),
+            )
+        )
+        hooks = endpoints_from_settings(alerts, {"HOOK_SECRET": secret})
+        clock, log = wall_clock(), MemoryDeliveryLog()
+        n = make_notifier(redis, key_prefix, hooks, clock=clock, log=log)
+        try:
+            await _alerts(redis, key_prefix)  # two alerts: 50 % and 80 %
+            for _ in range(3):
+                await n.drain()
+                clock.advance(2)
+            assert len(signed.accepted) == 2 and unsigned.requests == []
+            keys = KeySpace(prefix=key_prefix)
+            dead = await redis.xrange(keys.alert_dead_letter(keys.partition("acme")))
+            rows = [{k.decode(): v.decode() for k, v in f.items()} for _, f in dead]
+            assert [(r["endpoint"], r["attempts"]) for r in rows] == [(unsigned.url, "1")] * 2
+            for row in rows:
+                assert row["reason"].startswith("alerts.webhooks[1].secret_env: ")
+                assert "UNSET_SECRET unset" in row["reason"] and row["webhook_id"] in row["body"]
+            assert n.dead_lettered == 2 and await _pending(redis, key_prefix) == 0
+        finally:
+            await n.aclose()
+            await signed.stop()
+            await unsigned.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -92,8 +93,12 @@ def test_endpoints_from_settings_reads_secrets_from_the_mapping() -> None:
     assert ops.accepts("overage") and not ops.accepts("threshold") and crm.accepts("anomaly")
     assert ops.display == "https://ops.example/hooks" and crm.display == "https://crm.example/in"
     assert current not in repr(ops) and len(ops.id) == 16
-    with pytest.raises(ValueError, match=r"alerts.webhooks\[1\].secret_env.*CRM_SECRET unset"):
-        endpoints_from_settings(alerts, {"OPS_SECRET": current})
+    ops_only, held = endpoints_from_settings(alerts, {"OPS_SECRET": current})
+    assert ops_only.held is None and held.secrets == ()  # the worker runs; nothing unsigned
+    assert held.held is not None
+    assert re.fullmatch(r"alerts.webhooks\[1\].secret_env: .*CRM_SECRET unset.*", held.held)
+    with pytest.raises(ValueError, match="no signing secret"):
+        Endpoint("https://x", secrets=())
     with pytest.raises(ValueError, match=r"alerts.webhooks\[0\]") as info:
         endpoints_from_settings(alerts, {"OPS_SECRET": "whsec_%%%", "CRM_SECRET": current})
     assert "%%%" not in str(info.value)

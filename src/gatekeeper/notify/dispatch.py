@@ -113,6 +113,9 @@ class Dispatcher:
         ep = job.endpoint
         # a customer's own endpoint may not reach internal addresses (SSRF); the operator's may
         public_only = ep.customer is not None and not self._settings.allow_private_customer_webhooks
+        if ep.held is not None:  # no secret to sign with: dead-lettered at once, never sent
+            self._busy[ep.id] -= 1
+            return Finished(job, AttemptResult(False, False, None, ep.held, 0.0), now)
         try:
             result = await self._client.post(
                 ep.url, job.webhook_id, job.body, ep.secrets, public_only=public_only

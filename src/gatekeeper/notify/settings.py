@@ -31,8 +31,10 @@ class Endpoint:
     min_interval_s: overrides `NotifierSettings.min_interval_s` for this endpoint when set.
     customer: set for a customer's own endpoint (API), which receives only that customer's
         alerts; None = the operator's endpoint, which receives every customer's.
+    held: why nothing may be sent here (its signing secret is not configured); every
+        delivery to it is dead-lettered unsent, with this reason, instead of going out unsigned.
 
-    Raises ValueError for an empty url, no secrets, or an unknown kind.
+    Raises ValueError for an empty url, no secrets (unless held), or an unknown kind.
     """
 
     url: str
@@ -40,11 +42,12 @@ class Endpoint:
     kinds: frozenset[str] = frozenset()
     min_interval_s: float | None = None
     customer: str | None = None
+    held: str | None = None
 
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("webhook url must not be empty")
-        if not self.secrets:
+        if not self.secrets and self.held is None:
             raise ValueError(f"webhook {self.display} has no signing secret")
         unknown = sorted(set(self.kinds) - _KINDS)
         if unknown:
@@ -143,7 +146,9 @@ def endpoints_from_settings(alerts: AlertSettings, env: Mapping[str, str]) -> tu
 
     The value holds one or more `whsec_...` secrets separated by spaces or commas, current
     first (list the previous one too while receivers rotate). Raises ValueError naming
-    `alerts.webhooks[i]` and the variable (never its value) when it is unset or malformed.
+    `alerts.webhooks[i]` and the variable (never its value) when it is malformed or when
+    `secret_env` is not set. An endpoint whose variable is unset comes back `held` (see
+    `Endpoint`): the worker still bills, and says at start which endpoint waits for a secret.
     """
     endpoints = []
     for index, hook in enumerate(alerts.webhooks):
@@ -152,7 +157,12 @@ def endpoints_from_settings(alerts: AlertSettings, env: Mapping[str, str]) -> tu
             raise ValueError(f"{where}.secret_env: a signing secret is required")
         value = env.get(hook.secret_env)
         if not value:
-            raise ValueError(f"{where}.secret_env: environment variable {hook.secret_env} unset")
+            held = f"{where}.secret_env: environment variable {hook.secret_env} unset"
+            held += "; not sent unsigned"
+            endpoints.append(
+                Endpoint(url=hook.url, secrets=(), kinds=frozenset(hook.kinds), held=held)
+            )
+            continue
         try:
             secrets = parse_secrets(value)
             endpoints.append(Endpoint(url=hook.url, secrets=secrets, kinds=frozenset(hook.kinds)))

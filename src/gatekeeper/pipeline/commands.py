@@ -148,7 +148,7 @@ async def _worker(
             settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
             policy=StaticPolicy(policy),
         )  # fmt: skip
-    except ValueError as exc:  # a webhook secret missing or malformed: bad input
+    except ValueError as exc:  # a webhook secret malformed or not configured: bad input
         log.error("alerts: %s", exc)
         await handle.close()
         await store.close()

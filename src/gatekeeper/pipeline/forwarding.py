@@ -80,9 +80,17 @@ def build_notifier(
 ) -> AlertNotifier | None:
     """The webhook notifier: the operator's endpoints (settings) and customers' own (API).
 
-    Raises ValueError naming `alerts.webhooks[i]` when a signing secret is missing or malformed.
+    Raises ValueError naming `alerts.webhooks[i]` when a signing secret is malformed or not
+    configured; logs an error for each endpoint whose secret variable is unset (held).
     """
     endpoints = endpoints_from_settings(alerts, env)
+    for endpoint in endpoints:
+        if endpoint.held is not None:
+            log.error(
+                "alerts: %s — alerts for %s are dead-lettered until it is set and the worker "
+                "restarted; billing runs",
+                endpoint.held, endpoint.display,
+            )  # fmt: skip
     return AlertNotifier(
         redis=redis,
         keys=keys,
