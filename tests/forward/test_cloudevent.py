@@ -37,6 +37,7 @@ async def test_every_engine_event_maps_to_a_valid_cloudevent(redis: Redis, key_p
         )
         assert data["amount_nano"] == usage.amount_nano
         assert Decimal(data["amount"]) * NANO == usage.amount_nano  # exact, no float
+        assert data["price"] == data["amount"] and data["unit"] == usage.unit != ""
         assert data["currency"] == "USD" and data["plan"] == "pro"
         assert data["decision_id"] == usage.decision_id
         assert data["request_id"] == (usage.request_id or None)

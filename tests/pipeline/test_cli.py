@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingStore
 from gatekeeper.cli import main
+from gatekeeper.money import NANO
 from tests.billing.stores import StoreTarget
 from tests.conftest import RedisTarget
+from tests.forward.helpers import validate
 from tests.pipeline.support import PARTITIONS, harness, keyspace, make_worker, run_decisions
 from tests.pipeline.support import write_policy as _write_policy
 
@@ -63,6 +66,22 @@ async def test_export_lists_event_ids_and_totals_reconcile(
     assert totals["line_id"] == "total"
     assert int(totals["amount_minor"]) == sum(int(r["amount_minor"]) for r in lines)
     assert await _run(["export", "--customer", "alpha", "--period", "11/2026"], env) == 2
+    # the same period's usage events as a CloudEvents 1.0 batch (DESIGN §6)
+    args = ["export", "--customer", "alpha", "--period", "2026-11", "--out", str(out)]
+    assert await _run([*args, "--format", "cloudevents"], env) == 0
+    batch = json.loads((out / "usage-alpha-2026-11-15.json").read_text())
+    assert sorted(ce["id"] for ce in batch) == sorted(events)
+    assert [ce["time"] for ce in batch] == sorted(ce["time"] for ce in batch)
+    for ce in batch:
+        validate(ce)
+        event, data = events[ce["id"]], ce["data"]
+        assert (ce["specversion"], ce["subject"], ce["source"]) == ("1.0", "alpha", "gatekeeper")
+        assert (data["feature"], data["quantity"], data["unit"]) == (
+            event.feature, event.quantity, event.unit,
+        )  # fmt: skip
+        assert Decimal(data["price"]) * NANO == event.amount_nano
+        assert data["request_id"] == (event.request_id or None)
+        assert "idempotency_key" in data
 
 
 async def test_reconcile_finds_no_difference_then_a_planted_one(

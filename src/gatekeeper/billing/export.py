@@ -17,10 +17,18 @@ from typing import Any
 
 from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.types import InvoiceLine, StoredEvent
+from gatekeeper.forward.cloudevent import to_cloudevent
 from gatekeeper.money import format_nano, round_to_minor
 from gatekeeper.periods import Window
 
-__all__ = ["ExportMismatch", "Invoice", "build_invoice", "write_csv", "write_json"]
+__all__ = [
+    "ExportMismatch",
+    "Invoice",
+    "build_invoice",
+    "write_cloudevents",
+    "write_csv",
+    "write_json",
+]
 
 _CSV_COLUMNS = (
     "line_id", "customer", "period_start", "period_end", "feature", "unit", "kind", "currency",
@@ -136,4 +144,18 @@ def write_json(invoice: Invoice, out_dir: Path) -> Path:
         "totals": invoice.totals(),
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_cloudevents(invoice: Invoice, out_dir: Path, *, source: str = "gatekeeper") -> Path:
+    """The period's usage events as a CloudEvents 1.0 JSON batch (`application/cloudevents-
+    batch+json`: an array of structured-mode events, the same objects the forwarder sends),
+    in time order. Raises ValueError for an empty `source`."""
+    path = out_dir / f"usage-{invoice.customer}-{invoice.window.start.date().isoformat()}.json"
+    events = sorted(
+        (e.event for line in invoice.lines for e in invoice.events[line.id]),
+        key=lambda event: (event.time, event.id),
+    )
+    batch = [to_cloudevent(event, source=source) for event in events]
+    path.write_text(json.dumps(batch, indent=2) + "\n", encoding="utf-8")
     return path

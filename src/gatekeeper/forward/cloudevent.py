@@ -46,10 +46,12 @@ def to_cloudevent(event: UsageEvent, *, source: str = "gatekeeper") -> JsonObjec
     """One usage event as a CloudEvents 1.0 JSON object (structured content mode).
 
     data fields: `quantity`, `granted`, `billable` in the feature's `unit` (signed for an
-    adjustment); `amount` (decimal string, major units of `currency`) and `amount_nano`
-    (integer nano-units) price the billable units; `kind` is usage | reservation | adjustment;
-    `request_id` and `idempotency_key` are null when the decision had none. Adjustments also
-    carry `estimate` and `actual`. Raises ValueError when `source` is empty.
+    adjustment); `price` (what this event costs: a decimal string in major units of
+    `currency`, equal to `amount`, kept under both names) and `amount_nano` (integer
+    nano-units) price the billable units at the tiers they fell in; `kind` is usage |
+    reservation | adjustment; `request_id` and `idempotency_key` are null when the decision
+    had none. Adjustments also carry `estimate` and `actual`. Raises ValueError when `source`
+    is empty.
     """
     if not source:
         raise ValueError("CloudEvents source must not be empty")
@@ -59,6 +61,7 @@ def to_cloudevent(event: UsageEvent, *, source: str = "gatekeeper") -> JsonObjec
         "granted": event.granted,
         "billable": event.billable,
         "unit": event.unit,
+        "price": format_nano(event.amount_nano),
         "amount": format_nano(event.amount_nano),
         "amount_nano": event.amount_nano,
         "currency": event.currency,

@@ -26,7 +26,13 @@ from gatekeeper.billing import (
     open_store,
     parse_period,
 )
-from gatekeeper.billing.export import ExportMismatch, build_invoice, write_csv, write_json
+from gatekeeper.billing.export import (
+    ExportMismatch,
+    build_invoice,
+    write_cloudevents,
+    write_csv,
+    write_json,
+)
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.engine import StaticPolicy
@@ -229,7 +235,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", required=True,
                         help="YYYY-MM-DD: the period containing that day; YYYY-MM: the period "
                              "starting in that month")  # fmt: skip
-    parser.add_argument("--format", choices=("csv", "json", "both"), default="both")
+    parser.add_argument("--format", choices=("csv", "json", "both", "cloudevents", "all"),
+                        default="both",
+                        help="csv / json: the invoice with its event ids; both: csv and json "
+                             "(default); cloudevents: the period's usage events as a CloudEvents "
+                             "1.0 batch; all: the three")  # fmt: skip
     parser.add_argument("--out", default=".", help="directory for the files (default: .)")
 
 
@@ -257,10 +267,13 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         finally:
             await store.close()
         paths = []
-        if args.format in ("csv", "both"):
+        if args.format in ("csv", "both", "all"):
             paths.append(write_csv(invoice, out))
-        if args.format in ("json", "both"):
+        if args.format in ("json", "both", "all"):
             paths.append(write_json(invoice, out))
+        if args.format in ("cloudevents", "all"):
+            source = loaded.settings.forwarder.source
+            paths.append(write_cloudevents(invoice, out, source=source))
         for path in paths:
             print(path)
         return EXIT_OK
