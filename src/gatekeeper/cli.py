@@ -18,6 +18,7 @@ from gatekeeper.benchmark.command import BENCH
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.demo import DEMO
 from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
+from gatekeeper.ratelimit import load_ratelimit_config
 from gatekeeper.serve import add_serve_arguments, run_serve
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
@@ -40,16 +41,23 @@ def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Validate FILE (and GATEKEEPER_* settings in `env`): every issue to stderr, exit 2; else 0."""
+    """Validate FILE (and GATEKEEPER_* settings in `env`), and the envoyproxy/ratelimit config
+    its settings name (as `serve` would load it): every issue to stderr, exit 2; else 0."""
     try:
         loaded = load_config(args.file, env=env)
+        rls = loaded.settings.ratelimit_config
+        domains = None if not rls else load_ratelimit_config(rls).domains
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         count = len(exc.issues)
         print(f"{count} error{'' if count == 1 else 's'}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"ok: {summary(loaded)}")
+    rls_summary = ""
+    if domains is not None:
+        rls_summary = f"; ratelimit config {rls}: {len(domains)} domain"
+        rls_summary += "" if len(domains) == 1 else "s"
+    print(f"ok: {summary(loaded)}{rls_summary}")
     return EXIT_OK
 
 

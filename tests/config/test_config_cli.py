@@ -82,3 +82,23 @@ def test_subprocess_check_config_on_the_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: 4 features")
+
+
+def test_check_config_checks_the_ratelimit_config_serve_would_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "rls.yaml"
+    rls = (
+        "domain: api\ndescriptors:\n  - key: k\n    rate_limit: {unit: %s, requests_per_unit: 3}\n"
+    )
+    bad.write_text(rls % "fortnight")
+    assert main(["check-config", str(DEMO)], env={"GATEKEEPER_RATELIMIT_CONFIG": str(bad)}) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{bad}:4: descriptors[0].rate_limit.unit: invalid rate limit unit")
+    assert err[-1] == "1 error"
+    missing = tmp_path / "absent"
+    assert main(["check-config", str(DEMO)], env={"GATEKEEPER_RATELIMIT_CONFIG": str(missing)}) == 2
+    assert f"{missing}: cannot read" in capsys.readouterr().err
+    bad.write_text(rls % "minute")
+    assert main(["check-config", str(DEMO)], env={"GATEKEEPER_RATELIMIT_CONFIG": str(bad)}) == 0
+    assert capsys.readouterr().out.endswith(f"; ratelimit config {bad}: 1 domain\n")
