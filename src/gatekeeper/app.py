@@ -100,10 +100,14 @@ class App:
         *,
         clock: Clock | None = None,
         billing_sqlite_path: str | None = None,
+        share_ports: bool = False,
     ) -> None:
         """`billing_sqlite_path`: the SQLite billing store the API reads when no
-        GATEKEEPER_BILLING_DSN is set (None: no billing store, those endpoints answer 404)."""
+        GATEKEEPER_BILLING_DSN is set (None: no billing store, those endpoints answer 404).
+        `share_ports`: this process is one of `serve --workers N`, which listen on the same
+        ports (SO_REUSEPORT); otherwise a port already taken fails the start."""
         self.config = config
+        self.share_ports = share_ports
         self.billing_sqlite_path = billing_sqlite_path
         self.clock = clock or SystemClock()
         self.policy = LivePolicy(config.policy, config.root)
@@ -192,12 +196,15 @@ class App:
                 feed=UsageFeed(redis=self.redis.client, keys=store.keys),
             ),
             extra=self._extra_services(),
+            reuse_port=self.share_ports,
         )
         bind = host or settings.server.host
         await self.grpc.start(bind, settings.server.grpc_port if grpc_port is None else grpc_port)
         self.authz_http = AuthzHttpServer(self.authorizer.check)
         await self.authz_http.start(
-            bind, settings.server.authz_http_port if authz_http_port is None else authz_http_port
+            bind,
+            settings.server.authz_http_port if authz_http_port is None else authz_http_port,
+            reuse_port=self.share_ports,
         )
         client = self.redis.client
         self.metrics.expose(
@@ -243,7 +250,7 @@ class App:
             self.http_runner,
             bind,
             settings.server.http_port if http_port is None else http_port,
-            reuse_port=True,
+            reuse_port=self.share_ports,
         )
         await site.start()
         self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]

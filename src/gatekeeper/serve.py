@@ -46,10 +46,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         f"({DEFAULT_SQLITE_PATH}; the worker's --sqlite-path)",
     )
     parser.add_argument("--log-level", default="INFO")
+    # set by `--workers N` on its children only: they share the ports (SO_REUSEPORT); a lone
+    # serve does not, so a second one on the same ports fails instead of taking half the load
+    parser.add_argument("--shared-ports", action="store_true", help=argparse.SUPPRESS)
 
 
 async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
-    app = App(config, billing_sqlite_path=args.sqlite_path)
+    app = App(config, billing_sqlite_path=args.sqlite_path, share_ports=args.shared_ports)
     try:
         await app.start(
             host=args.host,
@@ -91,7 +94,7 @@ def _run_workers(
     if config.settings.redis.url is None:
         embedded = EmbeddedRedis().start()  # one Redis shared by every worker
         child_env["GATEKEEPER_REDIS_URL"] = embedded.url
-    argv = [sys.executable, "-m", "gatekeeper", "serve", "--workers", "1"]
+    argv = [sys.executable, "-m", "gatekeeper", "serve", "--workers", "1", "--shared-ports"]
     for flag, value in (
         ("--config", args.config),
         ("--host", args.host),
@@ -99,6 +102,7 @@ def _run_workers(
         ("--authz-http-port", args.authz_http_port),
         ("--http-port", args.http_port),
         ("--log-level", args.log_level),
+        ("--sqlite-path", args.sqlite_path),
     ):
         if value is not None:
             argv += [flag, str(value)]

@@ -24,23 +24,16 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-async def test_workers_share_the_port_and_stop_cleanly(
-    redis_target: RedisTarget, key_prefix: str
-) -> None:
-    port, http_port, api_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "GATEKEEPER_REDIS_URL": redis_target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-    }
-    proc = subprocess.Popen(
+def _serve(workers: int, ports: tuple[int, int, int], env: dict[str, str]) -> subprocess.Popen[str]:
+    port, http_port, api_port = ports
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gatekeeper",
             "serve",
             "--workers",
-            "2",
+            str(workers),
             "--grpc-port",
             str(port),
             "--authz-http-port",
@@ -54,9 +47,55 @@ async def test_workers_share_the_port_and_stop_cleanly(
         ],
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+
+
+def _env(redis_target: RedisTarget, key_prefix: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GATEKEEPER_REDIS_URL": redis_target.url,
+        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
+    }
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def test_a_second_serve_on_taken_ports_fails_instead_of_sharing(
+    redis_target: RedisTarget, key_prefix: str
+) -> None:
+    """Only the processes of one `--workers N` share ports; a second `serve` on the same ports
+    (another config, another Redis) must not silently take half the connections."""
+    env = _env(redis_target, key_prefix)
+    first_ports = (free_port(), free_port(), free_port())
+    first = _serve(1, first_ports, env)
+    try:
+        assert f":{first_ports[0]}" in first.stdout.readline()  # type: ignore[union-attr]
+        for taken in range(3):  # gRPC, ext_authz HTTP, API: each alone is refused
+            ports = tuple(p if i == taken else free_port() for i, p in enumerate(first_ports))
+            second = _serve(1, ports, env)  # type: ignore[arg-type]
+            try:
+                assert second.wait(timeout=30) == 1
+                err = second.stderr.read()  # type: ignore[union-attr]
+                assert "gatekeeper could not start" in err and str(ports[taken]) in err, err
+            finally:
+                _kill(second)
+        assert first.poll() is None
+    finally:
+        _kill(first)
+
+
+async def test_workers_share_the_port_and_stop_cleanly(
+    redis_target: RedisTarget, key_prefix: str
+) -> None:
+    port, http_port, api_port = free_port(), free_port(), free_port()
+    proc = _serve(2, (port, http_port, api_port), _env(redis_target, key_prefix))
     try:
         ready = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
         assert all(f":{port}" in line for line in ready), ready
@@ -80,6 +119,4 @@ async def test_workers_share_the_port_and_stop_cleanly(
                 or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
             )
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)

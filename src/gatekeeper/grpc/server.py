@@ -32,8 +32,11 @@ class GrpcServer:
         als: AccessLogServicer,
         api: GatekeeperServicer,
         extra: Sequence[tuple[str, Callable[[grpc.aio.Server], object]]] = (),
+        reuse_port: bool = False,
     ) -> None:
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+        """`reuse_port`: share the port with the other processes of one `serve --workers N`
+        (SO_REUSEPORT); off, a port another process holds fails the start."""
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
         self.health = health.aio.HealthServicer()
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(authz, self.server)
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(als, self.server)

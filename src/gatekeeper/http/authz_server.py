@@ -165,13 +165,15 @@ class AuthzHttpServer:
         self._connections: set[_Connection] = set()
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen; `reuse_port` shares the port with the processes of one `serve --workers N`.
+        Raises OSError when the port is taken."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self._handler, self._connections),
             host,
             port,
-            reuse_port=True,
+            reuse_port=reuse_port,
             backlog=1024,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
