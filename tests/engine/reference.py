@@ -36,6 +36,7 @@ class Model:
     grants: dict[str, int] = field(default_factory=dict)
     tat: dict[tuple[str, str], float] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
+    answered: dict[str, tuple[str, int]] = field(default_factory=dict)  # settlements given
 
     @property
     def customer(self) -> Customer:
@@ -129,9 +130,18 @@ class Model:
         return True, total
 
     def settle(self, decision_id: str, actual: dict[str, int], now: datetime) -> tuple[str, int]:
+        """A retried settlement gets the first answer again (the record's real-time TTL, an
+        hour past the reservation's, is not reached within a test)."""
+        if decision_id in self.answered:
+            return self.answered[decision_id]
         res = self.reservations.pop(decision_id, None)
         if res is None:
             return "unknown", 0
+        answer = self._settle(res, actual, now)
+        self.answered[decision_id] = answer
+        return answer
+
+    def _settle(self, res: Reservation, actual: dict[str, int], now: datetime) -> tuple[str, int]:
         if self._us(now) > res.expires_us:
             return "expired", 0
         total = 0

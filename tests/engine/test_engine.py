@@ -285,8 +285,11 @@ async def test_reservation_settles_up_and_down_exactly_once(redis: Redis, key_pr
         {"tokens": -500},
         -1_000,
     )
-    dup = await h.engine.settle("cust", d.decision_id, {"tokens": 1_500})
-    assert dup.status is SettleStatus.UNKNOWN
+    for actual in (1_500, 1_900):  # a retry (even with other actuals): the first answer again
+        dup = await h.engine.settle("cust", d.decision_id, {"tokens": actual})
+        assert dup == down
+    never = await h.engine.settle("cust", "no-such-reservation", {"tokens": 1})
+    assert never.status is SettleStatus.UNKNOWN
     d2 = await h.engine.decide(req(("tokens", 2_000, True)))
     up = await h.engine.settle("cust", d2.decision_id, {"tokens": 2_600})
     assert (dict(up.deltas), up.cost_delta_nano) == ({"tokens": 600}, 1_200)
@@ -312,7 +315,7 @@ async def test_unsettled_reservation_expires_at_its_estimate(redis: Redis, key_p
     assert late.status is SettleStatus.EXPIRED
     assert (
         await h.engine.settle("cust", d.decision_id, {"tokens": 10})
-    ).status is SettleStatus.UNKNOWN
+    ).status is SettleStatus.EXPIRED  # a retry: the same answer, nothing more happens
     assert [e["type"] for e in await h.events()] == ["reservation"]
     check = await h.engine.decide(req(("tokens", 0)))
     assert check.limits[0].used == 2_000

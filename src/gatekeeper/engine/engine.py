@@ -240,7 +240,9 @@ class DecisionEngine:
     ) -> SettleResult:
         """Adjust reservation `reservation_id` (the decision id) to the actual quantities.
 
-        Idempotent: a second settlement of the same reservation changes nothing (UNKNOWN).
+        Idempotent: a retried settlement of the same reservation changes nothing and gets
+        the first one's answer (status, deltas, cost) again, whatever its actuals, as long as
+        the reservation record would have lived (its TTL + 1 h); after that, UNKNOWN.
         A reservation past its TTL stands at its estimate (EXPIRED).
         """
         policy = self._policy.current()

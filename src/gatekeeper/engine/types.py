@@ -114,7 +114,7 @@ class Decision:
 class SettleStatus(StrEnum):
     SETTLED = "settled"
     EXPIRED = "expired"  # stands at its estimate
-    UNKNOWN = "unknown"  # never reserved, or already settled
+    UNKNOWN = "unknown"  # never reserved (or its record, kept for retries, expired)
 
 
 @dataclass(frozen=True, slots=True)

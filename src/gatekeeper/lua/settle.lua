@@ -6,8 +6,10 @@
 -- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, currency, grace_ms, n_meters, meter...
 --       (meter.qty = the ACTUAL quantity), spend
 --
--- A missing record means never reserved or already settled: nothing changes ({'X'}), so a
--- duplicate settlement is harmless. A record past its expiry stands at its estimate ({'E'}).
+-- A missing record means never reserved (or settled so long ago that its answer expired with
+-- it): nothing changes ({'X'}). Settling replaces the record by the answer given ('done', kept
+-- as long as the record would have lived), so a retried settlement changes nothing and gets
+-- that same answer back. A record past its expiry stands at its estimate ({'E'}).
 -- Otherwise each reserved feature moves by delta = actual - estimate: a positive delta is
 -- consumed like a decision that cannot be denied (the work is done); a negative delta gives
 -- back billable units first, then grant units, and refunds their price at the current tier.
@@ -29,11 +31,21 @@ for j = 1, n_meters do meters[j] = read_meter() end
 local spend = read_spend()
 
 if redis.call('EXISTS', rk) == 0 then return {'X'} end
-local expires = tonumber(redis.call('HGET', rk, 'x'))
-if now > expires then
+local done = redis.call('HGET', rk, 'done')
+if done then return cjson.decode(done) end
+
+-- the record becomes the answer: only its reservation time stays beside it, same expiry
+local function answered(out)
+  local ttl = redis.call('PTTL', rk)
+  local t = redis.call('HGET', rk, 't')
   redis.call('DEL', rk)
-  return {'E'}
+  redis.call('HSET', rk, 't', t, 'done', cjson.encode(out))
+  if ttl > 0 then redis.call('PEXPIRE', rk, ttl) end
+  return out
 end
+
+local expires = tonumber(redis.call('HGET', rk, 'x'))
+if now > expires then return answered({'E'}) end
 
 local n_alerts = 0
 local function emit(kind, threshold, m)
@@ -123,6 +135,5 @@ if spend.key and total ~= 0 then
   spend.s0 = hnum(spend.key, 'u')
   apply_spend(spend, total, emit, now)
 end
-redis.call('DEL', rk)
 out[2] = fmt(total)
-return out
+return answered(out)

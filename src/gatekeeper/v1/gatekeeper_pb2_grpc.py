@@ -71,7 +71,8 @@ class GatekeeperServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Report(self, request, context):
-        """Settle a reservation made by Check to the actual quantities. Idempotent per decision id.
+        """Settle a reservation made by Check to the actual quantities. Idempotent per decision id:
+        a retry changes nothing and gets the first settlement's answer again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
