@@ -77,6 +77,8 @@ async def test_check_report_and_usage(stub: pb_grpc.GatekeeperStub) -> None:
 async def test_denials_are_answers_not_errors(stub: pb_grpc.GatekeeperStub) -> None:
     r = await stub.Check(pb.CheckRequest(api_key="wrong"))
     assert (r.allowed, r.outcome, r.http_status) == (False, pb.UNKNOWN_CUSTOMER, 401)
+    problem = json.loads(r.problem_json)  # the RFC 9457 body the HTTP edge answers
+    assert problem["status"] == 401 and problem["type"].endswith("unauthorized")
     r = await stub.Check(pb.CheckRequest(customer_id="outsider", requires=["api_access"]))
     assert (r.outcome, r.http_status, r.feature) == (pb.NOT_ENTITLED, 403, "api_access")
     for _ in range(5):

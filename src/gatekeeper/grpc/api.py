@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from gatekeeper.edge import IdentityFailure, key_hash
-from gatekeeper.edge.answers import answer_for
+from gatekeeper.edge.answers import answer_for, answer_unauthorized
 from gatekeeper.engine import (
     DecisionEngine,
     DecisionRequest,
@@ -92,7 +92,13 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
     ) -> pb.CheckResponse:
         customer = self._customer(request.api_key, request.customer_id)
         if isinstance(customer, IdentityFailure):
-            return pb.CheckResponse(allowed=False, outcome=pb.UNKNOWN_CUSTOMER, http_status=401)
+            unauthorized = answer_unauthorized(customer.value)
+            return pb.CheckResponse(
+                allowed=False,
+                outcome=pb.UNKNOWN_CUSTOMER,
+                http_status=unauthorized.status,
+                problem_json=unauthorized.body.decode(),
+            )
         try:
             meters = tuple(MeterRequest(m.feature, m.quantity, m.reserve) for m in request.meters)
         except ValueError as exc:
