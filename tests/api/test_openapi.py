@@ -36,6 +36,22 @@ async def test_document_is_valid_and_matches_the_routes(api: Api) -> None:
             assert names == {part[1:-1] for part in path.split("/") if part.startswith("{")}
 
 
+async def test_unknown_api_paths_and_methods_answer_problem_json(api: Api) -> None:
+    async with api.session.get(
+        api.base + "/v1/no-such-thing", headers={"authorization": f"Bearer {ADMIN}"}
+    ) as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
+        body = await r.json(content_type=None)
+        assert body["status"] == 404 and "/v1/no-such-thing" in body["detail"]
+    async with api.session.delete(
+        api.base + "/v1/openapi.json", headers={"authorization": f"Bearer {ADMIN}"}
+    ) as r:
+        assert r.status == 405 and r.content_type == "application/problem+json"
+        assert "GET" in r.headers["Allow"]
+    async with api.session.get(api.base + "/v1/no-such-thing") as r:
+        assert r.status == 401  # without a token nothing tells which paths exist
+
+
 async def _schemathesis(api: Api, token: str, tmp_path: Path, examples: int) -> tuple[int, str]:
     cli = Path(sys.executable).with_name("schemathesis")
     proc = await asyncio.create_subprocess_exec(

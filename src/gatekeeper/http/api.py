@@ -96,6 +96,14 @@ def build_api(
         except (StoreUnavailable, RedisError, BillingStoreError, OSError) as exc:
             log.error("%s %s: store unavailable: %r", request.method, request.path, exc)
             return problem(503, "Unavailable", "a store is unavailable; try again")
+        except web.HTTPException as exc:  # the router's 404 / 405 on the API: problem+json too
+            if exc.status < 400 or not request.path.startswith("/v1/"):
+                raise
+            detail = f"{request.method} {request.path}: {exc.reason.lower()}"
+            answer = problem(exc.status, exc.reason, detail)
+            if "Allow" in exc.headers:
+                answer.headers["Allow"] = exc.headers["Allow"]
+            return answer
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
