@@ -219,6 +219,25 @@ async def test_idempotency_key_replays_first_decision_without_charging(
         assert 86_000_000 < await redis.pttl(record) <= 86_400_000
 
 
+async def test_an_idempotency_record_of_the_earlier_text_format_still_replays(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Records live a day: one written before the flat-array reply ('|'-joined text) must
+    replay after an upgrade, not be decided and charged again."""
+    p = plan("p", metered("requests", 5))
+    h = make_harness(redis, policy(p, prices=(flat("requests", 1_000),)), key_prefix)
+    first = await h.engine.decide(req(("requests", 1), key="order-42"))
+    (record,) = [k async for k in redis.scan_iter(match=f"{key_prefix}:*:i:cust:*")]
+    q = next(s for s in first.limits if s.kind.value == "quota")
+    reset_us = int(q.reset_at.timestamp() * 1_000_000)
+    legacy = f"A|{first.decision_id}||0|0|0|1000||0|1|q|1|0|5|1|4|{reset_us}"
+    await redis.set(record, legacy, px=60_000)
+    again = await h.engine.decide(req(("requests", 1), key="order-42"))
+    assert again.replayed and again.allowed and again.decision_id == first.decision_id
+    assert again.cost_nano == 1_000 and again.limits == first.limits
+    assert len(await h.events()) == 1  # nothing charged twice
+
+
 async def test_an_idempotency_key_replays_only_the_same_route_and_usage(
     redis: Redis, key_prefix: str
 ) -> None:

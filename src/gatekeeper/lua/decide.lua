@@ -15,10 +15,13 @@
 -- none. Denial priority: quota, then spend cap, then rate. On admission appends one usage
 -- event per metered feature and the alert events of thresholds crossed, in this same script.
 --
--- Returns {'N', payload} for a new decision or {'R', payload} replayed from the idempotency
--- record. payload = '|'-joined: outcome(A|D), decision_id, deny_kind, deny_meter, deny_rate,
--- retry_after_us, cost_nano, overage meter indexes (comma list), reserved(0|1), n_rows,
--- then n_rows x (kind q|r|s, meter, rate, limit, used, remaining, reset_us).
+-- Returns a flat array: 'N' (a new decision) or 'R' (replayed from the idempotency record),
+-- outcome (A|D|P), decision_id, deny_kind, deny_meter, deny_rate, retry_after_us, cost_nano,
+-- overage meter indexes (comma list), reserved (0|1), n_rows, then n_rows x (kind q|r|s,
+-- meter, rate, limit, used, remaining, reset_us). Numbers go out as integer replies (no
+-- formatting here, no parsing in the caller). The idempotency record holds that array as
+-- MessagePack; a record written by an earlier version ('|'-joined text) is replayed as
+-- {'R', text}.
 
 local now = arg()
 local decision_id = arg()
@@ -36,7 +39,13 @@ if peek then idem = false end
 
 if idem then
   local prev = redis.call('GET', KEYS[3])
-  if prev then return {'R', prev} end
+  if prev then
+    local first = string.byte(prev, 1)
+    if first == 65 or first == 68 or first == 80 then return {'R', prev} end  -- A|, D|, P|
+    local out = cmsgpack.unpack(prev)
+    out[1] = 'R'
+    return out
+  end
 end
 
 local now_s = fmt(now)
@@ -127,11 +136,19 @@ if admitted then
   end
 end
 
-local rows = {}
+local outcome = 'D'
+local cost = 0
+if admitted then outcome = 'A'; cost = total end
+if peek then outcome = 'P' end
+local out = {'N', outcome, decision_id, deny_kind, deny_meter, deny_rate, math.ceil(retry), cost,
+  table.concat(overage, ','), reserved and 1 or 0, 0}
+local n = 11
 local function row(kind, mi, ri, limit, used, remaining, reset_us)
   if remaining < 0 then remaining = 0 end
-  rows[#rows + 1] = string.format('%s|%d|%d|%d|%d|%d|%d', kind, mi, ri, limit, used, remaining,
-    reset_us)
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = kind, mi, ri, limit
+  out[n + 5], out[n + 6], out[n + 7] = used, remaining, reset_us
+  n = n + 7
+  out[11] = out[11] + 1
 end
 for j, m in ipairs(meters) do
   local q = m.q
@@ -154,14 +171,5 @@ if spend.key and spend.cap >= 0 then
   row('s', 0, 0, spend.cap, used, spend.cap - used, spend.end_us)
 end
 
-local outcome = 'D'
-local cost = 0
-if admitted then outcome = 'A'; cost = total end
-if peek then outcome = 'P' end
-local head = string.format('%s|%s|%s|%d|%d|%d|%d|%s|%s|%d', outcome, decision_id, deny_kind,
-  deny_meter, deny_rate, math.ceil(retry), cost, table.concat(overage, ','),
-  reserved and '1' or '0', #rows)
-local payload = head
-if #rows > 0 then payload = head .. '|' .. table.concat(rows, '|') end
-if idem then redis.call('SET', KEYS[3], payload, 'PX', idem_ttl) end
-return {'N', payload}
+if idem then redis.call('SET', KEYS[3], cmsgpack.pack(out), 'PX', idem_ttl) end
+return out

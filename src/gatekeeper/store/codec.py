@@ -211,8 +211,37 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def decode_decide(reply: Sequence[bytes | str]) -> DecideReply:
-    """Parse decide.lua's {'N'|'R', payload} (on the hot path: plain loops, positional)."""
+def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
+    """Parse decide.lua's flat array (hot path: positional; hiredis gives the numbers as ints).
+
+    marker N|R, outcome, decision_id, deny_kind, deny_meter, deny_rate, retry_after_us,
+    cost_nano, overage (comma list), reserved, n_rows, then n_rows x 7 row fields."""
+    if len(reply) == 2:  # an idempotency record written by an earlier version
+        return _decode_text(reply)  # type: ignore[arg-type]
+    overage = _text(reply[8])  # type: ignore[arg-type]
+    n_rows = int(reply[10])
+    rows = [
+        ReplyRow(_text(reply[i]), *map(int, reply[i + 1 : i + 7]))  # type: ignore[arg-type]
+        for i in range(11, 11 + 7 * n_rows, 7)
+    ]
+    return DecideReply(
+        reply[0] in (b"R", "R"),  # replayed
+        reply[1] in (b"A", "A"),  # admitted
+        _text(reply[2]),  # type: ignore[arg-type]  # decision_id
+        _text(reply[3]),  # type: ignore[arg-type]  # deny_kind
+        int(reply[4]),  # deny_meter
+        int(reply[5]),  # deny_rate
+        int(reply[6]),  # retry_after_us
+        int(reply[7]),  # cost_nano
+        tuple(map(int, overage.split(","))) if overage else (),  # overage_meters
+        int(reply[9]) == 1,  # reserved
+        tuple(rows),
+    )
+
+
+def _decode_text(reply: Sequence[bytes | str]) -> DecideReply:
+    """decide.lua's earlier {'N'|'R', '|'-joined payload}: still replayed from idempotency
+    records written before an upgrade (they live `idempotency_ttl_s`)."""
     payload = reply[1]
     f = (payload.decode() if isinstance(payload, bytes) else payload).split("|")
     n_rows = int(f[9])
