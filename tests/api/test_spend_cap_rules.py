@@ -122,3 +122,12 @@ async def test_a_cap_body_without_amount_is_refused_not_a_removal(api: Api) -> N
     assert state["effective_cap"] == {"amount": "1.00", "action": "block"}
     status, document = await api.call("GET", "/v1/openapi.json", token=None)
     assert document["components"]["schemas"]["CapInput"]["required"] == ["amount"]
+
+
+async def test_a_bad_cap_body_names_every_field_at_fault(api: Api) -> None:
+    body = {"amount": 25, "action": "shout", "currency": "USD", "limit": 1}
+    status, problem = await api.call("PUT", CAP, token=key_of("spender"), body=body)
+    assert status == 422, problem
+    assert sorted(_fields(problem)) == ["action", "amount", "currency", "limit"], problem
+    status, problem = await api.call("PUT", CAP, token=key_of("spender"), body={"action": "x"})
+    assert status == 422 and sorted(_fields(problem)) == ["action", "amount"], problem

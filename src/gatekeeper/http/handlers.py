@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gatekeeper.access import Actor
 from gatekeeper.admin import AdminService, InputError, NotFound
+from gatekeeper.admin.errors import FieldError
 from gatekeeper.admin.service import token_view, webhook_view
 from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.types import EventQuery
@@ -310,27 +311,36 @@ class Handlers:
         body = await _body(request)
         if not isinstance(body, dict):
             raise InputError.one("body", "expected a JSON object")
-        unknown = sorted(set(body) - {"amount", "action"})
-        if unknown:
-            raise InputError.one(unknown[0], "unknown field (expected amount, action)")
-        if "amount" not in body:  # only an explicit null removes the cap, never a missing amount
-            raise InputError.one(
-                "amount", 'required: a decimal string such as "25.00", or null to remove the cap'
-            )
+        errors = [
+            FieldError(name, "unknown field (expected amount, action)")
+            for name in sorted(set(body) - {"amount", "action"})
+        ]
         amount_nano: int | None = None
-        if body.get("amount") is not None:
+        if "amount" not in body:  # only an explicit null removes the cap, never a missing amount
+            errors.append(
+                FieldError(
+                    "amount",
+                    'required: a decimal string such as "25.00", or null to remove the cap',
+                )
+            )
+        elif body["amount"] is not None:
             if not isinstance(body["amount"], str):
-                raise InputError.one("amount", 'expected a decimal string such as "25.00", or null')
-            try:
-                amount_nano = parse_nano(body["amount"])
-            except MoneyError as exc:
-                raise InputError.one("amount", str(exc)) from None
+                errors.append(
+                    FieldError("amount", 'expected a decimal string such as "25.00", or null')
+                )
+            else:
+                try:
+                    amount_nano = parse_nano(body["amount"])
+                except MoneyError as exc:
+                    errors.append(FieldError("amount", str(exc)))
         action = None
         if body.get("action") is not None:
             try:
                 action = CapAction(body["action"])
             except ValueError:
-                raise InputError.one("action", "expected block or alert") from None
+                errors.append(FieldError("action", "expected block or alert"))
+        if errors:
+            raise InputError(errors)
         try:
             await self._controls.set_cap(
                 actor=actor.name, customer_id=customer.id, amount_nano=amount_nano, action=action
