@@ -18,6 +18,8 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import hiredis
+
 from gatekeeper.benchmark.inprocess import delete_prefix, running_app
 from gatekeeper.benchmark.model import Figure, percentiles_ms
 from gatekeeper.benchmark.policy import HOT, BenchPolicy
@@ -74,7 +76,7 @@ def _figure(
 
 
 async def _check_admits(url: str, args: list[bytes]) -> None:
-    """One raw call of the captured command must be a new admission ({'N', 'A|...'}): a
+    """One raw call of the captured command must be a new admission ({'N', 'A', ...}): a
     baseline timing error replies would be meaningless."""
     reader, writer = await open_connection(url)
     try:
@@ -83,7 +85,10 @@ async def _check_admits(url: str, args: list[bytes]) -> None:
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-    if not reply.startswith(b"*2\r\n$1\r\nN\r\n") or b"\r\nA|" not in reply:
+    parser = hiredis.Reader()
+    parser.feed(reply)
+    parsed = parser.gets()
+    if not isinstance(parsed, list) or parsed[:2] != [b"N", b"A"]:
         raise RuntimeError(f"the captured EVALSHA does not admit when replayed: {reply[:200]!r}")
 
 
