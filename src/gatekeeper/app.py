@@ -197,6 +197,7 @@ class App:
             ),
             extra=self._extra_services(),
             reuse_port=self.share_ports,
+            transport=settings.server.grpc_transport,
         )
         bind = host or settings.server.host
         await self.grpc.start(bind, settings.server.grpc_port if grpc_port is None else grpc_port)

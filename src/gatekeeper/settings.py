@@ -19,12 +19,18 @@ __all__ = [
     "FailClosedAnswer",
     "FailureMode",
     "ForwarderSection",
+    "GrpcTransport",
     "RedisSettings",
     "Secret",
     "ServerSettings",
     "Settings",
     "WebhookSettings",
 ]
+
+
+class GrpcTransport(StrEnum):
+    LEAN = "lean"  # gatekeeper's HTTP/2 server on the event loop (grpc/leanserver.py)
+    GRPCIO = "grpcio"  # grpc.aio's server (gRPC core)
 
 
 class FailureMode(StrEnum):
@@ -51,6 +57,7 @@ class ServerSettings:
     authz_http_port: int = 9192  # ext_authz in Envoy's http_service mode (the fast path)
     http_port: int = 8080  # /v1 admin and customer API, /ui dashboard, health
     workers: int = 1  # processes sharing the ports (SO_REUSEPORT)
+    grpc_transport: GrpcTransport = GrpcTransport.LEAN  # what serves the gRPC port
 
 
 @dataclass(frozen=True, slots=True)

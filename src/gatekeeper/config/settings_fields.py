@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from gatekeeper.config.errors import did_you_mean
 from gatekeeper.config.fields import int_range
-from gatekeeper.settings import FailClosedAnswer, FailureMode, Secret
+from gatekeeper.settings import FailClosedAnswer, FailureMode, GrpcTransport, Secret
 
 __all__ = ["LIST_FIELDS", "SECTIONS", "TOP_LEVEL", "FieldSpec", "env_name"]
 
@@ -81,6 +81,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "authz_http_port": _PORT,
         "http_port": _PORT,
         "workers": _POSITIVE,
+        "grpc_transport": FieldSpec("enum", choices=tuple(t.value for t in GrpcTransport)),
     },
     "redis": {
         "url": FieldSpec(

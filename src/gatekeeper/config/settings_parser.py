@@ -32,6 +32,7 @@ from gatekeeper.settings import (
     FailClosedAnswer,
     FailureMode,
     ForwarderSection,
+    GrpcTransport,
     RedisSettings,
     ServerSettings,
     Settings,
@@ -179,7 +180,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
     mode = top.get("failure_mode", FailureMode.CLOSED.value)
     ratelimit = top.get("ratelimit_config")
     return Settings(
-        server=dataclasses.replace(ServerSettings(), **fields("server")),
+        server=_server(fields("server")),
         failure_mode=FailureMode(str(mode)),
         redis=dataclasses.replace(RedisSettings(), **fields("redis")),
         billing=dataclasses.replace(BillingSettings(), **fields("billing")),
@@ -189,6 +190,14 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
     )
+
+
+def _server(values: dict[str, Any]) -> ServerSettings:
+    transport = values.pop("grpc_transport", None)
+    server = dataclasses.replace(ServerSettings(), **values)
+    if transport is not None:
+        server = dataclasses.replace(server, grpc_transport=GrpcTransport(str(transport)))
+    return server
 
 
 def _edge(values: dict[str, Any]) -> EdgeSettings:

@@ -1,4 +1,8 @@
-"""The grpc.aio server (9191): ext_authz, ALS, RLS when configured, own API, health, reflection."""
+"""The gRPC server (9191): ext_authz, ALS, RLS when configured, own API, health, reflection.
+
+Served by the lean HTTP/2 server (grpc/leanserver.py) by default, or by grpc.aio's server
+(`settings.server.grpc_transport: grpcio`); the same generated registrations feed either.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
+from gatekeeper.grpc.leanserver import LeanGrpcServer
+from gatekeeper.settings import GrpcTransport
 from gatekeeper.v1 import gatekeeper_pb2, gatekeeper_pb2_grpc
 
 __all__ = ["GrpcServer"]
@@ -23,7 +29,7 @@ API = gatekeeper_pb2.DESCRIPTOR.services_by_name["Gatekeeper"].full_name
 
 
 class GrpcServer:
-    """Owns the grpc.aio server and its health states (not-ready first on shutdown)."""
+    """Owns the gRPC server and its health states (not-ready first on shutdown)."""
 
     def __init__(
         self,
@@ -33,10 +39,15 @@ class GrpcServer:
         api: GatekeeperServicer,
         extra: Sequence[tuple[str, Callable[[grpc.aio.Server], object]]] = (),
         reuse_port: bool = False,
+        transport: GrpcTransport = GrpcTransport.LEAN,
     ) -> None:
         """`reuse_port`: share the port with the other processes of one `serve --workers N`
         (SO_REUSEPORT); off, a port another process holds fails the start."""
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
+        self.server: grpc.aio.Server | LeanGrpcServer
+        if transport is GrpcTransport.LEAN:
+            self.server = LeanGrpcServer(reuse_port=reuse_port)
+        else:
+            self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
         self.health = health.aio.HealthServicer()
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(authz, self.server)
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(als, self.server)
@@ -46,11 +57,14 @@ class GrpcServer:
         for name, add in extra:
             add(self.server)
             self.services.append(name)
-        reflection.enable_server_reflection(
-            (
-                *self.services,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
+        # the asyncio servicer for either server (enable_server_reflection picks by class)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                (
+                    *self.services,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                )
             ),
             self.server,
         )
