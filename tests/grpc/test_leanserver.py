@@ -182,7 +182,7 @@ async def test_a_client_cancel_cancels_the_handler(
 async def test_graceful_stop_finishes_calls_in_flight_and_refuses_new_ones(
     served: tuple[LeanGrpcServer, Recorder, int], channel: grpc.aio.Channel
 ) -> None:
-    server, recorder, port = served
+    server, recorder, _ = served
     call = _unary(channel, "Slow")(b"0.3")
     await asyncio.wait_for(recorder.started.wait(), 5)
     stopping = asyncio.create_task(server.stop(5))

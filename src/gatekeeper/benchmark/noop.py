@@ -2,8 +2,10 @@
 
 Same servers as `gatekeeper serve`, no engine: the HTTP mode uses the fast path's own
 `AuthzHttpServer` class with a handler that admits everything; the gRPC mode is a grpc.aio
-server whose `Check` and `ShouldRateLimit` return a constant OK. Run as its own process (like
-serve), with uvloop when installed:
+server whose `Check` and `ShouldRateLimit` return a constant OK (issue 6's baseline), and the
+same servicers on gatekeeper's lean gRPC server (`--lean-grpc-port`: the ceiling of the
+transport `serve` uses by default). Run as its own process (like serve), with uvloop when
+installed:
 
     python -m gatekeeper.benchmark.noop --http-port 19192 --grpc-port 19191
 """
@@ -24,6 +26,7 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
 from gatekeeper.edge import Answer, EdgeRequest
+from gatekeeper.grpc.leanserver import LeanGrpcServer
 from gatekeeper.http.authz_server import AuthzHttpServer
 
 __all__ = ["NoopAuthorization", "NoopRateLimit", "main", "serve_noop"]
@@ -54,22 +57,30 @@ class NoopRateLimit(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc
         return _RLS_OK
 
 
-async def serve_noop(host: str, http_port: int, grpc_port: int, stop: asyncio.Event) -> None:
-    """Serve both no-op authorizers until `stop` is set."""
+async def serve_noop(
+    host: str, http_port: int, grpc_port: int, stop: asyncio.Event, lean_grpc_port: int = 0
+) -> None:
+    """Serve the no-op authorizers until `stop` is set (the lean gRPC one if given a port)."""
     http = AuthzHttpServer(_allow)
     await http.start(host, http_port)
     server = grpc.aio.server()
-    authz_grpc.add_AuthorizationServicer_to_server(NoopAuthorization(), server)
-    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopRateLimit(), server)
+    lean = LeanGrpcServer()
+    for target in (server, lean):
+        authz_grpc.add_AuthorizationServicer_to_server(NoopAuthorization(), target)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopRateLimit(), target)
     if server.add_insecure_port(f"{host}:{grpc_port}") == 0:
         raise OSError(f"cannot bind gRPC on {host}:{grpc_port}")
     await server.start()
+    if lean_grpc_port:
+        lean.add_insecure_port(f"{host}:{lean_grpc_port}")
+        await lean.start()
     os.write(sys.stdout.fileno(), f"{READY}\n".encode())
     try:
         await stop.wait()
     finally:
         await http.stop(1.0)
         await server.stop(1.0)
+        await lean.stop(1.0)
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -77,7 +88,7 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve_noop(args.host, args.http_port, args.grpc_port, stop)
+    await serve_noop(args.host, args.http_port, args.grpc_port, stop, args.lean_grpc_port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--lean-grpc-port", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         import uvloop  # as gatekeeper serve does

@@ -17,6 +17,7 @@ LABELS = {
     "alone": "Envoy alone",
     "noop-http": "Envoy + no-op HTTP authorizer",
     "noop-grpc": "Envoy + no-op grpc.aio authorizer",
+    "noop-grpc-lean": "Envoy + no-op lean gRPC authorizer",
     "gk-http": "gatekeeper HTTP mode, {workers} worker(s)",
     "gk-grpc": "gatekeeper gRPC mode, {workers} worker(s)",
     "rls-noop": "Envoy + no-op ShouldRateLimit",

@@ -116,6 +116,9 @@ async def _through_envoy(ctx: _Context, results: Results) -> None:
                    envoy("grpc", "noop-grpc", noop.grpc_port)),
             Target("gk-grpc", LABELS["gk-grpc"].format(workers=o.workers), "envoy",
                    envoy("grpc", "gk-grpc", gk.grpc_port), checked=True, noop="noop-grpc"),
+            # the ceiling of the transport serve runs on by default, for reference
+            Target("noop-grpc-lean", LABELS["noop-grpc-lean"], "envoy",
+                   envoy("grpc", "noop-grpc-lean", noop.lean_grpc_port)),
         ]  # fmt: skip
     if o.selected("ratelimit"):
         targets += [

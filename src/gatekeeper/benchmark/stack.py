@@ -25,6 +25,7 @@ class Authorizer:
     name: str
     grpc_port: int
     http_port: int  # ext_authz HTTP mode
+    lean_grpc_port: int = 0  # the no-op's gRPC services on the lean server (0: none)
 
 
 def _ready_lines(path: Path, marker: str) -> int:
@@ -65,10 +66,11 @@ def start_gatekeeper(
 
 
 def start_noop(processes: Processes, env: dict[str, str]) -> Authorizer:
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, lean_port = free_port(), free_port(), free_port()
     argv = [
         sys.executable, "-m", "gatekeeper.benchmark.noop",
         "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+        "--lean-grpc-port", str(lean_port),
     ]  # fmt: skip
     child = processes.spawn("noop", argv, env)
     wait_until(
@@ -77,7 +79,7 @@ def start_noop(processes: Processes, env: dict[str, str]) -> Authorizer:
         timeout_s=60,
         alive=child.alive,
     )
-    return Authorizer("noop", grpc_port, http_port)
+    return Authorizer("noop", grpc_port, http_port, lean_port)
 
 
 def start_envoy(

@@ -18,6 +18,8 @@ __all__ = [
     "CONNECTION_PREFACE",
     "DEFAULT_WINDOW",
     "MAX_WINDOW",
+    "OK_HEADERS",
+    "OK_TRAILERS",
     "ErrorCode",
     "FrameType",
     "HeaderDecoder",
@@ -149,6 +151,8 @@ def response_headers(metadata: Iterable[tuple[str, str | bytes]] = ()) -> bytes:
 
 
 _TRAILERS_OK = _literal(b"grpc-status", b"0")
+OK_HEADERS = response_headers()  # the opening block of an answer without metadata
+OK_TRAILERS = _TRAILERS_OK  # the closing block of an OK answer without details or metadata
 
 
 def trailers(
@@ -171,10 +175,11 @@ class HeaderDecoder:
     """HPACK decoding for one connection (`hpack.Decoder` keeps its dynamic table).
 
     A client that sends the same headers on every call (Envoy does) sends, once its dynamic
-    table holds them, a block of one-byte indexed fields that is byte-for-byte the same: such a
-    block decodes to the same list until the table changes, and only a block with a literal
-    (or a size update) can change it. So all-indexed blocks are cached, and the cache is
-    dropped whenever any other block is decoded.
+    table holds them, the same block byte for byte: indexed fields and literals *without*
+    indexing (Envoy never indexes `:path`). Such a block changes nothing in the table, so it
+    decodes to the same list until the table changes — and only a block with a literal *with*
+    incremental indexing or a table size update can change it. Blocks that change nothing are
+    cached; the cache is dropped whenever any other block is decoded.
     """
 
     __slots__ = ("_cache", "_decoder")
@@ -185,15 +190,64 @@ class HeaderDecoder:
         self._cache: dict[bytes, list[tuple[str, str]]] = {}
 
     def decode(self, block: bytes) -> list[tuple[str, str]]:
-        """Raises hpack.HPACKError (a connection error, COMPRESSION_ERROR) on a bad block."""
+        """The block's (name, value) list; the same list object for a cached block (do not
+        mutate it). Raises hpack.HPACKError (a connection error, COMPRESSION_ERROR)."""
         cached = self._cache.get(block)
         if cached is not None:
             return cached
-        # every byte 0x80..0xfe: only one-byte indexed fields (0xff would start a longer index)
-        indexed_only = bool(block) and min(block) >= 0x80 and max(block) < 0xFF
-        if not indexed_only:
+        changes_table = _changes_table(block)
+        if changes_table:
             self._cache.clear()
         headers = [(str(k), str(v)) for k, v in self._decoder.decode(block)]
-        if indexed_only and len(self._cache) < 64:
+        if not changes_table and len(self._cache) < 64:
             self._cache[block] = headers
         return headers
+
+
+def _skip_integer(block: bytes, i: int, prefix_bits: int) -> int:
+    """Index just past the RFC 7541 §5.1 integer starting at `i`."""
+    if block[i] & ((1 << prefix_bits) - 1) != (1 << prefix_bits) - 1:
+        return i + 1
+    i += 1
+    while block[i] & 0x80:
+        i += 1
+    return i + 1
+
+
+def _read_integer(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = block[i] & limit
+    i += 1
+    if value < limit:
+        return value, i
+    shift = 0
+    while True:
+        byte = block[i]
+        i += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _changes_table(block: bytes) -> bool:
+    """Whether decoding `block` may change the dynamic table: it has a literal with incremental
+    indexing or a size update — or it is malformed (never cached; the decoder will say why)."""
+    i, n = 0, len(block)
+    try:
+        while i < n:
+            first = block[i]
+            if first & 0x80:  # indexed field
+                i = _skip_integer(block, i, 7)
+            elif first & 0xE0 == 0:  # 0000xxxx literal without indexing, 0001xxxx never indexed
+                name_index, i = _read_integer(block, i, 4)
+                if name_index == 0:  # literal name
+                    length, i = _read_integer(block, i, 7)
+                    i += length
+                length, i = _read_integer(block, i, 7)
+                i += length
+            else:  # 01xxxxxx literal with incremental indexing, 001xxxxx size update
+                return True
+    except IndexError:
+        return True
+    return i != n

@@ -44,6 +44,7 @@ class CallTransport(Protocol):
 
     def send_headers(self, metadata: Metadata) -> None: ...
     def send_message(self, payload: bytes) -> None: ...
+    def send_unary(self, payload: bytes) -> None: ...
     def send_status(
         self, code: int, details: str, metadata: Metadata, *, headers_only: bool
     ) -> None: ...
@@ -191,6 +192,16 @@ class LeanContext:
             self._stream.send_headers(())
         self._stream.send_message(payload)
 
+    def answer_unary(self, payload: bytes) -> bool:
+        """The whole answer in one go when it is a plain OK (no metadata sent or set); False:
+        the caller sends it piece by piece."""
+        if self._headers_sent or self._trailing:
+            return False
+        self._headers_sent = True
+        self._stream.send_unary(payload)
+        self.finish(cancelled=False)
+        return True
+
     async def read(self) -> Any:
         """The next request message, or grpc.aio.EOF once the client half-closed."""
         assert self._inbox is not None and self.deserializer is not None
@@ -212,6 +223,11 @@ class LeanContext:
     def open_inbox(self) -> asyncio.Queue[object]:
         self._inbox = asyncio.Queue()
         return self._inbox
+
+    def deliver(self, message: bytes) -> None:
+        """A request message of a streaming request, for read()."""
+        assert self._inbox is not None
+        self._inbox.put_nowait(message)
 
     def end_inbox(self) -> None:
         if self._inbox is not None:
@@ -274,7 +290,10 @@ async def run_call(
                     context.set_code(grpc.StatusCode.INTERNAL)
                     context.set_details("the handler returned no response")
                 else:
-                    context.write_bytes(serializer(response))
+                    payload = serializer(response)
+                    if context.answer_unary(payload):
+                        return
+                    context.write_bytes(payload)
     except AbortError:
         pass
     except asyncio.CancelledError:

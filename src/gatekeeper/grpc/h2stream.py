@@ -1,0 +1,199 @@
+"""One HTTP/2 stream of the lean gRPC server: a call's request bytes in, its answer frames
+out (through its connection, which owns the flow-control windows and the socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+import grpc
+
+from gatekeeper.grpc.h2wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
+from gatekeeper.grpc.leancall import LeanContext, decompress, run_call
+
+__all__ = ["MAX_MESSAGE", "STREAM_WINDOW", "H2Stream", "StreamOwner"]
+
+STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
+MAX_MESSAGE = 4 << 20  # largest request message (grpc's default)
+_MESSAGE_PREFIX = struct.Struct(">BL")
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class StreamOwner(Protocol):
+    """The connection, as its streams use it."""
+
+    loop: asyncio.AbstractEventLoop
+    peer_initial_window: int
+
+    def pump(self, stream: H2Stream) -> None: ...
+    def window_update(self, stream_id: int, increment: int) -> None: ...
+    def forget(self, stream: H2Stream) -> None: ...
+
+
+class H2Stream:
+    """One call's HTTP/2 stream: request bytes in, answer frames out under flow control."""
+
+    __slots__ = (
+        "buffer",
+        "conn",
+        "context",
+        "encoding",
+        "handler",
+        "id",
+        "local_closed",
+        "outbox",
+        "remote_closed",
+        "request",
+        "send_window",
+        "task",
+        "unacked",
+    )
+
+    def __init__(
+        self,
+        conn: StreamOwner,
+        stream_id: int,
+        handler: grpc.RpcMethodHandler,
+        encoding: str | None,
+    ) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.handler = handler
+        self.encoding = encoding
+        self.buffer = bytearray()
+        self.request: bytes | None = None
+        self.context: LeanContext | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.send_window = conn.peer_initial_window
+        self.outbox: deque[tuple[bool, bytes, bool]] = deque()  # (is_data, bytes, end_stream)
+        self.remote_closed = False
+        self.local_closed = False
+        self.unacked = 0
+
+    # CallTransport
+    def send_headers(self, metadata: Metadata) -> None:
+        self._queue(False, response_headers(metadata), False)
+
+    def send_message(self, payload: bytes) -> None:
+        self._queue(True, _MESSAGE_PREFIX.pack(0, len(payload)) + payload, False)
+
+    def send_status(
+        self, code: int, details: str, metadata: Metadata, *, headers_only: bool
+    ) -> None:
+        self._queue(False, trailers(code, details, metadata, headers_only=headers_only), True)
+
+    def send_unary(self, payload: bytes) -> None:
+        """A whole OK answer of one message, no metadata: headers, message, trailers."""
+        if self.local_closed:
+            return
+        outbox = self.outbox
+        outbox.append((False, OK_HEADERS, False))
+        outbox.append((True, _MESSAGE_PREFIX.pack(0, len(payload)) + payload, False))
+        outbox.append((False, OK_TRAILERS, True))
+        self.conn.pump(self)
+
+    def credit(self, nbytes: int) -> None:
+        if self.remote_closed:
+            return
+        self.unacked += nbytes
+        if self.unacked >= STREAM_WINDOW // 2:
+            self.conn.window_update(self.id, self.unacked)
+            self.unacked = 0
+
+    def _queue(self, is_data: bool, payload: bytes, end_stream: bool) -> None:
+        if self.local_closed:
+            return
+        self.outbox.append((is_data, payload, end_stream))
+        self.conn.pump(self)
+
+    # request side
+    def receive(self, data: bytes, end_stream: bool) -> None:
+        """DATA payload (padding stripped) of this stream. A message split over frames waits
+        in `buffer` (grown in place: a 4 MiB message arrives in 256 frames)."""
+        buffer: bytes | bytearray = data
+        if self.buffer:
+            self.buffer += data
+            buffer = self.buffer
+        offset = 0
+        while len(buffer) - offset >= 5:
+            compressed, length = _MESSAGE_PREFIX.unpack_from(buffer, offset)
+            if length > MAX_MESSAGE:
+                self.fail(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({length} vs. {MAX_MESSAGE})",
+                )
+                return
+            end = offset + 5 + length
+            if end > len(buffer):
+                break
+            message = bytes(buffer[offset + 5 : end])
+            offset = end
+            if compressed:
+                try:
+                    message = decompress(message, self.encoding)
+                except (ValueError, zlib.error) as exc:
+                    self.fail(grpc.StatusCode.UNIMPLEMENTED, str(exc))
+                    return
+            if not self._deliver(message):
+                return
+        if buffer is self.buffer:
+            del self.buffer[:offset]
+        elif offset < len(buffer):
+            self.buffer = bytearray(buffer[offset:])
+        if not self.handler.request_streaming:
+            self.credit(len(data))
+        if end_stream:
+            self.end_of_request()
+
+    def _deliver(self, message: bytes) -> bool:
+        if self.handler.request_streaming:
+            assert self.context is not None
+            self.context.deliver(message)
+            return True
+        if self.request is not None:
+            self.fail(grpc.StatusCode.UNIMPLEMENTED, "a unary call with more than one message")
+            return False
+        self.request = message
+        return True
+
+    def end_of_request(self) -> None:
+        self.remote_closed = True
+        if self.handler.request_streaming:
+            assert self.context is not None
+            self.context.end_inbox()
+        elif self.task is None and not self.local_closed:
+            if self.buffer or self.request is None:
+                self.fail(grpc.StatusCode.INTERNAL, "a unary call without one complete message")
+                return
+            self.start()
+        if self.local_closed:
+            self.conn.forget(self)
+
+    def start(self) -> None:
+        assert self.context is not None
+        self.task = self.conn.loop.create_task(run_call(self.handler, self.context, self.request))
+
+    def fail(self, code: grpc.StatusCode, details: str) -> None:
+        """Answer `code` now (no handler ran or it is abandoned)."""
+        if self.task is not None:
+            self.task.cancel()
+        headers_only = self.context is None or not self.context._headers_sent
+        self.outbox.clear()
+        self.send_status(int(code.value[0]), details, (), headers_only=headers_only)
+
+    def reset(self) -> None:
+        """The client reset the stream, or the connection is gone: abandon the call."""
+        self.local_closed = self.remote_closed = True
+        self.outbox.clear()
+        if self.context is not None:
+            # a handler that swallows the cancellation (some Redis client paths do) still
+            # reads the end of its requests and returns
+            self.context.end_inbox()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        elif self.context is not None:
+            self.context.finish(cancelled=True)
