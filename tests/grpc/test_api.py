@@ -21,9 +21,15 @@ from tests.conftest import RedisTarget
 POLICY = Path(__file__).parents[1] / "e2e" / "policy.yaml"
 
 
-@pytest.fixture
-async def app(redis: Redis, redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[App]:
-    env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
+@pytest.fixture(params=["lean", "grpcio"])  # both servers of the gRPC port
+async def app(
+    request: pytest.FixtureRequest, redis: Redis, redis_target: RedisTarget, key_prefix: str
+) -> AsyncIterator[App]:
+    env = {
+        "GATEKEEPER_REDIS_URL": redis_target.url,
+        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
+        "GATEKEEPER_SERVER_GRPC_TRANSPORT": request.param,
+    }
     application = await App(load_config(POLICY, env=env)).start(
         host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
     )
