@@ -57,7 +57,7 @@ class ServerSettings:
     authz_http_port: int = 9192  # ext_authz in Envoy's http_service mode (the fast path)
     http_port: int = 8080  # /v1 admin and customer API, /ui dashboard, health
     workers: int = 1  # processes sharing the ports (SO_REUSEPORT)
-    grpc_transport: GrpcTransport = GrpcTransport.LEAN  # what serves the gRPC port
+    grpc_transport: GrpcTransport = GrpcTransport.LEAN  # gRPC port server: lean HTTP/2 or grpc.aio
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from gatekeeper.settings import (
     FailClosedAnswer,
     FailureMode,
     ForwarderSection,
+    GrpcTransport,
     RedisSettings,
     ServerSettings,
     Settings,
@@ -49,9 +50,11 @@ def test_valid_overrides_apply_and_win_over_the_file() -> None:
         "GATEKEEPER_ALERTS_DIGEST_WINDOW_S": "300",
         "GATEKEEPER_FAILURE_MODE": "open",
         "GATEKEEPER_RATELIMIT_CONFIG": "/etc/ratelimit/config",
+        "GATEKEEPER_SERVER_GRPC_TRANSPORT": "grpcio",
     }
     settings = parse_config(BASE, env=env).settings
     assert settings.server.grpc_port == 10191 and settings.server.workers == 4
+    assert settings.server.grpc_transport is GrpcTransport.GRPCIO
     assert settings.server.host == "0.0.0.0"  # from the file, untouched
     assert settings.redis.partitions == 64 and settings.redis.key_prefix == "gk-test"
     assert (
@@ -83,6 +86,10 @@ def test_bad_value_names_the_variable() -> None:
     ]
     (message,) = _issues(BASE, {"GATEKEEPER_FAILURE_MODE": "shut"})
     assert message.startswith("environment: GATEKEEPER_FAILURE_MODE: expected one of closed, open")
+    (message,) = _issues(BASE, {"GATEKEEPER_SERVER_GRPC_TRANSPORT": "h2"})
+    assert message.startswith(
+        "environment: GATEKEEPER_SERVER_GRPC_TRANSPORT: expected one of lean, grpcio"
+    )
 
 
 def test_secret_values_are_never_echoed() -> None:
