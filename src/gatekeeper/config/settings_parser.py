@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gatekeeper.config.env import Assigned, SettingKey, apply_env
@@ -40,6 +41,8 @@ from gatekeeper.settings import (
 )
 
 __all__ = ["ALERT_KINDS", "parse_settings"]
+
+_D = TypeVar("_D", ServerSettings, EdgeSettings)
 
 ALERT_KINDS = ("threshold", "overage", "forecast", "anomaly", "spend_cap")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -180,29 +183,20 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
     mode = top.get("failure_mode", FailureMode.CLOSED.value)
     ratelimit = top.get("ratelimit_config")
     return Settings(
-        server=_server(fields("server")),
+        server=_with_enum(ServerSettings(), fields("server"), "grpc_transport", GrpcTransport),
         failure_mode=FailureMode(str(mode)),
         redis=dataclasses.replace(RedisSettings(), **fields("redis")),
         billing=dataclasses.replace(BillingSettings(), **fields("billing")),
         alerts=dataclasses.replace(AlertSettings(webhooks=webhooks), **fields("alerts")),
         ratelimit_config=None if ratelimit is None else str(ratelimit),
-        edge=_edge(fields("edge")),
+        edge=_with_enum(EdgeSettings(), fields("edge"), "fail_closed_answer", FailClosedAnswer),
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
     )
 
 
-def _server(values: dict[str, Any]) -> ServerSettings:
-    transport = values.pop("grpc_transport", None)
-    server = dataclasses.replace(ServerSettings(), **values)
-    if transport is not None:
-        server = dataclasses.replace(server, grpc_transport=GrpcTransport(str(transport)))
-    return server
-
-
-def _edge(values: dict[str, Any]) -> EdgeSettings:
-    answer = values.pop("fail_closed_answer", None)
-    edge = dataclasses.replace(EdgeSettings(), **values)
-    if answer is not None:
-        edge = dataclasses.replace(edge, fail_closed_answer=FailClosedAnswer(str(answer)))
-    return edge
+def _with_enum(default: _D, values: dict[str, Any], field: str, kind: type[StrEnum]) -> _D:
+    """`default` with `values` set, the StrEnum field `field` made from its (checked) string."""
+    if field in values:
+        values = {**values, field: kind(str(values[field]))}
+    return dataclasses.replace(default, **values)
