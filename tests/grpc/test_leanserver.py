@@ -36,6 +36,7 @@ class Recorder:
         self.started = asyncio.Event()
         self.remaining: float | None = None
         self.metadata: dict[str, str] = {}
+        self.produced = 0
 
     async def unary(self, request: bytes, context: Any) -> bytes:
         self.metadata = dict(context.invocation_metadata())
@@ -62,6 +63,11 @@ class Recorder:
         for i in range(int(request)):
             yield str(i).encode()
 
+    async def flood(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
+        for _ in range(int(request)):
+            self.produced += 1
+            yield b"x" * 65536
+
     async def total(self, requests: AsyncIterator[bytes], context: Any) -> bytes:
         return str(sum([len(r) async for r in requests])).encode()
 
@@ -78,6 +84,7 @@ class Recorder:
                 "Slow": grpc.unary_unary_rpc_method_handler(self.slow, **opts),
                 "Big": grpc.unary_unary_rpc_method_handler(self.big, **opts),
                 "Count": grpc.unary_stream_rpc_method_handler(self.count, **opts),
+                "Flood": grpc.unary_stream_rpc_method_handler(self.flood, **opts),
                 "Total": grpc.stream_unary_rpc_method_handler(self.total, **opts),
                 "Chat": grpc.stream_stream_rpc_method_handler(self.chat, **opts),
             },
@@ -317,3 +324,34 @@ async def test_a_raw_call_split_into_continuation_and_padded_frames(
     decoder = hpack.Decoder()
     blocks = [dict(decoder.decode(f[3])) for f in frames if f[0] == FrameType.HEADERS]
     assert blocks[0][":status"] == "200" and blocks[-1]["grpc-status"] == "0"
+
+
+async def test_a_client_that_stops_reading_holds_the_writer_not_our_memory(
+    served: tuple[LeanGrpcServer, Recorder, int],
+) -> None:
+    """A server stream to a client whose window stays 0: the handler's writes wait once about
+    WRITE_BUFFER (1 MiB) of answer is queued, instead of buffering all 100 x 64 KiB."""
+    _, recorder, port = served
+    block = hpack.Encoder().encode(
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", ECHO + "Flood"),
+            (":authority", "x"),
+            ("content-type", "application/grpc"),
+        ]
+    )
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        no_window = struct.pack(">HL", 4, 0)  # SETTINGS_INITIAL_WINDOW_SIZE = 0
+        sock.sendall(
+            CONNECTION_PREFACE
+            + frame(FrameType.SETTINGS, 0, 0, no_window)
+            + frame(FrameType.HEADERS, 0x4, 1, block)
+            + frame(FrameType.DATA, 0x1, 1, struct.pack(">BL", 0, 3) + b"100")
+        )
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+        assert 0 < recorder.produced <= 18
+    finally:
+        sock.close()

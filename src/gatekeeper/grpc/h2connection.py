@@ -123,7 +123,6 @@ class H2Connection(asyncio.Protocol):
         self._continuation: tuple[int, int, bytearray] | None = None
         self._out: list[bytes] = []
         self._flush_scheduled = False
-        self._goaway = False
         self.closed = False
         self.idle = asyncio.Event()
         self.idle.set()
@@ -226,11 +225,10 @@ class H2Connection(asyncio.Protocol):
                 self._check_idle()
         elif kind == FrameType.CONTINUATION:
             self._on_continuation(flags, stream_id, payload)
-        elif kind == FrameType.GOAWAY:
-            self._goaway = True  # the client opens no new streams; it closes when done
         elif kind == FrameType.PUSH_PROMISE:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 §5.5)
+        # GOAWAY (the client opens no new streams and closes when done), PRIORITY and unknown
+        # frame types need nothing from us (RFC 9113 §5.5)
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
         self._recv_unacked += len(payload)
@@ -396,6 +394,7 @@ class H2Connection(asyncio.Protocol):
             stream.send_window -= len(chunk)
             self._write(frame(FrameType.DATA, 0, stream.id, chunk))
         self.blocked.pop(stream.id, None)
+        stream.pumped()
 
     def _closed_locally(self, stream: H2Stream) -> None:
         stream.local_closed = True

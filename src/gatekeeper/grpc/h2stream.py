@@ -18,6 +18,7 @@ from gatekeeper.grpc.leancall import LeanContext, decompress, run_call
 __all__ = ["MAX_MESSAGE", "STREAM_WINDOW", "H2Stream", "StreamOwner"]
 
 STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
+WRITE_BUFFER = 1 << 20  # a streaming answer's writes wait while more than this waits to be sent
 MAX_MESSAGE = 4 << 20  # largest request message (grpc's default)
 _MESSAGE_PREFIX = struct.Struct(">BL")
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -41,6 +42,7 @@ class H2Stream:
         "buffer",
         "conn",
         "context",
+        "drained",
         "encoding",
         "handler",
         "id",
@@ -73,6 +75,7 @@ class H2Stream:
         self.remote_closed = False
         self.local_closed = False
         self.unacked = 0
+        self.drained: asyncio.Future[None] | None = None  # a writer waiting for the outbox
 
     # CallTransport
     def send_headers(self, metadata: Metadata) -> None:
@@ -95,6 +98,18 @@ class H2Stream:
         outbox.append((True, _MESSAGE_PREFIX.pack(0, len(payload)) + payload, False))
         outbox.append((False, OK_TRAILERS, True))
         self.conn.pump(self)
+
+    async def writable(self) -> None:
+        """Returns once less than WRITE_BUFFER bytes of this answer wait for flow-control window
+        (a client that stops reading holds its server stream's writer, not our memory)."""
+        while not self.local_closed and sum(len(p) for _, p, _ in self.outbox) > WRITE_BUFFER:
+            self.drained = self.conn.loop.create_future()
+            await self.drained
+
+    def pumped(self) -> None:
+        """The connection sent what the windows allowed: wake a waiting writer."""
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
 
     def credit(self, nbytes: int) -> None:
         if self.remote_closed:
@@ -189,6 +204,7 @@ class H2Stream:
         """The client reset the stream, or the connection is gone: abandon the call."""
         self.local_closed = self.remote_closed = True
         self.outbox.clear()
+        self.pumped()
         if self.context is not None:
             # a handler that swallows the cancellation (some Redis client paths do) still
             # reads the end of its requests and returns

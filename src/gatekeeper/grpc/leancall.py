@@ -49,6 +49,7 @@ class CallTransport(Protocol):
         self, code: int, details: str, metadata: Metadata, *, headers_only: bool
     ) -> None: ...
     def credit(self, nbytes: int) -> None: ...
+    async def writable(self) -> None: ...
 
 
 class LeanContext:
@@ -185,6 +186,7 @@ class LeanContext:
     async def write(self, message: Any) -> None:
         assert self._serializer is not None
         self.write_bytes(self._serializer(message))
+        await self._stream.writable()
 
     def write_bytes(self, payload: bytes) -> None:
         if not self._headers_sent:
@@ -275,7 +277,7 @@ async def run_call(
             result = behavior(argument, context)
             if inspect.isasyncgen(result):
                 async for message in result:
-                    context.write_bytes(serializer(message))
+                    await context.write(message)
             elif inspect.isawaitable(result):
                 await result
             elif result is not None:  # grpc.aio would run a sync handler on a thread
