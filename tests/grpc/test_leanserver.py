@@ -241,6 +241,20 @@ async def test_grpc_libraries_servicers_run_unchanged() -> None:
         await server.stop(0.5)
 
 
+def _request_block(method: str, *extra: tuple[str, str]) -> bytes:
+    """The HPACK header block of a gRPC call to test.Echo/`method`."""
+    return hpack.Encoder().encode(
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", ECHO + method),
+            (":authority", "x"),
+            ("content-type", "application/grpc"),
+            *extra,
+        ]
+    )
+
+
 def _raw_connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(CONNECTION_PREFACE + frame(FrameType.SETTINGS, 0, 0))
@@ -295,16 +309,7 @@ async def test_a_raw_call_split_into_continuation_and_padded_frames(
 ) -> None:
     """Header blocks across CONTINUATION frames, padded DATA, a message split over frames."""
     port = served[2]
-    block = hpack.Encoder().encode(
-        [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", ECHO + "Unary"),
-            (":authority", "x"),
-            ("content-type", "application/grpc"),
-            ("x-long", "v" * 300),
-        ]
-    )
+    block = _request_block("Unary", ("x-long", "v" * 300))
     message = struct.pack(">BL", 0, 6) + b"abcdef"
 
     def call() -> list[tuple[int, int, int, bytes]]:
@@ -332,15 +337,7 @@ async def test_a_client_that_stops_reading_holds_the_writer_not_our_memory(
     """A server stream to a client whose window stays 0: the handler's writes wait once about
     WRITE_BUFFER (1 MiB) of answer is queued, instead of buffering all 100 x 64 KiB."""
     _, recorder, port = served
-    block = hpack.Encoder().encode(
-        [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", ECHO + "Flood"),
-            (":authority", "x"),
-            ("content-type", "application/grpc"),
-        ]
-    )
+    block = _request_block("Flood")
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
         no_window = struct.pack(">HL", 4, 0)  # SETTINGS_INITIAL_WINDOW_SIZE = 0
