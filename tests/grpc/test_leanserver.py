@@ -352,3 +352,17 @@ async def test_a_client_that_stops_reading_holds_the_writer_not_our_memory(
         assert 0 < recorder.produced <= 18
     finally:
         sock.close()
+
+
+async def test_every_address_of_a_name_is_bound_and_a_taken_port_is_refused() -> None:
+    server = LeanGrpcServer()
+    Recorder().register(server)
+    port = server.add_insecure_port("localhost:0")  # 127.0.0.1, and ::1 where the host has it
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            assert await _unary(ch, "Unary")(b"ab") == b"ba"
+        with pytest.raises(OSError, match=f"cannot bind gRPC on 127.0.0.1:{port}"):
+            LeanGrpcServer().add_insecure_port(f"127.0.0.1:{port}")
+    finally:
+        await server.stop(0.1)

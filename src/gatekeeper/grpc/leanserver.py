@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -76,26 +78,54 @@ class LeanGrpcServer:
 
     # serving
     def add_insecure_port(self, address: str) -> int:
-        """Bind `address` ("host:port", "[v6]:port"; port 0 = any free) now; returns the port.
-        Raises OSError (naming the address) when it cannot be bound."""
+        """Bind `address` ("host:port", "[v6]:port"; port 0 = any free) now, on every address
+        the host resolves to (as grpc.aio does: "localhost" is 127.0.0.1 and ::1); returns the
+        port. Raises OSError naming the address when a port is taken or nothing could be bound
+        (an address family the machine lacks is skipped)."""
         host, _, port_text = address.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         try:
-            infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
-            family, kind, proto, _, sockaddr = infos[0]
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if self.reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind(sockaddr)
-            except OSError:
-                sock.close()
-                raise
+            port = int(port_text)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError) as exc:
             raise OSError(f"cannot bind gRPC on {address}: {exc}") from exc
-        self._sockets.append(sock)
-        return int(sock.getsockname()[1])
+        bound: list[socket.socket] = []
+        skipped: list[OSError] = []
+        # with an IPv4 address beside it, an IPv6 socket takes IPv6 only (else "[::]" is both)
+        v6only = any(info[0] == socket.AF_INET for info in infos)
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            if bound:  # every address on the port the first one got
+                sockaddr = (sockaddr[0], bound[0].getsockname()[1], *sockaddr[2:])
+            try:
+                bound.append(self._bind(family, kind, proto, sockaddr, v6only=v6only))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    for sock in bound:
+                        sock.close()
+                    raise OSError(f"cannot bind gRPC on {address}: {exc}") from exc
+                skipped.append(exc)
+        if not bound:
+            raise OSError(
+                f"cannot bind gRPC on {address}: {skipped[0] if skipped else 'no address'}"
+            )
+        self._sockets.extend(bound)
+        return int(bound[0].getsockname()[1])
+
+    def _bind(
+        self, family: int, kind: int, proto: int, sockaddr: tuple[Any, ...], *, v6only: bool
+    ) -> socket.socket:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+            sock.bind(sockaddr)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
