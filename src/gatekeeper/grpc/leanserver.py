@@ -152,8 +152,8 @@ class LeanGrpcServer:
             for stream in list(conn.streams.values()):
                 stream.reset()
             conn.close()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
+        for server in self._servers:  # bounded: a stuck close must not hang the shutdown
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
         self._servers.clear()
         for sock in self._sockets:
