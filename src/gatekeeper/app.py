@@ -346,7 +346,7 @@ class App:
             finally:
                 # bounded: a close that waits on a dead connection must not hold up a stop
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call,unused-ignore]
 
     def reload(self) -> bool:
         """Re-read the policy file; a bad file keeps the policy in force (and says why)."""
