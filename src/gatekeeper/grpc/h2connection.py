@@ -29,7 +29,7 @@ from gatekeeper.grpc.h2wire import (
     settings_payload,
     trailers,
 )
-from gatekeeper.grpc.leancall import LeanContext, parse_timeout
+from gatekeeper.grpc.leancall import parse_timeout, status_code
 
 __all__ = ["H2Connection", "ServerSide"]
 
@@ -39,7 +39,6 @@ MAX_FRAME = 16_384  # the frame size we accept (the protocol's default; we never
 CONNECTION_WINDOW = 16 << 20  # connection receive window we advertise
 MAX_HEADER_LIST = 64 << 10
 _U32 = struct.Struct(">L")
-_RST = struct.Struct(">L")
 _GOAWAY = struct.Struct(">LL")
 _RESERVED_HEADERS = frozenset(
     ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "user-agent")
@@ -218,11 +217,11 @@ class H2Connection(asyncio.Protocol):
             if not flags & Flag.ACK:
                 self._write(frame(FrameType.PING, Flag.ACK, 0, payload))
         elif kind == FrameType.RST_STREAM:
-            reset = self.streams.pop(stream_id, None)
+            reset = self.streams.get(stream_id)
             if reset is not None:
                 self.blocked.pop(stream_id, None)
                 reset.reset()
-                self._check_idle()
+                self.forget(reset)
         elif kind == FrameType.CONTINUATION:
             self._on_continuation(flags, stream_id, payload)
         elif kind == FrameType.PUSH_PROMISE:
@@ -294,25 +293,24 @@ class H2Connection(asyncio.Protocol):
         else:
             head = _RequestHead.of(headers)
             self._last_headers, self._last_head = headers, head
-        if head.refusal:
-            self._write_header_block(stream_id, head.refusal, end_stream=True)
-            self._finish_unopened(stream_id, end_stream)
-            return
-        handler = self.server.lookup(head.path, head.metadata)
+        handler = None if head.refusal else self.server.lookup(head.path, head.metadata)
         if handler is None:
-            block = trailers(
-                grpc.StatusCode.UNIMPLEMENTED.value[0], "Method not found!", headers_only=True
+            block = head.refusal or trailers(
+                status_code(grpc.StatusCode.UNIMPLEMENTED), "Method not found!", headers_only=True
             )
             self._write_header_block(stream_id, block, end_stream=True)
-            self._finish_unopened(stream_id, end_stream)
+            if not end_stream:  # the client may still be sending: tell it to stop
+                self._write(_rst(stream_id, ErrorCode.NO_ERROR))
             return
-        stream = H2Stream(self, stream_id, handler, head.encoding)
-        stream.context = LeanContext(
-            stream,
+        stream = H2Stream(
+            self,
+            stream_id,
+            handler,
             method=head.path,
             metadata=head.metadata,
             peer=self.peer,
             timeout_s=head.timeout_s,
+            encoding=head.encoding,
         )
         self.streams[stream_id] = stream
         self.idle.clear()
@@ -321,10 +319,6 @@ class H2Connection(asyncio.Protocol):
             stream.start()
         if end_stream:
             stream.end_of_request()
-
-    def _finish_unopened(self, stream_id: int, remote_ended: bool) -> None:
-        if not remote_ended:  # the client may still be sending: tell it to stop
-            self._write(_rst(stream_id, ErrorCode.NO_ERROR))
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -464,7 +458,7 @@ class H2Connection(asyncio.Protocol):
 
 
 def _rst(stream_id: int, code: int) -> bytes:
-    return frame(FrameType.RST_STREAM, 0, stream_id, _RST.pack(code))
+    return frame(FrameType.RST_STREAM, 0, stream_id, _U32.pack(code))
 
 
 def _goaway(last_id: int, code: int, reason: str = "") -> bytes:

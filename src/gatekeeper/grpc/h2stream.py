@@ -13,7 +13,7 @@ from typing import Protocol
 import grpc
 
 from gatekeeper.grpc.h2wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
-from gatekeeper.grpc.leancall import LeanContext, decompress, run_call
+from gatekeeper.grpc.leancall import LeanContext, decompress, run_call, status_code
 
 __all__ = ["MAX_MESSAGE", "STREAM_WINDOW", "H2Stream", "StreamOwner"]
 
@@ -60,6 +60,11 @@ class H2Stream:
         conn: StreamOwner,
         stream_id: int,
         handler: grpc.RpcMethodHandler,
+        *,
+        method: str,
+        metadata: tuple[tuple[str, str], ...],
+        peer: str,
+        timeout_s: float | None,
         encoding: str | None,
     ) -> None:
         self.conn = conn
@@ -68,7 +73,15 @@ class H2Stream:
         self.encoding = encoding
         self.buffer = bytearray()
         self.request: bytes | None = None
-        self.context: LeanContext | None = None
+        self.context = LeanContext(
+            self,
+            method=method,
+            metadata=metadata,
+            peer=peer,
+            timeout_s=timeout_s,
+            serializer=handler.response_serializer,
+            deserializer=handler.request_deserializer,
+        )
         self.task: asyncio.Task[None] | None = None
         self.send_window = conn.peer_initial_window
         self.outbox: deque[tuple[bool, bytes, bool]] = deque()  # (is_data, bytes, end_stream)
@@ -82,7 +95,7 @@ class H2Stream:
         self._queue(False, response_headers(metadata), False)
 
     def send_message(self, payload: bytes) -> None:
-        self._queue(True, _MESSAGE_PREFIX.pack(0, len(payload)) + payload, False)
+        self._queue(True, _framed(payload), False)
 
     def send_status(
         self, code: int, details: str, metadata: Metadata, *, headers_only: bool
@@ -95,7 +108,7 @@ class H2Stream:
             return
         outbox = self.outbox
         outbox.append((False, OK_HEADERS, False))
-        outbox.append((True, _MESSAGE_PREFIX.pack(0, len(payload)) + payload, False))
+        outbox.append((True, _framed(payload), False))
         outbox.append((False, OK_TRAILERS, True))
         self.conn.pump(self)
 
@@ -166,7 +179,6 @@ class H2Stream:
 
     def _deliver(self, message: bytes) -> bool:
         if self.handler.request_streaming:
-            assert self.context is not None
             self.context.deliver(message)
             return True
         if self.request is not None:
@@ -178,7 +190,6 @@ class H2Stream:
     def end_of_request(self) -> None:
         self.remote_closed = True
         if self.handler.request_streaming:
-            assert self.context is not None
             self.context.end_inbox()
         elif self.task is None and not self.local_closed:
             if self.buffer or self.request is None:
@@ -189,27 +200,29 @@ class H2Stream:
             self.conn.forget(self)
 
     def start(self) -> None:
-        assert self.context is not None
         self.task = self.conn.loop.create_task(run_call(self.handler, self.context, self.request))
 
     def fail(self, code: grpc.StatusCode, details: str) -> None:
         """Answer `code` now (no handler ran or it is abandoned)."""
         if self.task is not None:
             self.task.cancel()
-        headers_only = self.context is None or not self.context._headers_sent
         self.outbox.clear()
-        self.send_status(int(code.value[0]), details, (), headers_only=headers_only)
+        self.send_status(status_code(code), details, (), headers_only=not self.context.headers_sent)
 
     def reset(self) -> None:
         """The client reset the stream, or the connection is gone: abandon the call."""
         self.local_closed = self.remote_closed = True
         self.outbox.clear()
         self.pumped()
-        if self.context is not None:
-            # a handler that swallows the cancellation (some Redis client paths do) still
-            # reads the end of its requests and returns
-            self.context.end_inbox()
+        # a handler that swallows the cancellation (some Redis client paths do) still reads
+        # the end of its requests and returns
+        self.context.end_inbox()
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        elif self.context is not None:
+        else:
             self.context.finish(cancelled=True)
+
+
+def _framed(payload: bytes) -> bytes:
+    """A gRPC length-prefixed message (never compressed)."""
+    return _MESSAGE_PREFIX.pack(0, len(payload)) + payload

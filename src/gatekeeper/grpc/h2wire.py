@@ -120,7 +120,7 @@ def _literal(name: bytes, value: bytes) -> bytes:
 _STATUS_200 = b"\x88"  # static table index 8
 # content-type: literal without indexing, name from static index 31
 _CONTENT_TYPE = _integer(31, 4) + _string(b"application/grpc")
-_HEADERS_OK = _STATUS_200 + _CONTENT_TYPE
+OK_HEADERS = _STATUS_200 + _CONTENT_TYPE  # the opening block of an answer without metadata
 _UNRESERVED = frozenset(range(0x20, 0x7F)) - {ord("%")}
 
 
@@ -147,12 +147,10 @@ def _metadata(pairs: Iterable[tuple[str, str | bytes]]) -> bytes:
 
 def response_headers(metadata: Iterable[tuple[str, str | bytes]] = ()) -> bytes:
     """The header block that opens a gRPC answer: :status 200, content-type, `metadata`."""
-    return _HEADERS_OK + _metadata(metadata)
+    return OK_HEADERS + _metadata(metadata)
 
 
-_TRAILERS_OK = _literal(b"grpc-status", b"0")
-OK_HEADERS = response_headers()  # the opening block of an answer without metadata
-OK_TRAILERS = _TRAILERS_OK  # the closing block of an OK answer without details or metadata
+OK_TRAILERS = _literal(b"grpc-status", b"0")  # the closing block of a plain OK answer
 
 
 def trailers(
@@ -164,11 +162,11 @@ def trailers(
 ) -> bytes:
     """The header block that ends a gRPC answer with status `code`. `headers_only`: a
     Trailers-Only answer (no message was sent), which carries :status and content-type too."""
-    block = _TRAILERS_OK if code == 0 else _literal(b"grpc-status", str(code).encode())
+    block = OK_TRAILERS if code == 0 else _literal(b"grpc-status", str(code).encode())
     if message:
         block += _literal(b"grpc-message", grpc_message_encode(message))
     block += _metadata(metadata)
-    return _HEADERS_OK + block if headers_only else block
+    return OK_HEADERS + block if headers_only else block
 
 
 class HeaderDecoder:
@@ -204,17 +202,8 @@ class HeaderDecoder:
         return headers
 
 
-def _skip_integer(block: bytes, i: int, prefix_bits: int) -> int:
-    """Index just past the RFC 7541 §5.1 integer starting at `i`."""
-    if block[i] & ((1 << prefix_bits) - 1) != (1 << prefix_bits) - 1:
-        return i + 1
-    i += 1
-    while block[i] & 0x80:
-        i += 1
-    return i + 1
-
-
 def _read_integer(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    """(value, index just past it) of the RFC 7541 §5.1 integer starting at `i`."""
     limit = (1 << prefix_bits) - 1
     value = block[i] & limit
     i += 1
@@ -238,7 +227,7 @@ def _changes_table(block: bytes) -> bool:
         while i < n:
             first = block[i]
             if first & 0x80:  # indexed field
-                i = _skip_integer(block, i, 7)
+                _, i = _read_integer(block, i, 7)
             elif first & 0xE0 == 0:  # 0000xxxx literal without indexing, 0001xxxx never indexed
                 name_index, i = _read_integer(block, i, 4)
                 if name_index == 0:  # literal name

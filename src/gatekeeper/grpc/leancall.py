@@ -14,7 +14,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, cast
 
 import grpc
 from grpc.aio import AbortError
@@ -81,7 +81,10 @@ class LeanContext:
         metadata: tuple[tuple[str, str], ...],
         peer: str,
         timeout_s: float | None,
+        serializer: Callable[[Any], bytes] | None,
+        deserializer: Callable[[bytes], Any] | None,
     ) -> None:
+        """`serializer`, `deserializer`: the handler's (None: messages stay bytes)."""
         self._stream = stream
         self.method = method
         self._metadata = metadata
@@ -95,13 +98,19 @@ class LeanContext:
         self._done = False
         self.cancelled_ = False
         self._inbox: asyncio.Queue[object] | None = None
-        self._serializer: Callable[[Any], bytes] | None = None
-        self.deserializer: Callable[[bytes], Any] | None = None
+        self._serializer: Callable[[Any], bytes] = serializer or _identity
+        self.deserializer: Callable[[bytes], Any] = deserializer or _identity
 
     # status
     async def abort(
         self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
     ) -> None:
+        self.end(code, details, trailing_metadata)
+
+    def end(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
+    ) -> NoReturn:
+        """abort() without the await: the call ends with `code` (raises AbortError)."""
         if code == grpc.StatusCode.OK:
             raise ValueError("abort() needs a status other than OK")
         self._code, self._details = code, details
@@ -183,8 +192,14 @@ class LeanContext:
         self._headers_sent = True
         self._stream.send_headers(initial_metadata)
 
+    @property
+    def headers_sent(self) -> bool:
+        return self._headers_sent
+
+    def serialize(self, message: Any) -> bytes:
+        return self._serializer(message)
+
     async def write(self, message: Any) -> None:
-        assert self._serializer is not None
         self.write_bytes(self._serializer(message))
         await self._stream.writable()
 
@@ -206,12 +221,12 @@ class LeanContext:
 
     async def read(self) -> Any:
         """The next request message, or grpc.aio.EOF once the client half-closed."""
-        assert self._inbox is not None and self.deserializer is not None
+        assert self._inbox is not None
         item = await self._inbox.get()
         if item is _END:
             self._inbox.put_nowait(_END)  # every later read sees the end too
             return grpc.aio.EOF
-        payload = item if isinstance(item, bytes) else b""
+        payload = cast(bytes, item)
         self._stream.credit(len(payload) + 5)
         return self.deserializer(payload)
 
@@ -222,9 +237,9 @@ class LeanContext:
                 return
             yield message
 
-    def open_inbox(self) -> asyncio.Queue[object]:
+    def open_inbox(self) -> None:
+        """A streaming request: its messages are delivered here for read()."""
         self._inbox = asyncio.Queue()
-        return self._inbox
 
     def deliver(self, message: bytes) -> None:
         """A request message of a streaming request, for read()."""
@@ -256,22 +271,15 @@ async def run_call(
     """Run `handler` to its end and send its status. `request`: the one message of a unary
     request (None for a streaming request, read from the context's inbox). Cancellation (the
     client reset the stream, the connection dropped) sends nothing."""
-    serializer = handler.response_serializer or _identity
-    deserializer = handler.request_deserializer or _identity
-    context._serializer = serializer
-    context.deserializer = deserializer
     try:
         if handler.request_streaming:
             argument: Any = context.requests()
         else:
             try:
-                argument = deserializer(request or b"")
+                argument = context.deserializer(request or b"")
             except Exception as exc:
                 log.info("%s: request not deserializable: %s", context.method, exc)
-                context.set_code(grpc.StatusCode.INTERNAL)
-                context.set_details("Failed to deserialize request")
-                context.send_status()
-                return
+                context.end(grpc.StatusCode.INTERNAL, "Failed to deserialize request")
         if handler.response_streaming:
             behavior = handler.stream_stream if handler.request_streaming else handler.unary_stream
             result = behavior(argument, context)
@@ -289,13 +297,11 @@ async def run_call(
                 response = await response
             if context.code() == grpc.StatusCode.OK:
                 if response is None:
-                    context.set_code(grpc.StatusCode.INTERNAL)
-                    context.set_details("the handler returned no response")
-                else:
-                    payload = serializer(response)
-                    if context.answer_unary(payload):
-                        return
-                    context.write_bytes(payload)
+                    context.end(grpc.StatusCode.INTERNAL, "the handler returned no response")
+                payload = context.serialize(response)
+                if context.answer_unary(payload):
+                    return
+                context.write_bytes(payload)
     except AbortError:
         pass
     except asyncio.CancelledError:
