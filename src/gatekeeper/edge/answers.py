@@ -112,7 +112,7 @@ def _problem(status: int, slug: str, title: str, detail: str, **extra: object) -
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _metadata(decision: Decision, feature: str | None = None) -> Mapping[str, str]:
+def _metadata(decision: Decision, feature: str | None = None) -> dict[str, str]:
     meta = {
         "decision_id": decision.decision_id,
         "customer": decision.customer_id,
@@ -245,8 +245,9 @@ def answer_for(
     if decision.plan:
         upstream.append(("x-gatekeeper-plan", decision.plan))
     upstream.append(("x-gatekeeper-decision-id", decision.decision_id))
-    upstream.extend(sorted(decision.config_values.items()))
-    meta = dict(_metadata(decision))
+    if decision.config_values:
+        upstream.extend(sorted(decision.config_values.items()))
+    meta = _metadata(decision)
     if decision.reservation_id and settle_headers:
         meta["reservation_id"] = decision.reservation_id
         meta["settle"] = ",".join(f"{f}={h}" for f, h in sorted(settle_headers.items()))
@@ -257,8 +258,10 @@ def answer_for(
         outcome=decision.outcome.value,
         client_headers=rate_limit_headers(decision.tightest(), now),
         upstream_headers=tuple(upstream),
-        upstream_headers_to_remove=tuple(
-            sorted(h for h in config_headers if h not in decision.config_values)
+        upstream_headers_to_remove=(
+            tuple(sorted(h for h in config_headers if h not in decision.config_values))
+            if config_headers
+            else ()
         ),
         metadata=frozen_map(meta),
     )

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gatekeeper.model import frozen_map
 
 __all__ = ["EdgeRequest"]
 
 
-@dataclass(frozen=True, slots=True)
-class EdgeRequest:
+_NONE: Mapping[str, str] = frozen_map()
+
+
+class EdgeRequest(NamedTuple):
+    """An immutable NamedTuple, not a frozen dataclass: one is built per request."""
+
     method: str
     path: str  # as received, query string included
-    headers: Mapping[str, str] = field(default_factory=frozen_map)  # lower-case names
+    headers: Mapping[str, str] = _NONE  # lower-case names
     # Envoy per-route context_extensions: feature, cost, cost_header, settle_header, requires
-    context: Mapping[str, str] = field(default_factory=frozen_map)
+    context: Mapping[str, str] = _NONE
     metadata_customer: str | None = None  # customer id from trusted Envoy dynamic metadata
     request_id: str = ""
 

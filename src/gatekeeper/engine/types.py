@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from gatekeeper.model import frozen_map
 
@@ -51,8 +52,10 @@ class MeterRequest:
             raise ValueError(f"quantity of {self.feature!r} must be >= 0, got {self.quantity}")
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionRequest:
+class DecisionRequest(NamedTuple):
+    """One request's question to the engine (an immutable NamedTuple: built per request on
+    the hot path)."""
+
     customer_id: str
     requires: tuple[str, ...] = ()  # features the caller must be entitled to
     meters: tuple[MeterRequest, ...] = ()  # metered features consumed
@@ -63,9 +66,11 @@ class DecisionRequest:
     route: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
-    """One counter after the decision: `used` and `remaining` in units (nano-units for spend)."""
+class LimitStatus(NamedTuple):
+    """One counter after the decision: `used` and `remaining` in units (nano-units for spend).
+
+    An immutable NamedTuple, not a frozen dataclass: one is built per counter of every
+    decision on the hot path, ~4x faster (as engine/ports.py's ReplyRow)."""
 
     kind: LimitKind
     feature: str | None  # None for spend

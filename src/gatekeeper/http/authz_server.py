@@ -14,7 +14,9 @@ answers its own `status_on_error` (the 503 problem body is dropped).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import cast
@@ -44,22 +46,33 @@ def render_answer(answer: Answer, *, keep_alive: bool, head: bool = False) -> by
     has no body — one after it was a protocol error that cost Envoy the connection. Header
     values go out as UTF-8, the bytes Envoy passes on (as the gRPC mode's strings)."""
     status = 503 if answer.unavailable else answer.status
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines = [_status_line(status)]
     if answer.allowed:
-        pairs = list(answer.upstream_headers) + list(answer.client_headers)
+        lines += [f"{name}: {value}\r\n" for name, value in answer.upstream_headers]
+        lines += [f"{name}: {value}\r\n" for name, value in answer.client_headers]
         if answer.upstream_headers_to_remove:
-            pairs.append((HEADERS_TO_REMOVE, ", ".join(answer.upstream_headers_to_remove)))
+            removed = ", ".join(answer.upstream_headers_to_remove)
+            lines.append(f"{HEADERS_TO_REMOVE}: {removed}\r\n")
+        body = b""
     else:
-        pairs = list(answer.client_headers)
-    pairs.extend((META_PREFIX + k.replace("_", "-"), v) for k, v in answer.metadata.items())
-    for name, value in pairs:
-        lines.append(f"{name}: {value}")
-    body = b"" if answer.allowed else answer.body
-    lines.append(f"content-length: {len(body)}")
-    if not keep_alive:
-        lines.append("connection: close")
-    start = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        lines += [f"{name}: {value}\r\n" for name, value in answer.client_headers]
+        body = answer.body
+    lines += [f"{_meta_name(key)}{value}\r\n" for key, value in answer.metadata.items()]
+    lines.append(f"content-length: {len(body)}\r\n\r\n" if keep_alive else
+                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
+    start = "".join(lines).encode()
     return start if head else start + body
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+
+
+@functools.cache
+def _meta_name(key: str) -> str:
+    """`x-gatekeeper-meta-decision-id: ` for the metadata key `decision_id`."""
+    return f"{META_PREFIX}{key.replace('_', '-')}: "
 
 
 class _Connection(asyncio.Protocol):
@@ -73,7 +86,10 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
-        self._pending: asyncio.Queue[tuple[EdgeRequest, bool] | None] = asyncio.Queue()
+        # requests received, answered in order by the writer task (None: stop after these);
+        # a deque and one waiter future: asyncio.Queue cost ~2 µs more per request
+        self._pending: deque[tuple[EdgeRequest, bool] | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -92,13 +108,25 @@ class _Connection(asyncio.Protocol):
             self._reject(400)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._pending.put_nowait(None)
+        self._put(None)
         self._connections.discard(self)
 
     def finish(self) -> asyncio.Task[None] | None:
         """Answer what was already received, then close (graceful shutdown)."""
-        self._pending.put_nowait(None)
+        self._put(None)
         return self._writer
+
+    def _put(self, item: tuple[EdgeRequest, bool] | None) -> None:
+        self._pending.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next(self) -> tuple[EdgeRequest, bool] | None:
+        while not self._pending:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._pending.popleft()
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -122,7 +150,7 @@ class _Connection(asyncio.Protocol):
             headers=frozen_map(headers),
             request_id=headers.get("x-request-id", ""),
         )
-        self._pending.put_nowait((request, self._parser.should_keep_alive()))
+        self._put((request, self._parser.should_keep_alive()))
         self._url, self._headers, self._header_bytes = b"", {}, 0
 
     def _reject(self, status: int) -> None:
@@ -134,7 +162,7 @@ class _Connection(asyncio.Protocol):
 
     async def _answer_in_order(self) -> None:
         while True:
-            item = await self._pending.get()
+            item = await self._next()
             if item is None or self._transport is None or self._transport.is_closing():
                 if self._transport is not None:
                     self._transport.close()

@@ -131,14 +131,11 @@ class Body:
     counters_resp: bytes  # the counters as RESP bulk strings (auto-pipelined calls)
     pieces: tuple[bytes, ...]
     fields: int  # values in the pieces
+    who: bytes  # the plan's customer id and plan name, packed (decide.lua's head has both)
 
-    def packed(self, head: Sequence[str | int], quantities: Sequence[int]) -> bytes:
-        """ARGV[1]: the array of `head`'s values, then this body's."""
-        parts = [
-            array_header(len(head) + self.fields + len(quantities)),
-            pack_values(head),
-            self.pieces[0],
-        ]
+    def packed(self, head: bytes, head_fields: int, quantities: Sequence[int]) -> bytes:
+        """ARGV[1]: the array of `head` (`head_fields` values, packed), then this body's."""
+        parts = [array_header(head_fields + self.fields + len(quantities)), head, self.pieces[0]]
         for q, piece in zip(quantities, self.pieces[1:], strict=True):
             parts.append(pack_int(q))
             parts.append(piece)
@@ -173,6 +170,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
         counters_resp=bulk_strings(b.keys),
         pieces=tuple(pieces),
         fields=fields,
+        who=pack_values((customer, plan.plan)),
     )
 
 
@@ -180,14 +178,16 @@ def encode(
     plan: DecisionPlan,
     ks: KeySpace,
     *,
-    head: Sequence[str | int],
+    head: bytes,
+    head_fields: int,
     idempotency_key: str | None,
     decision_id: str,
     grace_s: int,
     body: Body | None = None,
     idempotency_scope: str = "",
 ) -> Encoded:
-    """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV.
+    """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV
+    (`head_fields` values, packed).
 
     `body` is compile_body(plan) when the caller has it already (plan templates)."""
     body = body or compile_body(plan, ks, grace_s=grace_s)
@@ -203,12 +203,16 @@ def encode(
         ks.reservation(customer, decision_id),
         *body.counters,
     ]
-    packed = body.packed(head, [m.quantity for m in plan.meters])
+    packed = body.packed(head, head_fields, [m.quantity for m in plan.meters])
     return Encoded(keys=keys, argv=[packed], counters_resp=body.counters_resp)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# a reply row's kind as hiredis (bytes) or a decoding client (str) gives it
+_ROW_KINDS = {b"q": "q", b"r": "r", b"s": "s", "q": "q", "r": "r", "s": "s"}
 
 
 def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
@@ -219,22 +223,22 @@ def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
     if len(reply) == 2:  # an idempotency record written by an earlier version
         return _decode_text(reply)  # type: ignore[arg-type]
     overage = _text(reply[8])  # type: ignore[arg-type]
-    n_rows = int(reply[10])
+    # numbers arrive as integer replies (Lua numbers): ints already, from hiredis and redis-py
     rows = [
-        ReplyRow(_text(reply[i]), *map(int, reply[i + 1 : i + 7]))  # type: ignore[arg-type]
-        for i in range(11, 11 + 7 * n_rows, 7)
+        ReplyRow(_ROW_KINDS[reply[i]], *reply[i + 1 : i + 7])  # type: ignore[arg-type,index]
+        for i in range(11, 11 + 7 * reply[10], 7)  # type: ignore[operator]
     ]
     return DecideReply(
         reply[0] in (b"R", "R"),  # replayed
         reply[1] in (b"A", "A"),  # admitted
         _text(reply[2]),  # type: ignore[arg-type]  # decision_id
         _text(reply[3]),  # type: ignore[arg-type]  # deny_kind
-        int(reply[4]),  # deny_meter
-        int(reply[5]),  # deny_rate
-        int(reply[6]),  # retry_after_us
-        int(reply[7]),  # cost_nano
+        reply[4],  # type: ignore[arg-type]  # deny_meter
+        reply[5],  # type: ignore[arg-type]  # deny_rate
+        reply[6],  # type: ignore[arg-type]  # retry_after_us
+        reply[7],  # type: ignore[arg-type]  # cost_nano
         tuple(map(int, overage.split(","))) if overage else (),  # overage_meters
-        int(reply[9]) == 1,  # reserved
+        reply[9] == 1,  # reserved
         tuple(rows),
     )
 

@@ -17,6 +17,7 @@ from gatekeeper.engine.plan import DecisionPlan
 from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
+from gatekeeper.store.argpack import pack_int, pack_str, pack_values
 from gatekeeper.store.autopipeline import AutoPipeline
 from gatekeeper.store.codec import (
     Body,
@@ -32,6 +33,10 @@ from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["RedisDecisionStore"]
 
+# decide.lua's leading ARGV values: now, decision id, customer, plan, request id, idempotency
+# key, idempotency flag, idempotency TTL, reservation TTL, currency, mode
+DECIDE_HEAD_FIELDS = 11
+
 
 class RedisDecisionStore:
     def __init__(
@@ -45,6 +50,7 @@ class RedisDecisionStore:
         self.keys = KeySpace(prefix=settings.key_prefix, partitions=settings.partitions)
         self._decide: LuaScript = load_script("decide")
         self._settle: LuaScript = load_script("settle")
+        self._tails: dict[tuple[str, int], bytes] = {}  # _head_tail() without a key
 
     @property
     def decide_script(self) -> LuaScript:
@@ -60,32 +66,51 @@ class RedisDecisionStore:
         idempotency_scope: str = "",
         mode: int = 0,
     ) -> DecideReply:
-        s = self._settings
-        head: list[str | int] = [
-            to_us(plan.now),
-            decision_id,
-            plan.customer_id,
-            plan.plan,
-            request_id,
-            idempotency_key or "",
-            int(idempotency_key is not None),
-            s.idempotency_ttl_s * 1000,
-            s.reservation_ttl_s * 1000,
-            plan.currency,
-            mode,
-        ]
+        body = self._body(plan)
+        head = b"".join(
+            (
+                pack_int(to_us(plan.now)),
+                pack_str(decision_id),
+                body.who,
+                pack_str(request_id),
+                self._head_tail(idempotency_key, plan.currency, mode),
+            )
+        )
         enc = encode(
             plan,
             self.keys,
             head=head,
+            head_fields=DECIDE_HEAD_FIELDS,
             idempotency_key=idempotency_key,
             decision_id=decision_id,
-            grace_s=s.period_grace_s,
-            body=self._body(plan),
+            grace_s=self._settings.period_grace_s,
+            body=body,
             idempotency_scope=idempotency_scope,
         )
         reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
         return decode_decide(reply)
+
+    def _head_tail(self, idempotency_key: str | None, currency: str, mode: int) -> bytes:
+        """decide.lua's head after the request id: idempotency key and flag, the two TTLs,
+        currency, mode (packed; the same for every call without a key)."""
+        if idempotency_key is None:
+            found = self._tails.get((currency, mode))
+            if found is not None:
+                return found
+        s = self._settings
+        tail = pack_values(
+            (
+                idempotency_key or "",
+                int(idempotency_key is not None),
+                s.idempotency_ttl_s * 1000,
+                s.reservation_ttl_s * 1000,
+                currency,
+                mode,
+            )
+        )
+        if idempotency_key is None:
+            self._tails[currency, mode] = tail
+        return tail
 
     def _body(self, plan: DecisionPlan) -> Body:
         """The plan's counters as KEYS/ARGV, from its template's memo when it has one."""
@@ -121,7 +146,8 @@ class RedisDecisionStore:
         enc = encode(
             plan,
             self.keys,
-            head=head,
+            head=pack_values(head),
+            head_fields=len(head),
             idempotency_key=None,
             decision_id=decision_id,
             grace_s=self._settings.period_grace_s,
