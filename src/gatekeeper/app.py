@@ -208,6 +208,13 @@ class App:
             reuse_port=self.share_ports,
         )
         client = self.redis.client
+        grpc_server, authz_http = self.grpc, self.authz_http
+
+        def handler_failures() -> dict[tuple[str, str], int]:
+            found = {("grpc", method): n for method, n in grpc_server.handler_failures.items()}
+            found["authz_http", "check"] = authz_http.handler_failures
+            return found
+
         self.metrics.expose(
             ready=lambda: self.healthy,
             authorizer=self.authorizer,
@@ -216,6 +223,7 @@ class App:
             backlog=self.backlog,
             autopipeline=client.autopipeline if isinstance(client, GatekeeperRedis) else None,
             ratelimit=self.ratelimit,
+            handler_failures=handler_failures,
         )
         self.handlers = Handlers(
             admin=self.admin,

@@ -90,8 +90,10 @@ class ServeMetrics:
         backlog: OfflineBacklog | None,
         autopipeline: AutoPipeline | None,
         ratelimit: RateLimitService | None,
+        handler_failures: Callable[[], Mapping[tuple[str, str], int]],
     ) -> None:
-        """Register readings of the parts' own counters (once, after the parts exist)."""
+        """Register readings of the parts' own counters (once, after the parts exist).
+        `handler_failures`: (server, method) -> requests whose handler raised."""
         r = self.registry
         r.gauge_reading(
             "gatekeeper_ready", "1 when the process is ready (as /readyz), else 0.", lambda: ready()
@@ -123,6 +125,13 @@ class ServeMetrics:
             "Redis calls that failed (store unavailable), by operation.",
             store_errors,
             ("operation",),
+        )
+        r.counter_reading(
+            "gatekeeper_handler_failures_total",
+            "Requests whose handler raised an unexpected exception (a bug, logged with its "
+            "traceback; answered 500 or UNKNOWN), by server (grpc, authz_http) and method.",
+            lambda: {key: float(n) for key, n in handler_failures().items()},
+            ("server", "method"),
         )
         r.counter_reading(
             "gatekeeper_settlements_total",

@@ -184,3 +184,22 @@ async def test_every_metric_is_documented_in_the_readme(
     section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_:]+)` \|", section, flags=re.MULTILINE))
     assert served == documented
+
+
+async def test_a_handler_that_raises_is_counted(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the decision path: answered 500 (Envoy's status_on_error), logged, and counted
+    where an operator's alert sees it."""
+    failures = "gatekeeper_handler_failures_total"
+
+    async def broken(request: object) -> object:
+        raise RuntimeError("authorizer bug")
+
+    async with aiohttp.ClientSession() as session:
+        before = await _scrape(session, app)
+        monkeypatch.setattr(app.authorizer, "_check", broken)
+        status = await _authz(session, app, key_of("hobbyist"))
+        after = await _scrape(session, app)
+
+    assert status == 500
+    assert value(before, failures, server="authz_http", method="check") == 0
+    assert value(after, failures, server="authz_http", method="check") == 1

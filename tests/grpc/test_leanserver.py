@@ -131,7 +131,7 @@ async def test_every_call_kind(channel: grpc.aio.Channel) -> None:
 async def test_status_details_and_metadata_reach_the_client(
     served: tuple[LeanGrpcServer, Recorder, int], channel: grpc.aio.Channel
 ) -> None:
-    recorder = served[1]
+    server, recorder = served[0], served[1]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _unary(channel, "Unary")("abort:no – 100 % sûr".encode())
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -143,9 +143,11 @@ async def test_status_details_and_metadata_reach_the_client(
     assert trailing["x-trailing"] == "2" and trailing["x-blob-bin"] == b"\x00\xff"
     assert recorder.metadata["x-tenant"] == "acme"
     assert recorder.remaining is not None and 0 < recorder.remaining <= 5.1  # rounded up
+    assert server.handler_failures == {}  # an abort is an answer, not a failure
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _unary(channel, "Unary")(b"boom")
     assert err.value.code() == grpc.StatusCode.UNKNOWN
+    assert server.handler_failures == {ECHO + "Unary": 1}  # counted for /metrics
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _unary(channel, "Nope")(b"")
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

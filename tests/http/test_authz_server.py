@@ -80,3 +80,26 @@ def test_header_values_go_out_as_utf8_and_a_head_answer_has_no_body() -> None:
     head = render_answer(denied, keep_alive=True, head=True)
     assert head == full[: -len(denied.body)]  # same status line and headers, no body
     assert b"content-length: 14\r\n" in head
+
+
+async def test_a_handler_that_raises_is_answered_500_and_counted() -> None:
+    async def broken(request: EdgeRequest) -> Answer:
+        if request.headers.get("x-api-key") == "k":
+            raise RuntimeError("authorizer bug")
+        return Answer(status=200, outcome="allowed")
+
+    server = AuthzHttpServer(broken)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 500")
+        writer.close()
+        assert server.handler_failures == 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST.replace(b"x-api-key: k", b"x-api-key: other"))
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        assert server.handler_failures == 1
+    finally:
+        await server.stop(1.0)

@@ -56,6 +56,9 @@ class ServerSide(Protocol):
         self, path: str, metadata: tuple[tuple[str, str], ...]
     ) -> grpc.RpcMethodHandler | None: ...
 
+    def handler_failed(self, method: str) -> None:
+        """A handler of `method` raised (a bug; logged by the caller)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _RequestHead:
@@ -401,6 +404,9 @@ class H2Connection(asyncio.Protocol):
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
             self._check_idle()
+
+    def handler_failed(self, method: str) -> None:
+        self.server.handler_failed(method)
 
     def _check_idle(self) -> None:
         if not self.streams:

@@ -33,6 +33,7 @@ class StreamOwner(Protocol):
     def pump(self, stream: H2Stream) -> None: ...
     def window_update(self, stream_id: int, increment: int) -> None: ...
     def forget(self, stream: H2Stream) -> None: ...
+    def handler_failed(self, method: str) -> None: ...
 
 
 class H2Stream:
@@ -200,7 +201,9 @@ class H2Stream:
             self.conn.forget(self)
 
     def start(self) -> None:
-        self.task = self.conn.loop.create_task(run_call(self.handler, self.context, self.request))
+        self.task = self.conn.loop.create_task(
+            run_call(self.handler, self.context, self.request, self.conn.handler_failed)
+        )
 
     def fail(self, code: grpc.StatusCode, details: str) -> None:
         """Answer `code` now (no handler ran or it is abandoned)."""

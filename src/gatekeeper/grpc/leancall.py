@@ -266,11 +266,15 @@ def decompress(payload: bytes, encoding: str | None) -> bytes:
 
 
 async def run_call(
-    handler: grpc.RpcMethodHandler, context: LeanContext, request: bytes | None
+    handler: grpc.RpcMethodHandler,
+    context: LeanContext,
+    request: bytes | None,
+    failed: Callable[[str], None],
 ) -> None:
     """Run `handler` to its end and send its status. `request`: the one message of a unary
     request (None for a streaming request, read from the context's inbox). Cancellation (the
-    client reset the stream, the connection dropped) sends nothing."""
+    client reset the stream, the connection dropped) sends nothing. A handler that raises (a
+    bug) is logged, answered UNKNOWN and reported to `failed` with the method's path."""
     try:
         if handler.request_streaming:
             argument: Any = context.requests()
@@ -309,6 +313,7 @@ async def run_call(
         return
     except Exception as exc:
         log.exception("gRPC handler %s failed", context.method)
+        failed(context.method)
         context.set_code(grpc.StatusCode.UNKNOWN)
         context.set_details(f"Unexpected {type(exc).__name__}: {exc}")
     context.send_status()

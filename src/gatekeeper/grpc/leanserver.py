@@ -52,6 +52,7 @@ class LeanGrpcServer:
         self._generic: list[grpc.GenericRpcHandler] = []
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
+        self.handler_failures: dict[str, int] = {}  # method path -> handlers that raised
 
     # registration (the generated code calls both)
     def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -75,6 +76,9 @@ class LeanGrpcServer:
             if found is not None:
                 return found
         return None
+
+    def handler_failed(self, method: str) -> None:
+        self.handler_failures[method] = self.handler_failures.get(method, 0) + 1
 
     # serving
     def add_insecure_port(self, address: str) -> int:

@@ -6,7 +6,7 @@ Served by the lean HTTP/2 server (grpc/leanserver.py) by default, or by grpc.aio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
@@ -69,6 +69,14 @@ class GrpcServer:
             self.server,
         )
         self.port = 0
+
+    @property
+    def handler_failures(self) -> Mapping[str, int]:
+        """Handlers that raised, by method path (the lean server counts them; grpc.aio only
+        logs them)."""
+        if isinstance(self.server, LeanGrpcServer):
+            return self.server.handler_failures
+        return {}
 
     async def start(self, host: str, port: int) -> int:
         self.port = self.server.add_insecure_port(f"{host}:{port}")

@@ -78,9 +78,12 @@ def _meta_name(key: str) -> str:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection from Envoy: parse, answer in order, never block the loop."""
 
-    def __init__(self, handler: Handler, connections: set[_Connection]) -> None:
+    def __init__(
+        self, handler: Handler, connections: set[_Connection], failed: Callable[[], None]
+    ) -> None:
         self._handler = handler
         self._connections = connections
+        self._failed = failed
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -170,8 +173,9 @@ class _Connection(asyncio.Protocol):
             request, keep_alive = item
             try:
                 answer = await self._handler(request)
-            except Exception:  # a bug, not a client error: logged, counted by the caller, 500
+            except Exception:  # a bug, not a client error: logged, counted, 500
                 log.exception("authorizer failed on %s %s", request.method, request.path)
+                self._failed()
                 self._reject(500)
                 return
             if self._transport.is_closing():  # Envoy gave up (timeout, shutdown) meanwhile
@@ -192,13 +196,14 @@ class AuthzHttpServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self.port = 0
+        self.handler_failures = 0  # checks whose handler raised (answered 500; a bug)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen; `reuse_port` shares the port with the processes of one `serve --workers N`.
         Raises OSError when the port is taken."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self._handler, self._connections),
+            lambda: _Connection(self._handler, self._connections, self._handler_failed),
             host,
             port,
             reuse_port=reuse_port,
@@ -206,6 +211,9 @@ class AuthzHttpServer:
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
+
+    def _handler_failed(self) -> None:
+        self.handler_failures += 1
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting, let in-flight answers finish (up to grace_s), close connections."""
