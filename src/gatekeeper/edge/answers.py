@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from gatekeeper.engine import Decision, LimitKind, LimitStatus, Outcome
 from gatekeeper.model import frozen_map
@@ -34,6 +34,7 @@ PROBLEM_BASE = "https://gatekeeper.dev/problems/"
 META_HEADER_PREFIX = "x-gatekeeper-meta-"
 CONTENT_TYPE = "application/problem+json"
 
+_NO_METADATA: Mapping[str, str] = frozen_map()
 _STATUS = {
     Outcome.ALLOWED: 200,
     Outcome.UNKNOWN_CUSTOMER: 401,
@@ -51,9 +52,9 @@ _TITLE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """status 200 = allow. Headers are (name, value) pairs with lower-case names."""
+class Answer(NamedTuple):
+    """status 200 = allow. Headers are (name, value) pairs with lower-case names. (An
+    immutable NamedTuple: one per request on the hot path.)"""
 
     status: int
     outcome: str
@@ -63,7 +64,7 @@ class Answer:
     # allow only: removed from the upstream request (config headers the customer has no value
     # for: a client's own copy must not pass for the plan's)
     upstream_headers_to_remove: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=frozen_map)  # Envoy dynamic metadata
+    metadata: Mapping[str, str] = _NO_METADATA  # Envoy dynamic metadata
     unavailable: bool = False  # fail-closed in gRPC mode: answer UNAVAILABLE, Envoy decides
 
     @property

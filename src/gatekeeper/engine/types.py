@@ -22,6 +22,9 @@ __all__ = [
 ]
 
 
+_NO_VALUES: Mapping[str, str] = frozen_map()
+
+
 class Outcome(StrEnum):
     """Stable outcome codes (also metric labels). The edge maps them to 401/402/403/429."""
 
@@ -81,8 +84,9 @@ class LimitStatus(NamedTuple):
     window_s: int
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """The engine's answer (an immutable NamedTuple: one per request on the hot path)."""
+
     decision_id: str
     outcome: Outcome
     customer_id: str
@@ -95,7 +99,7 @@ class Decision:
     overage: tuple[str, ...] = ()  # soft-limited features now past their limit
     reservation_id: str | None = None
     replayed: bool = False  # answered from the idempotency record
-    config_values: Mapping[str, str] = field(default_factory=frozen_map)  # header -> value
+    config_values: Mapping[str, str] = _NO_VALUES  # header -> value
     upgrade_hint: str | None = None
 
     @property
