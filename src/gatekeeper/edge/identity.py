@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from gatekeeper.edge.request import EdgeRequest
 from gatekeeper.model import Policy
@@ -18,8 +18,9 @@ class IdentityFailure(StrEnum):
     INVALID = "invalid_credentials"  # unknown or revoked key: the answer never says which
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
+    """Who is calling (an immutable NamedTuple: one per request)."""
+
     customer_id: str
     key_id: str | None  # None when identified by a trusted header or metadata
     source: str  # api_key | trusted_header | metadata

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from gatekeeper.edge.request import EdgeRequest
 from gatekeeper.engine import MeterRequest
@@ -17,11 +18,15 @@ class BadRequest(ValueError):
     """The client sent something gatekeeper cannot meter (e.g. a malformed cost header)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+_NO_SETTLE: Mapping[str, str] = frozen_map()
+
+
+class Usage(NamedTuple):
+    """What one request needs and consumes (an immutable NamedTuple: one per request)."""
+
     requires: tuple[str, ...] = ()
     meters: tuple[MeterRequest, ...] = ()
-    settle_headers: Mapping[str, str] = field(default_factory=frozen_map)  # feature -> header
+    settle_headers: Mapping[str, str] = _NO_SETTLE  # feature -> header
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +124,4 @@ def resolve_usage(policy: Policy, table: RouteTable, request: EdgeRequest) -> Us
         meters.append(meter)
         if header:
             settle[rm.feature] = header
-    return Usage(requires=route.requires, meters=tuple(meters), settle_headers=frozen_map(settle))
+    return Usage(route.requires, tuple(meters), frozen_map(settle) if settle else _NO_SETTLE)

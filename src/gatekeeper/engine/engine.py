@@ -98,6 +98,8 @@ def idempotency_scope(request: DecisionRequest, meters: list[MeterRequest]) -> s
 
 def _merge(meters: tuple[MeterRequest, ...]) -> list[MeterRequest]:
     """One meter per feature: quantities of repeated features add up."""
+    if len({m.feature for m in meters}) == len(meters):  # the usual case: nothing to merge
+        return list(meters)
     merged: dict[str, MeterRequest] = {}
     for m in meters:
         prev = merged.get(m.feature)
@@ -149,7 +151,11 @@ class DecisionEngine:
         policy = self._policy.current()
         now = at or self._clock.now()
         meters = _merge(request.meters)
-        key = (request.customer_id, request.requires, tuple((m.feature, m.reserve) for m in meters))
+        key = (
+            request.customer_id,
+            request.requires,
+            tuple([(m.feature, m.reserve) for m in meters]),
+        )
         template = self._templates.get(policy, key, now)
         if template is None:
             found = self._new_template(policy, request, meters, now, decision_id)

@@ -42,17 +42,24 @@ class LimitKind(StrEnum):
     SPEND = "spend"
 
 
-@dataclass(frozen=True, slots=True)
-class MeterRequest:
-    """`quantity` units of a metered feature; `reserve` marks an estimate to settle later."""
-
+class _Meter(NamedTuple):
     feature: str
     quantity: int
     reserve: bool = False
 
-    def __post_init__(self) -> None:
-        if self.quantity < 0:
-            raise ValueError(f"quantity of {self.feature!r} must be >= 0, got {self.quantity}")
+
+class MeterRequest(_Meter):
+    """`quantity` units of a metered feature; `reserve` marks an estimate to settle later.
+
+    An immutable NamedTuple (built per meter of every request on the hot path) that refuses a
+    negative quantity."""
+
+    __slots__ = ()
+
+    def __new__(cls, feature: str, quantity: int, reserve: bool = False) -> MeterRequest:
+        if quantity < 0:
+            raise ValueError(f"quantity of {feature!r} must be >= 0, got {quantity}")
+        return _Meter.__new__(cls, feature, quantity, reserve)
 
 
 class DecisionRequest(NamedTuple):
@@ -114,10 +121,14 @@ class Decision(NamedTuple):
         """
         if self.denied_by is not None:
             return self.denied_by
-        bounded = [s for s in self.limits if s.limit > 0 and s.kind is not LimitKind.SPEND]
-        if not bounded:
-            return None
-        return min(bounded, key=lambda s: (s.remaining / s.limit, s.remaining))
+        best: LimitStatus | None = None
+        best_key = (0.0, 0)
+        for s in self.limits:
+            if s.limit > 0 and s.kind is not LimitKind.SPEND:
+                key = (s.remaining / s.limit, s.remaining)
+                if best is None or key < best_key:  # the first of equals, as min() keeps
+                    best, best_key = s, key
+        return best
 
 
 class SettleStatus(StrEnum):
