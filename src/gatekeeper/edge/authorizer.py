@@ -97,8 +97,9 @@ class Authorizer:
         who = identify(policy, request, self._settings.edge)
         if isinstance(who, IdentityFailure):
             return answer_unauthorized(who.value)
+        derived = self._of(policy)
         try:
-            usage = resolve_usage(policy, self._of(policy).routes, request)
+            usage = resolve_usage(policy, derived.routes, request)
         except BadRequest as exc:
             return answer_bad_request(str(exc), who.customer_id)
         decision_request = DecisionRequest(
@@ -121,7 +122,7 @@ class Authorizer:
             upgrade_url=self._settings.edge.upgrade_url,
             currency=policy.currency,
             settle_headers=usage.settle_headers,
-            config_headers=self._of(policy).config_headers,
+            config_headers=derived.config_headers,
         )
 
     def _store_down(
