@@ -195,3 +195,14 @@ def test_packaged_rate_limit_bootstrap_is_a_copy_of_envoy_dir() -> None:
     # the bench runs envoy/rate-limit.yaml from the package (gatekeeper/data/envoy)
     packaged = REPO / "src" / "gatekeeper" / "data" / "envoy" / "rate-limit.yaml"
     assert packaged.read_bytes() == (REPO / "envoy" / "rate-limit.yaml").read_bytes()
+
+
+def test_a_target_missed_by_a_hair_does_not_read_as_met() -> None:
+    """0.247 of Envoy alone printed as "0.25 NOT met" read as a contradiction: three decimals."""
+    lab = labels(1)
+    alone = Figure("envoy", f"{lab['alone']} @ saturation (8 conns)", 10_000, "req/s", 1, 2, 3)
+    http = Figure("envoy", f"{lab['gk-http']} @ saturation (8 conns)", 2_470, "req/s", 2, 4, 6)
+    results = Results(figures=[alone, http])
+    ts = report.targets(results, lab)
+    row = next(line for line in report.table(results, ts).splitlines() if "25 %" in line)
+    assert "0.247" in row and "NOT met" in row

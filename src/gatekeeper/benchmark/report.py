@@ -114,7 +114,7 @@ def targets(results: Results, labels: Mapping[str, str]) -> list[Target]:
 
 def _target_rows(ts: Sequence[Target]) -> list[tuple[str, ...]]:
     return [
-        (t.name, "" if t.measured is None else f"{t.measured:.2f}", t.goal,
+        (t.name, "" if t.measured is None else f"{t.measured:.3f}", t.goal,
          "not measured" if t.met is None else "met" if t.met else "NOT met")
         for t in ts
     ]  # fmt: skip
