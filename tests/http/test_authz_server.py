@@ -15,6 +15,16 @@ from gatekeeper.http.authz_server import AuthzHttpServer, render_answer
 REQUEST = b"GET /v1/chat HTTP/1.1\r\nhost: a\r\nx-api-key: k\r\n\r\n"
 
 
+async def _status_line(port: int, request: bytes) -> bytes:
+    """One request on a new connection: the answer's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
 async def _wait_for(condition: object, what: str) -> None:
     for _ in range(500):
         if condition():  # type: ignore[operator]
@@ -57,11 +67,8 @@ async def _client_gone() -> None:
         await asyncio.wait_for(answering, 5)  # ends quietly: raised on a closed transport before
         assert answering.exception() is None
 
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(REQUEST.replace(b"x-api-key: k", b"x-api-key: other"))
-        status = await asyncio.wait_for(reader.readline(), 5)
-        assert status.startswith(b"HTTP/1.1 200")
-        writer.close()
+        other = REQUEST.replace(b"x-api-key: k", b"x-api-key: other")
+        assert (await _status_line(port, other)).startswith(b"HTTP/1.1 200")
     finally:
         await server.stop(1.0)
 
@@ -91,15 +98,10 @@ async def test_a_handler_that_raises_is_answered_500_and_counted() -> None:
     server = AuthzHttpServer(broken)
     port = await server.start("127.0.0.1", 0)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(REQUEST)
-        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 500")
-        writer.close()
+        assert (await _status_line(port, REQUEST)).startswith(b"HTTP/1.1 500")
         assert server.handler_failures == 1
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(REQUEST.replace(b"x-api-key: k", b"x-api-key: other"))
-        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 200")
-        writer.close()
+        other = REQUEST.replace(b"x-api-key: k", b"x-api-key: other")
+        assert (await _status_line(port, other)).startswith(b"HTTP/1.1 200")
         assert server.handler_failures == 1
     finally:
         await server.stop(1.0)
