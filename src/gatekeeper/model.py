@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 __all__ = [
+    "NO_STRINGS",
     "Anchor",
     "ApiKey",
     "CapAction",
@@ -48,6 +49,10 @@ V = TypeVar("V")
 def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
     """A read-only view of a copy of `items` (frozen dataclasses hold these, never dicts)."""
     return MappingProxyType(dict(items or {}))
+
+
+NO_STRINGS: Mapping[str, str] = frozen_map()
+"""The empty read-only str -> str map: the default of NamedTuple fields (built once)."""
 
 
 class FeatureType(StrEnum):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from gatekeeper.engine import Decision, LimitKind, LimitStatus, Outcome
-from gatekeeper.model import frozen_map
+from gatekeeper.model import NO_STRINGS, frozen_map
 from gatekeeper.money import format_nano
 
 __all__ = [
@@ -34,7 +34,6 @@ PROBLEM_BASE = "https://gatekeeper.dev/problems/"
 META_HEADER_PREFIX = "x-gatekeeper-meta-"
 CONTENT_TYPE = "application/problem+json"
 
-_NO_METADATA: Mapping[str, str] = frozen_map()
 _STATUS = {
     Outcome.ALLOWED: 200,
     Outcome.UNKNOWN_CUSTOMER: 401,
@@ -64,7 +63,7 @@ class Answer(NamedTuple):
     # allow only: removed from the upstream request (config headers the customer has no value
     # for: a client's own copy must not pass for the plan's)
     upstream_headers_to_remove: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = _NO_METADATA  # Envoy dynamic metadata
+    metadata: Mapping[str, str] = NO_STRINGS  # Envoy dynamic metadata
     unavailable: bool = False  # fail-closed in gRPC mode: answer UNAVAILABLE, Envoy decides
 
     @property

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from gatekeeper.model import frozen_map
+from gatekeeper.model import NO_STRINGS
 
 __all__ = ["EdgeRequest"]
-
-
-_NONE: Mapping[str, str] = frozen_map()
 
 
 class EdgeRequest(NamedTuple):
@@ -18,9 +15,9 @@ class EdgeRequest(NamedTuple):
 
     method: str
     path: str  # as received, query string included
-    headers: Mapping[str, str] = _NONE  # lower-case names
+    headers: Mapping[str, str] = NO_STRINGS  # lower-case names
     # Envoy per-route context_extensions: feature, cost, cost_header, settle_header, requires
-    context: Mapping[str, str] = _NONE
+    context: Mapping[str, str] = NO_STRINGS
     metadata_customer: str | None = None  # customer id from trusted Envoy dynamic metadata
     request_id: str = ""
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from gatekeeper.edge.request import EdgeRequest
 from gatekeeper.engine import MeterRequest
-from gatekeeper.model import FeatureType, Policy, Route, RouteMeter, frozen_map
+from gatekeeper.model import NO_STRINGS, FeatureType, Policy, Route, RouteMeter, frozen_map
 
 __all__ = ["BadRequest", "RouteTable", "Usage", "resolve_usage"]
 
@@ -18,15 +18,12 @@ class BadRequest(ValueError):
     """The client sent something gatekeeper cannot meter (e.g. a malformed cost header)."""
 
 
-_NO_SETTLE: Mapping[str, str] = frozen_map()
-
-
 class Usage(NamedTuple):
     """What one request needs and consumes (an immutable NamedTuple: one per request)."""
 
     requires: tuple[str, ...] = ()
     meters: tuple[MeterRequest, ...] = ()
-    settle_headers: Mapping[str, str] = _NO_SETTLE  # feature -> header
+    settle_headers: Mapping[str, str] = NO_STRINGS  # feature -> header
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,4 +121,4 @@ def resolve_usage(policy: Policy, table: RouteTable, request: EdgeRequest) -> Us
         meters.append(meter)
         if header:
             settle[rm.feature] = header
-    return Usage(route.requires, tuple(meters), frozen_map(settle) if settle else _NO_SETTLE)
+    return Usage(route.requires, tuple(meters), frozen_map(settle) if settle else NO_STRINGS)

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from gatekeeper.model import frozen_map
+from gatekeeper.model import NO_STRINGS, frozen_map
 
 __all__ = [
     "Decision",
@@ -20,9 +20,6 @@ __all__ = [
     "SettleResult",
     "SettleStatus",
 ]
-
-
-_NO_VALUES: Mapping[str, str] = frozen_map()
 
 
 class Outcome(StrEnum):
@@ -106,7 +103,7 @@ class Decision(NamedTuple):
     overage: tuple[str, ...] = ()  # soft-limited features now past their limit
     reservation_id: str | None = None
     replayed: bool = False  # answered from the idempotency record
-    config_values: Mapping[str, str] = _NO_VALUES  # header -> value
+    config_values: Mapping[str, str] = NO_STRINGS  # header -> value
     upgrade_hint: str | None = None
 
     @property
