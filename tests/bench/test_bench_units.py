@@ -14,7 +14,7 @@ from gatekeeper.benchmark.loadgen import WrkResult, connections_for_rate, parse_
 from gatekeeper.benchmark.model import Check, Comparison, Figure, Results
 from gatekeeper.benchmark.options import labels
 from gatekeeper.benchmark.resp import command_bytes, parse_monitor_line, reply_end
-from gatekeeper.benchmark.scenarios.envoy import median_run
+from gatekeeper.benchmark.scenarios.envoy import median_run, paired_added
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,6 +69,18 @@ def test_median_run_is_the_middle_round_with_its_own_latencies() -> None:
     assert median_run(rounds) is rounds[2]  # 8000 req/s, and the p99 of that same run
     assert median_run(rounds[:1]) is rounds[0]
     assert median_run(rounds[:2]).requests == 7000  # even count: the lower middle
+
+
+def test_added_latency_is_the_median_of_each_rounds_difference() -> None:
+    # round 2 is slow for both (a neighbour on the host): pairing cancels it out
+    alone = [_run(20000, 1.0), _run(15000, 3.0), _run(20000, 1.2)]
+    runs = [_run(5000, 1.5), _run(4000, 3.6), _run(5000, 2.4)]
+    p50, p99, p999 = paired_added(runs, alone) or (0.0, 0.0, 0.0)
+    assert p50 == 0.0  # _run gives every run p50 = 1.0
+    assert p99 == pytest.approx(0.6)  # differences 0.5, 0.6, 1.2
+    assert p999 == pytest.approx(0.6)
+    assert paired_added(runs[:1], alone[:1]) is None  # one round: nothing to pair
+    assert paired_added(runs, alone[:2]) is None
 
 
 def test_steal_note_is_the_stolen_share_of_cpu_time() -> None:

@@ -10,7 +10,8 @@ at the same rate, right after — so every figure has its ratio and its added la
 measured in interleaved rounds before anything else: each round drives Envoy alone and every
 configuration once at each of the two loads, in turn, so a drift of a noisy machine hits all of
 them alike; each such figure is the round with the median requests/s (its latencies are that
-run's), every round's requests/s is in its note.
+run's), every round's requests/s is in its note. Its added latency is paired by round: the
+median over the rounds of (its percentile − Envoy alone's in the same round).
 
 Configurations whose authorizer is gatekeeper are also checked at each load: while wrk drives
 the hot customer, a hard-limited and a spend-capped customer are driven past their limits
@@ -20,6 +21,7 @@ the hot customer, a hard-limited and a spend-capped customer are driven past the
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -41,7 +43,7 @@ from gatekeeper.engine import DecisionEngine, LimitKind
 from gatekeeper.money import parse_nano
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["EnvoyProfile", "Target", "ThroughEnvoy", "median_run"]
+__all__ = ["EnvoyProfile", "Target", "ThroughEnvoy", "median_run", "paired_added"]
 
 HALF_DELAY_MS = 2
 CAPPED_BURST = 30
@@ -131,6 +133,13 @@ class ThroughEnvoy:
     def _figure(self, target: Target, level: str, r: WrkResult, alone: Figure | None) -> Figure:
         vs = self._sat.get(target.vs or "") if level.startswith("saturation") else None
         base = vs or alone
+        # measured in rounds: the median of each round's difference to Envoy alone's
+        added = paired_added(
+            self._runs.get((target.key, _level_key(level)), []),
+            self._runs.get(("alone", _level_key(level)), []),
+        )
+        if added is None and alone is not None:
+            added = _minus(r, alone)
         return Figure(
             scenario=target.scenario,
             name=f"{target.label} @ {level}",
@@ -141,11 +150,9 @@ class ThroughEnvoy:
             p999_ms=r.p999_ms,
             baseline=base.name if base else None,
             ratio=r.rps / base.value if base and base.value else None,
-            added_p50_ms=r.p50_ms - alone.p50_ms if alone and alone.p50_ms is not None else None,
-            added_p99_ms=r.p99_ms - alone.p99_ms if alone and alone.p99_ms is not None else None,
-            added_p999_ms=(
-                r.p999_ms - alone.p999_ms if alone and alone.p999_ms is not None else None
-            ),
+            added_p50_ms=added[0] if added else None,
+            added_p99_ms=added[1] if added else None,
+            added_p999_ms=added[2] if added else None,
             note=self._note(target, level, r),
         )
 
@@ -295,6 +302,29 @@ def median_run(runs: Sequence[WrkResult]) -> WrkResult:
     """The run with the median requests/s (the lower middle one of an even count)."""
     ordered = sorted(runs, key=lambda r: r.rps)
     return ordered[(len(ordered) - 1) // 2]
+
+
+def paired_added(
+    runs: Sequence[WrkResult], alone: Sequence[WrkResult]
+) -> tuple[float, float, float] | None:
+    """Added latency (p50, p99, p99.9) from interleaved rounds: in each round, the run's
+    percentile minus Envoy alone's of the same round; the median of those differences.
+
+    Pairing within a round cancels what drifts between rounds (a neighbour on the host hits
+    both runs of a round alike). None unless both have the same number (>= 2) of rounds."""
+    if len(runs) < 2 or len(runs) != len(alone):
+        return None
+    return (
+        statistics.median(r.p50_ms - a.p50_ms for r, a in zip(runs, alone, strict=True)),
+        statistics.median(r.p99_ms - a.p99_ms for r, a in zip(runs, alone, strict=True)),
+        statistics.median(r.p999_ms - a.p999_ms for r, a in zip(runs, alone, strict=True)),
+    )
+
+
+def _minus(r: WrkResult, alone: Figure) -> tuple[float, float, float] | None:
+    if alone.p50_ms is None or alone.p99_ms is None or alone.p999_ms is None:
+        return None
+    return r.p50_ms - alone.p50_ms, r.p99_ms - alone.p99_ms, r.p999_ms - alone.p999_ms
 
 
 def _level_key(label: str) -> str:
