@@ -46,17 +46,15 @@ def render_answer(answer: Answer, *, keep_alive: bool, head: bool = False) -> by
     has no body — one after it was a protocol error that cost Envoy the connection. Header
     values go out as UTF-8, the bytes Envoy passes on (as the gRPC mode's strings)."""
     status = 503 if answer.unavailable else answer.status
+    allowed = answer.allowed
     lines = [_status_line(status)]
-    if answer.allowed:
+    if allowed:
         lines += [f"{name}: {value}\r\n" for name, value in answer.upstream_headers]
-        lines += [f"{name}: {value}\r\n" for name, value in answer.client_headers]
-        if answer.upstream_headers_to_remove:
-            removed = ", ".join(answer.upstream_headers_to_remove)
-            lines.append(f"{HEADERS_TO_REMOVE}: {removed}\r\n")
-        body = b""
-    else:
-        lines += [f"{name}: {value}\r\n" for name, value in answer.client_headers]
-        body = answer.body
+    lines += [f"{name}: {value}\r\n" for name, value in answer.client_headers]
+    if allowed and answer.upstream_headers_to_remove:
+        removed = ", ".join(answer.upstream_headers_to_remove)
+        lines.append(f"{HEADERS_TO_REMOVE}: {removed}\r\n")
+    body = b"" if allowed else answer.body
     lines += [f"{_meta_name(key)}{value}\r\n" for key, value in answer.metadata.items()]
     lines.append(f"content-length: {len(body)}\r\n\r\n" if keep_alive else
                  f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")  # fmt: skip
