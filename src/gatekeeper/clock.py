@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -20,7 +19,7 @@ class SystemClock:
     """The real clock (UTC)."""
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time(), tz=UTC)
+        return datetime.now(UTC)
 
 
 @dataclass(slots=True)

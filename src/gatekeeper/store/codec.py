@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, SpendPlan
 from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
@@ -28,16 +29,21 @@ __all__ = [
 ]
 
 _FIXED_KEYS = 4  # usage stream, alert stream, idempotency record, reservation record
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def to_us(when: datetime) -> int:
-    """Microseconds since the epoch (exact integer arithmetic, no float)."""
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Microseconds since the epoch (exact integer arithmetic, no float). A naive `when` is
+    local time, as astimezone() reads it."""
+    if when.tzinfo is None:
+        when = when.astimezone(UTC)
+    return (when - _EPOCH) // _US
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
+    """One script call's KEYS and ARGV (a NamedTuple: built per decision on the hot path)."""
+
     keys: list[str]
     argv: list[bytes]  # one MessagePack array (argpack)
     counters_resp: bytes = b""  # keys[4:] as RESP bulk strings
