@@ -26,6 +26,7 @@ class Authorizer:
     grpc_port: int
     http_port: int  # ext_authz HTTP mode
     lean_grpc_port: int = 0  # the no-op's gRPC services on the lean server (0: none)
+    pid: int = 0  # its process (serve's parent with --workers > 1)
 
 
 def _ready_lines(path: Path, marker: str) -> int:
@@ -62,7 +63,7 @@ def start_gatekeeper(
         timeout_s=60,
         alive=child.alive,
     )
-    return Authorizer(name, grpc_port, http_port)
+    return Authorizer(name, grpc_port, http_port, pid=child.proc.pid)
 
 
 def start_noop(processes: Processes, env: dict[str, str]) -> Authorizer:
@@ -79,7 +80,7 @@ def start_noop(processes: Processes, env: dict[str, str]) -> Authorizer:
         timeout_s=60,
         alive=child.alive,
     )
-    return Authorizer("noop", grpc_port, http_port, lean_port)
+    return Authorizer("noop", grpc_port, http_port, lean_port, pid=child.proc.pid)
 
 
 def start_envoy(

@@ -1,0 +1,172 @@
+"""CPU of each process per request through Envoy at saturation: where the time goes.
+
+    .venv/bin/python bench/cpu_per_request.py [--seconds 6] [--connections 32] [--repeat 2]
+        [alone] [noop-http] [gk-http] [noop-grpc] [gk-grpc]
+
+Starts what `gatekeeper bench` starts (its Redis, upstream Envoy, no-op authorizers, gatekeeper
+serve with 1 worker, one front Envoy per configuration, from the same bootstraps and policy),
+drives each configuration with wrk (the bench's POST route and headers), and reads the CPU
+time (user + system, `/proc/<pid>/stat`, threads and child processes included) each process
+spent during the run, divided by the requests it passed. `wrk, kernel` is the rest of the
+machine's busy time (wrk itself, interrupts, anything else running); `idle` the share of both
+cores nobody used. `EVALSHA` is Redis's own time per script call over the run (INFO
+commandstats). bench/README.md ("Where the time goes") has tables made with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from redis import Redis
+
+from gatekeeper.benchmark.bootstraps import front, upstream
+from gatekeeper.benchmark.loadgen import Load, run_wrk
+from gatekeeper.benchmark.policy import ROUTE_PATH, BenchPolicy, ratelimit_config_text
+from gatekeeper.benchmark.processes import Processes
+from gatekeeper.benchmark.scenarios.envoy import request_headers
+from gatekeeper.benchmark.stack import start_envoy, start_gatekeeper, start_noop
+
+CONFIGURATIONS = ("alone", "noop-http", "gk-http", "noop-grpc", "gk-grpc")
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a process's threads are counted in its own /proc stat)."""
+    found = [pid]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += _tree(int(child))
+    return found
+
+
+def _cpu_s(pids: Iterable[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total * _TICK_S
+
+
+def _machine_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    return (total - idle) * _TICK_S, total * _TICK_S
+
+
+def _evalsha(redis: Redis) -> tuple[int, int]:
+    """(calls, µs) of EVALSHA so far."""
+    stats: Mapping[str, Mapping[str, int]] = redis.info("commandstats")
+    found = stats.get("cmdstat_evalsha", {})
+    return int(found.get("calls", 0)), int(found.get("usec", 0))
+
+
+async def _row(
+    name: str, url: str, groups: Mapping[str, list[int]], redis: Redis, load: Load, seconds: float
+) -> str:
+    """One wrk run at `load`; the line of the table."""
+    before = {g: _cpu_s(p) for g, p in groups.items()}
+    busy0, total0 = _machine_s()
+    calls0, usec0 = _evalsha(redis)
+    result = await run_wrk(
+        url + ROUTE_PATH, load, seconds=seconds, method="POST", headers=request_headers(name)
+    )
+    busy1, total1 = _machine_s()
+    calls1, usec1 = _evalsha(redis)
+    spent = {g: _cpu_s(p) - before[g] for g, p in groups.items()}
+    n = max(result.requests, 1)
+    us = {g: s / n * 1e6 for g, s in spent.items()}
+    rest = (busy1 - busy0 - sum(spent.values())) / n * 1e6
+    idle = 1 - (busy1 - busy0) / (total1 - total0)
+    calls = calls1 - calls0
+    evalsha = f"{(usec1 - usec0) / calls:6.1f} µs" if calls else ""
+    errors = result.errors + result.non_2xx
+    failed = f"  ({result.errors} errors, {result.non_2xx} non-2xx)" if errors else ""
+    return (
+        f"{name:14} {result.rps:7.0f}  {us['front']:6.1f} {us['authz']:6.1f} {us['redis']:6.1f} "
+        f"{us['upstream']:6.1f} {rest:6.1f}  {idle:5.1%}  {evalsha}{failed}"
+    )
+
+
+async def _measure(args: argparse.Namespace) -> None:
+    processes = Processes(Path(tempfile.mkdtemp(prefix="gatekeeper-cpu-")))
+    try:
+        redis_url = processes.redis()
+        redis = Redis.from_url(redis_url)
+        redis_pid = int(redis.info("server")["process_id"])
+        policy = processes.workdir / "policy.yaml"
+        policy.write_text(BenchPolicy().text())
+        ratelimit = processes.workdir / "ratelimit"
+        ratelimit.mkdir()
+        (ratelimit / "bench.yaml").write_text(ratelimit_config_text())
+        env = dict(os.environ)
+        up = start_envoy(processes, upstream(), name="upstream", concurrency=1)
+        noop = start_noop(processes, env)
+        gk = start_gatekeeper(
+            processes, name="gatekeeper", policy=policy, ratelimit_config=ratelimit,
+            redis_url=redis_url, prefix=f"cpu-{uuid.uuid4().hex[:8]}", workers=1, env=env,
+        )  # fmt: skip
+        authorizers = {
+            "alone": ("alone", 0, 0),
+            "noop-http": ("http", noop.http_port, noop.pid),
+            "gk-http": ("http", gk.http_port, gk.pid),
+            "noop-grpc": ("grpc", noop.grpc_port, noop.pid),
+            "gk-grpc": ("grpc", gk.grpc_port, gk.pid),
+        }
+        fronts = {}
+        for name in args.configurations:
+            kind, port, _ = authorizers[name]
+            bootstrap = front(kind, upstream_port=up.listener_port, authz_port=port)
+            fronts[name] = start_envoy(processes, bootstrap, name=name)
+        print(
+            f"{'configuration':14} {'req/s':>7}  {'front':>6} {'authz':>6} {'Redis':>6} "
+            f"{'upstr.':>6} {'wrk,k.':>6}  {'idle':>5}  EVALSHA   (µs of CPU per request)"
+        )
+        load = Load(f"{args.connections} connections", args.connections)
+        for _ in range(args.repeat):
+            for name, envoy in fronts.items():
+                groups = {
+                    "front": _tree(envoy.pid or 0),
+                    "authz": _tree(authorizers[name][2]) if authorizers[name][2] else [],
+                    "redis": [redis_pid],
+                    "upstream": _tree(up.pid or 0),
+                }
+                print(await _row(name, envoy.url, groups, redis, load, args.seconds), flush=True)
+        redis.close()
+    finally:
+        processes.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("configurations", nargs="*", choices=CONFIGURATIONS, default=[])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.configurations = args.configurations or ["alone", "noop-http", "gk-http"]
+    asyncio.run(_measure(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
