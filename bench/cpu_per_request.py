@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -108,7 +109,9 @@ async def _row(
 
 
 async def _measure(args: argparse.Namespace) -> None:
-    processes = Processes(Path(tempfile.mkdtemp(prefix="gatekeeper-cpu-")))
+    workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-cpu-"))
+    processes = Processes(workdir)
+    redis: Redis | None = None
     try:
         redis_url = processes.redis()
         redis = Redis.from_url(redis_url)
@@ -151,9 +154,11 @@ async def _measure(args: argparse.Namespace) -> None:
                     "upstream": _tree(up.pid or 0),
                 }
                 print(await _row(name, envoy.url, groups, redis, load, args.seconds), flush=True)
-        redis.close()
     finally:
+        if redis is not None:
+            redis.close()
         processes.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
