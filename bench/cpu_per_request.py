@@ -8,7 +8,8 @@ serve with 1 worker, one front Envoy per configuration, from the same bootstraps
 drives each configuration with wrk (the bench's POST route and headers), and reads the CPU
 time (user + system, `/proc/<pid>/stat`, threads and child processes included) each process
 spent during the run, divided by the requests it passed. `wrk, kernel` is the rest of the
-machine's busy time (wrk itself, interrupts, anything else running); `idle` the share of both
+machine's busy time (wrk itself, interrupts, anything else running; the counters tick at
+10 ms, so runs of a few seconds leave it a few µs either way); `idle` the share of both
 cores nobody used. `EVALSHA` is Redis's own time per script call over the run (INFO
 commandstats). bench/README.md ("Where the time goes") has tables made with it.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from redis import Redis
 
 from gatekeeper.benchmark.bootstraps import front, upstream
+from gatekeeper.benchmark.command import cpu_ticks
 from gatekeeper.benchmark.loadgen import Load, run_wrk
 from gatekeeper.benchmark.policy import ROUTE_PATH, BenchPolicy, ratelimit_config_text
 from gatekeeper.benchmark.processes import Processes
@@ -67,11 +69,12 @@ def _cpu_s(pids: Iterable[int]) -> float:
 
 
 def _machine_s() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    total = sum(fields[:8])
-    return (total - idle) * _TICK_S, total * _TICK_S
+    """(busy, total) CPU seconds of the whole machine so far (idle and iowait are not busy)."""
+    ticks = cpu_ticks()
+    if ticks is None:
+        raise SystemExit("cpu_per_request: needs Linux /proc")
+    total = sum(ticks)
+    return (total - ticks[3] - ticks[4]) * _TICK_S, total * _TICK_S
 
 
 def _evalsha(redis: Redis) -> tuple[int, int]:

@@ -6,7 +6,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "from_us", "to_us"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(when: datetime) -> int:
+    """Microseconds since the epoch (exact integer arithmetic, no float). A naive `when` is
+    local time, as astimezone() reads it."""
+    if when.tzinfo is None:
+        when = when.astimezone(UTC)
+    return (when - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """Microseconds since the epoch as an aware UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=us)
 
 
 class Clock(Protocol):

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["AlertEvent", "AlertKind", "UsageEvent", "UsageKind", "from_us"]
+from gatekeeper.clock import from_us
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def from_us(us: int) -> datetime:
-    """Microseconds since the epoch as an aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=us)
+__all__ = ["AlertEvent", "AlertKind", "UsageEvent", "UsageKind"]
 
 
 def _text(fields: Mapping[bytes | str, bytes | str], name: str, default: str | None = None) -> str:

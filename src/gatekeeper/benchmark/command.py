@@ -33,7 +33,7 @@ from gatekeeper.benchmark.runner import run
 from gatekeeper.envoy_runner import EnvoyError, envoy_binary
 from gatekeeper.pipeline.commands import CommandSpec
 
-__all__ = ["BENCH", "add_bench_arguments", "run_bench"]
+__all__ = ["BENCH", "add_bench_arguments", "cpu_ticks", "run_bench"]
 
 EXIT_OK, EXIT_VIOLATION, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -96,8 +96,9 @@ def machine(options: BenchOptions) -> dict[str, str]:
     }
 
 
-def cpu_times() -> tuple[int, int] | None:
-    """(steal, total) clock ticks of all CPUs since boot, from /proc/stat; None elsewhere."""
+def cpu_ticks() -> list[int] | None:
+    """Clock ticks of all CPUs since boot, from /proc/stat: user nice system idle iowait irq
+    softirq steal; None elsewhere."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()
@@ -105,8 +106,13 @@ def cpu_times() -> tuple[int, int] | None:
         return None
     if not fields or fields[0] != "cpu" or len(fields) < 9:
         return None
-    ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
-    return ticks[7], sum(ticks)
+    return [int(x) for x in fields[1:9]]
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs since boot; None where cpu_ticks() is."""
+    ticks = cpu_ticks()
+    return None if ticks is None else (ticks[7], sum(ticks))
 
 
 def steal_note(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str | None:

@@ -11,8 +11,9 @@ it on every change) starts an empty cache.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from gatekeeper.clock import from_us
 from gatekeeper.engine.denials import RememberedDenial
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, PlanMemo
 from gatekeeper.engine.ports import ReplyRow
@@ -24,14 +25,9 @@ __all__ = ["PlanTemplate", "TemplateCache", "TemplateKey", "limit_status"]
 TemplateKey = tuple[str, tuple[str, ...], tuple[tuple[str, bool], ...]]
 """(customer id, required features, (metered feature, reserve) per merged meter)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ALWAYS = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 _ROW_KIND = {"q": LimitKind.QUOTA, "r": LimitKind.RATE, "s": LimitKind.SPEND}
 _RESET_CACHE = 64  # window ends remembered per template (quota and spend rows)
-
-
-def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def _seconds(start: datetime, end: datetime) -> int:
@@ -61,7 +57,7 @@ def limit_status(plan: DecisionPlan, row: ReplyRow) -> LimitStatus:
     """One reply row as a LimitStatus (no template: usage reports, cold paths)."""
     kind, feature, window_s = _row_meta(plan)[row.kind, row.meter, row.rate]
     return LimitStatus(
-        kind, feature, row.limit, row.used, row.remaining, _from_us(row.reset_us), window_s
+        kind, feature, row.limit, row.used, row.remaining, from_us(row.reset_us), window_s
     )
 
 
@@ -150,13 +146,13 @@ class PlanTemplate:
     def status(self, row: ReplyRow) -> LimitStatus:
         kind, feature, window_s = self._meta[row.kind, row.meter, row.rate]
         if kind is LimitKind.RATE:
-            reset_at = _from_us(row.reset_us)
+            reset_at = from_us(row.reset_us)
         else:  # a window end: the same for every decision of the template
             found = self._resets.get(row.reset_us)
             if found is None:
                 if len(self._resets) >= _RESET_CACHE:
                     self._resets.clear()
-                found = self._resets[row.reset_us] = _from_us(row.reset_us)
+                found = self._resets[row.reset_us] = from_us(row.reset_us)
             reset_at = found
         return LimitStatus(kind, feature, row.limit, row.used, row.remaining, reset_at, window_s)
 

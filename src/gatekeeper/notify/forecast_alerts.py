@@ -26,7 +26,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from gatekeeper.clock import Clock
+from gatekeeper.clock import Clock, to_us
 from gatekeeper.engine.ports import PolicySource
 from gatekeeper.events import AlertKind
 from gatekeeper.forecast import (
@@ -37,7 +37,6 @@ from gatekeeper.forecast import (
     projected_overage,
 )
 from gatekeeper.model import Customer, Period
-from gatekeeper.notify.state import to_us
 from gatekeeper.periods import Window, billing_window, window_for
 from gatekeeper.store.keys import KeySpace
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gatekeeper.events import AlertEvent, from_us
+from gatekeeper.clock import from_us
+from gatekeeper.events import AlertEvent
 from gatekeeper.forward.cloudevent import JsonObject
 from gatekeeper.notify.dispatch import Job
 from gatekeeper.notify.payload import digest_payload, encode

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from redis.asyncio import Redis
 
+from gatekeeper.clock import to_us
 from gatekeeper.events import AlertKind
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["AlertMutes", "DeadLetterEntry", "NotifyState", "to_us"]
+__all__ = ["AlertMutes", "DeadLetterEntry", "NotifyState"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KINDS = frozenset(k.value for k in AlertKind)
 
 # Open the customer's digest window unless one is open at `now` (atomic check-and-set, so two
@@ -31,11 +31,6 @@ local ends = string.format('%.0f', now + tonumber(ARGV[2]))
 redis.call('SET', KEYS[1], ends, 'PX', ARGV[3])
 return {1, ends}
 """
-
-
-def to_us(when: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime (exact)."""
-    return (when - _EPOCH) // timedelta(microseconds=1)
 
 
 def _s(value: bytes | str) -> str:

@@ -17,12 +17,11 @@ from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
 from gatekeeper.billing.types import BilledEvent
-from gatekeeper.clock import Clock
+from gatekeeper.clock import Clock, to_us
 from gatekeeper.events import UsageEvent
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerStats
 from gatekeeper.pipeline.streams import Entry
-from gatekeeper.store.codec import to_us
 
 __all__ = ["BillingSink"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from gatekeeper.clock import to_us
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, SpendPlan
 from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
 from gatekeeper.periods import Window
@@ -25,20 +25,9 @@ __all__ = [
     "decode_decide",
     "decode_settle",
     "encode",
-    "to_us",
 ]
 
 _FIXED_KEYS = 4  # usage stream, alert stream, idempotency record, reservation record
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def to_us(when: datetime) -> int:
-    """Microseconds since the epoch (exact integer arithmetic, no float). A naive `when` is
-    local time, as astimezone() reads it."""
-    if when.tzinfo is None:
-        when = when.astimezone(UTC)
-    return (when - _EPOCH) // _US
 
 
 class Encoded(NamedTuple):

@@ -6,13 +6,14 @@ through redis-py; either way a store failure is a StoreUnavailable.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gatekeeper.clock import from_us, to_us
 from gatekeeper.engine.plan import DecisionPlan
 from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
@@ -25,7 +26,6 @@ from gatekeeper.store.codec import (
     decode_decide,
     decode_settle,
     encode,
-    to_us,
 )
 from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.keys import KeySpace
@@ -130,7 +130,7 @@ class RedisDecisionStore:
         if raw is None:
             return None
         us = int(raw)
-        return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+        return from_us(us)
 
     async def settle(
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime

@@ -1,4 +1,4 @@
-"""codec.to_us: the exact microsecond count every script argument and event time is built from."""
+"""clock.to_us: the exact microsecond count every script argument and event time is built from."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.store.codec import to_us
+from gatekeeper.clock import to_us
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
