@@ -6,7 +6,9 @@ passed in explicitly; nothing here reads `os.environ`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import gc
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +34,24 @@ class LoadedConfig:
     root: YMap | None = None  # the parsed document, for composing run-time changes (admin API)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a document is parsed.
+
+    Parsing allocates millions of small acyclic objects for a large file; each allocation burst
+    triggered a full generation scan over the growing tree (two thirds of the time of a file
+    listing 100,000 customers). Reference counting still frees everything; the collector runs
+    again afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse_config(
     text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
 ) -> LoadedConfig:
@@ -40,6 +60,11 @@ def parse_config(
     Raises ConfigError with every issue found: YAML syntax (then only that one), unknown keys,
     wrong types, values out of range, and cross-references that do not resolve.
     """
+    with _collector_paused():
+        return _parse(text, source, env)
+
+
+def _parse(text: str, source: str, env: Mapping[str, str] | None) -> LoadedConfig:
     issues = Issues(source)
     root = load_yaml(text, source=source, issues=issues)
     if not isinstance(root, YMap):
