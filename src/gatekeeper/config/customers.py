@@ -6,21 +6,33 @@ Nothing here raises: problems are recorded in the `Issues` collector.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from gatekeeper.config.errors import Issues, did_you_mean
+from gatekeeper.config.errors import ConfigError, ConfigIssue, Issues, did_you_mean
 from gatekeeper.config.features import RESERVED_FEATURE_NAMES, Catalog
 from gatekeeper.config.fields import Section, describe, expect_map, section_map, section_seq
 from gatekeeper.config.plans import EntitlementBuilder, parse_rate_limits, parse_spend_cap
-from gatekeeper.config.yamlsrc import Node, Scalar, YMap, item_path, key_path
-from gatekeeper.model import ApiKey, CapAction, Customer, CustomerSpendCap, FeatureType, Grant, Plan
+from gatekeeper.config.yamlsrc import Node, Scalar, YMap, item_path, key_path, load_yaml
+from gatekeeper.model import (
+    ApiKey,
+    CapAction,
+    Customer,
+    CustomerSpendCap,
+    Feature,
+    FeatureType,
+    Grant,
+    Plan,
+)
 from gatekeeper.money import format_nano
 
-__all__ = ["parse_customers"]
+__all__ = ["CUSTOMER_ID", "parse_customer", "parse_customers"]
 
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CUSTOMER_ID = _CUSTOMER_ID
 _GRANT_ID = re.compile(r"[A-Za-z0-9._-]+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CUSTOMER_KEYS = (
@@ -60,6 +72,38 @@ def parse_customers(
             if customer is not None:
                 customers[entry.key] = customer
     return customers
+
+
+def parse_customer(
+    cid: str,
+    doc: Mapping[str, object],
+    *,
+    plans: Mapping[str, Plan],
+    features: Mapping[str, Feature],
+    source: str = "<directory>",
+) -> Customer:
+    """One customer document (the policy file's shape for `customers.<cid>`, as JSON) read
+    against the catalog: the work of one customer, never of the whole policy.
+
+    Raises ConfigError with every issue, its paths under `customers.<cid>`. A key hash used by
+    another customer is not detected here (the directory's key index refuses it).
+    """
+    issues = Issues(source)
+    path = key_path("customers", cid)
+    if not _CUSTOMER_ID.fullmatch(cid):
+        issues.add(path, None, "customer ids match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (at most 128)")
+    node = load_yaml(json.dumps(doc), source=source, issues=issues)
+    mapping = expect_map(node, path, issues) if node is not None else None
+    if node is None:
+        issues.add(path, None, "expected a customer document with at least a plan")
+    catalog = Catalog(features=dict(features), declared=frozenset(features))
+    customer = None
+    if mapping is not None:
+        customer = _customer(cid, mapping, path, dict(plans), catalog, _KeyHashes(), issues)
+    issues.raise_if_any()
+    if customer is None:  # pragma: no cover - every path to None records an issue
+        raise ConfigError([ConfigIssue(path, None, "not a valid customer", source)], source=source)
+    return customer
 
 
 def _customer(

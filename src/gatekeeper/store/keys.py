@@ -86,6 +86,36 @@ class KeySpace:
         """SCAN pattern for every per-customer key (inspection and tests)."""
         return f"{self._customer(customer)}:*:{customer}:*"
 
+    # the customer directory (gatekeeper.store.customers): one record per customer in its own
+    # slot, with the partition's indexes beside it, so a change to one customer is one
+    # single-slot transaction, also on a Cluster
+    def customer_record(self, customer: str) -> str:
+        """String: JSON of the customer's record (document, source, version, webhooks)."""
+        return f"{self._customer(customer)}:cust:{customer}"
+
+    def customer_index(self, partition: int) -> str:
+        """Sorted set (all scores 0, ordered by id): the partition's customer ids."""
+        return f"{self._base(partition)}:customers"
+
+    def plan_members(self, partition: int, plan: str) -> str:
+        """Sorted set (scores 0): the partition's customers on `plan` (list by plan; a plan in
+        use cannot be deleted)."""
+        return f"{self._base(partition)}:plan:{plan}"
+
+    def directory_audit(self, partition: int) -> str:
+        """Stream: the audit records of the partition's customers (keys, caps, documents)."""
+        return f"{self._base(partition)}:audit"
+
+    def key_owner(self, sha256_hex: str) -> str:
+        """String: the customer id an API key hash belongs to. A pointer only: the customer's
+        record says whether the key is live (so a stale pointer grants nothing). No hash tag:
+        pointers spread over every slot."""
+        return f"{self.prefix}:key:{sha256_hex}"
+
+    def directory_seed(self) -> str:
+        """String: digest of the policy file's customers last reconciled into the directory."""
+        return f"{self._control()}:dir:seed"
+
     # envoyproxy/ratelimit-compatible fixed windows (gatekeeper.ratelimit)
     def ratelimit(self, domain: str, descriptor_key: str, window_start: int) -> str:
         """String: hits of one descriptor in the fixed window starting at `window_start` (epoch s).

@@ -1,0 +1,363 @@
+"""The customer directory in Redis: one record per customer, built for millions of them.
+
+Each customer is one record in its own hash slot (`KeySpace.customer_record`), beside its
+partition's indexes (ids in order, ids per plan) and audit stream: a change to one customer
+is one compare-and-set Lua call on one slot (`directory_put.lua`), also on a Cluster, and
+touches O(1) keys whatever the number of customers. API keys are found by hash through a
+pointer (`KeySpace.key_owner`, hash → customer id); the customer's record alone says whether a
+key is live, so a pointer left behind grants nothing, and revoking a key changes one record.
+
+Nothing here validates a document (the directory service does, with the policy file's own
+parser, one customer at a time); nothing here reads more than the records it is asked for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from gatekeeper.store.directory import AuditRecord
+from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.scripts import load_script
+
+__all__ = [
+    "CustomerRecord",
+    "CustomerRecords",
+    "DirectoryConflict",
+    "RecordChange",
+    "Source",
+    "invalidation_message",
+]
+
+T = TypeVar("T")
+_RETRIES = 20
+_CHUNK = 500  # records per pipelined round trip on the bulk paths
+
+
+class Source(StrEnum):
+    FILE = "file"  # a seed customer of the policy file
+    API = "api"  # created or changed through the API, the CLI or an import
+
+
+class DirectoryConflict(Exception):
+    """A change that cannot be made as asked (a key hash owned by another customer, a record
+    changed concurrently too often)."""
+
+
+def invalidation_message(customer: str) -> str:
+    """What every process hears on the invalidation channel when `customer` changed."""
+    return f"customer:{customer}"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer as the directory stores it.
+
+    `doc` is the customer in the policy file's own shape (plan, billing_day, overrides, grants,
+    spend_cap, api_keys, description) as plain JSON data; `version` grows by one per change.
+    """
+
+    id: str
+    doc: Mapping[str, Any]
+    source: Source = Source.API
+    version: int = 0  # 0 = not stored yet
+    updated_at: str = ""  # ISO 8601, UTC
+    webhooks: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def plan(self) -> str:
+        return str(self.doc.get("plan", ""))
+
+    @property
+    def key_hashes(self) -> tuple[str, ...]:
+        keys = self.doc.get("api_keys") or ()
+        return tuple(str(k["sha256"]) for k in keys if isinstance(k, Mapping) and "sha256" in k)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "doc": self.doc,
+                "source": self.source.value,
+                "updated_at": self.updated_at,
+                "webhooks": list(self.webhooks),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, customer: str, version: int, raw: str | bytes) -> CustomerRecord:
+        data = json.loads(raw)
+        return cls(
+            id=customer,
+            doc=data["doc"],
+            source=Source(data.get("source", Source.API.value)),
+            version=version,
+            updated_at=data.get("updated_at", ""),
+            webhooks=tuple(data.get("webhooks") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChange(Generic[T]):
+    """What one change writes (`record` None = delete) and answers its caller."""
+
+    result: T
+    record: CustomerRecord | None
+    audit: AuditRecord | None = None
+
+
+@dataclass(slots=True)
+class _Put:
+    before: CustomerRecord | None
+    after: CustomerRecord | None
+    audit: AuditRecord | None = None
+    new_hashes: tuple[str, ...] = field(default=())
+
+
+class CustomerRecords:
+    """Reads and writes customer records; every method raises redis errors as they come."""
+
+    def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._put_script = load_script("directory_put")
+
+    @property
+    def keys(self) -> KeySpace:
+        return self._keys
+
+    # ---- reads ---------------------------------------------------------------------------
+    async def get(self, customer: str) -> CustomerRecord | None:
+        row: Any = await self._redis.hmget(self._keys.customer_record(customer), ["v", "r"])
+        version, raw = row
+        return None if raw is None else CustomerRecord.from_json(customer, int(version), raw)
+
+    async def get_many(self, customers: Sequence[str]) -> dict[str, CustomerRecord]:
+        """The records of `customers` that exist (one pipelined round trip)."""
+        if not customers:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for customer in customers:
+                pipe.hmget(self._keys.customer_record(customer), ["v", "r"])
+            rows = await pipe.execute()
+        return {
+            c: CustomerRecord.from_json(c, int(v), r)
+            for c, (v, r) in zip(customers, rows, strict=True)
+            if r is not None
+        }
+
+    async def owner_of_key(self, sha256_hex: str) -> str | None:
+        """The customer a key hash points to (its record says whether the key is live)."""
+        raw = await self._redis.get(self._keys.key_owner(sha256_hex))
+        return None if raw is None else _text(raw)
+
+    async def page(self, *, after: str | None, limit: int, plan: str | None = None) -> list[str]:
+        """Customer ids in id order after `after` (a cursor: the last id of the previous page),
+        at most `limit`, optionally only those on `plan`. O(partitions × limit)."""
+        low = "-" if after is None else f"({after}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in range(self._keys.partitions):
+                index = (
+                    self._keys.customer_index(partition)
+                    if plan is None
+                    else self._keys.plan_members(partition, plan)
+                )
+                pipe.zrangebylex(index, low, "+", start=0, num=limit)
+            rows = await pipe.execute()
+        merged = heapq.merge(*([_text(x) for x in row] for row in rows))
+        return [customer for customer, _ in zip(merged, range(limit), strict=False)]
+
+    async def count(self, plan: str | None = None) -> int:
+        """How many customers (on `plan`): one ZCARD per partition."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in range(self._keys.partitions):
+                pipe.zcard(
+                    self._keys.customer_index(partition)
+                    if plan is None
+                    else self._keys.plan_members(partition, plan)
+                )
+            counts = await pipe.execute()
+        return sum(int(n) for n in counts)
+
+    async def scan(self, *, chunk: int = _CHUNK) -> AsyncIterator[CustomerRecord]:
+        """Every record, partition by partition in id order (export, backup)."""
+        for partition in range(self._keys.partitions):
+            low = "-"
+            while True:
+                ids = [
+                    _text(x)
+                    for x in await self._redis.zrangebylex(
+                        self._keys.customer_index(partition), low, "+", start=0, num=chunk
+                    )
+                ]
+                if not ids:
+                    break
+                records = await self.get_many(ids)
+                for customer in ids:
+                    if customer in records:
+                        yield records[customer]
+                low = f"({ids[-1]}"
+
+    # ---- writes --------------------------------------------------------------------------
+    async def change(
+        self,
+        customer: str,
+        compute: Callable[[CustomerRecord | None], RecordChange[T]],
+        *,
+        channel: str,
+    ) -> T:
+        """Apply `compute(the current record, or None)` as one compare-and-set.
+
+        `compute` may raise to refuse (nothing is written); it runs again on the fresh record
+        when another process changed the customer in between. New key hashes are claimed
+        before the record is written (DirectoryConflict when one belongs to another customer);
+        hashes the change drops are released after it.
+        """
+        for _ in range(_RETRIES):
+            before = await self.get(customer)
+            outcome = compute(before)
+            put = _Put(before, outcome.record, outcome.audit)
+            written = await self._write([put], channel=channel)
+            if written[0]:
+                return outcome.result
+        raise DirectoryConflict(f"customer {customer!r} changed concurrently too often")
+
+    async def put_many(
+        self,
+        records: Sequence[CustomerRecord],
+        *,
+        channel: str,
+        keep: Callable[[CustomerRecord, CustomerRecord], bool] | None = None,
+        audit: Callable[[CustomerRecord | None, CustomerRecord], AuditRecord | None] | None = None,
+    ) -> list[CustomerRecord]:
+        """Write many records (import, seed), a few hundred per round trip; returns those
+        written. `keep(existing, new)` True leaves an existing record as it is (re-running an
+        import writes nothing twice). A record changed concurrently is read and decided again.
+        """
+        written: list[CustomerRecord] = []
+        for start in range(0, len(records), _CHUNK):
+            pending = list(records[start : start + _CHUNK])
+            for _ in range(_RETRIES):
+                if not pending:
+                    break
+                current = await self.get_many([r.id for r in pending])
+                puts = []
+                for record in pending:
+                    before = current.get(record.id)
+                    if before is not None and keep is not None and keep(before, record):
+                        continue
+                    note = audit(before, record) if audit is not None else None
+                    puts.append(_Put(before, record, note))
+                done = await self._write(puts, channel=channel)
+                written += [p.after for p, ok in zip(puts, done, strict=True) if ok and p.after]
+                retry = {p.after.id for p, ok in zip(puts, done, strict=True) if not ok and p.after}
+                pending = [r for r in pending if r.id in retry]
+            else:
+                raise DirectoryConflict("records changed concurrently too often")
+        return written
+
+    async def _write(self, puts: Sequence[_Put], *, channel: str) -> list[bool]:
+        """Claim new key hashes, then one pipelined compare-and-set per record, then release
+        the hashes each record dropped. Returns, per put, whether it was written."""
+        if not puts:
+            return []
+        claims: list[tuple[str, str]] = []
+        for put in puts:
+            old = set(put.before.key_hashes) if put.before else set()
+            new = put.after.key_hashes if put.after else ()
+            put.new_hashes = tuple(h for h in new if h not in old)
+            claims += [(h, (put.after or put.before).id) for h in put.new_hashes]  # type: ignore[union-attr]
+        await self._claim(claims)
+        replies: list[Any] = [None] * len(puts)
+        todo = list(range(len(puts)))
+        for _ in range(2):  # a second time only for calls that met NOSCRIPT (flush, failover)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    self._queue_put(pipe, puts[index], channel)
+                got = await pipe.execute(raise_on_error=False)
+            for index, reply in zip(todo, got, strict=True):
+                replies[index] = reply
+            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+            if not todo:
+                break
+            await self._redis.script_load(self._put_script.source)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        done = [int(reply) >= 0 for reply in replies]
+        released = [
+            h
+            for put, ok in zip(puts, done, strict=True)
+            if ok and put.before is not None
+            for h in set(put.before.key_hashes) - set(put.after.key_hashes if put.after else ())
+        ]
+        if released:
+            await self._redis.delete(*[self._keys.key_owner(h) for h in released])
+        return done
+
+    async def _claim(self, claims: Sequence[tuple[str, str]]) -> None:
+        """Point each new key hash at its customer; a hash another customer holds is refused
+        (nothing of this batch is written then; hashes claimed for it point to customers that
+        do not list them, which grants nothing)."""
+        if not claims:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest, customer in claims:
+                pipe.set(self._keys.key_owner(digest), customer, nx=True)
+                pipe.get(self._keys.key_owner(digest))
+            replies = await pipe.execute()
+        for (digest, customer), owner in zip(claims, replies[1::2], strict=True):
+            if _text(owner) != customer:
+                raise DirectoryConflict(
+                    f"an API key with hash {digest[:12]}… is another customer's"
+                )
+
+    def _queue_put(self, pipe: Any, put: _Put, channel: str) -> None:
+        record = put.after or put.before
+        assert record is not None
+        customer = record.id
+        partition = self._keys.partition(customer)
+        old_plan = put.before.plan if put.before else (put.after.plan if put.after else "")
+        new_plan = put.after.plan if put.after else old_plan
+        audit_fields = list(put.audit.fields().items()) if put.audit else []
+        after = (
+            ""
+            if put.after is None
+            else replace(put.after, version=0).to_json()  # the version lives beside the JSON
+        )
+        keys = [
+            self._keys.customer_record(customer),
+            self._keys.customer_index(partition),
+            self._keys.directory_audit(partition),
+            self._keys.plan_members(partition, old_plan),
+            self._keys.plan_members(partition, new_plan),
+        ]
+        args: list[str | int] = [
+            put.before.version if put.before else 0,
+            after,
+            customer,
+            channel,
+            invalidation_message(customer),
+            len(audit_fields),
+            *[item for pair in audit_fields for item in pair],
+        ]
+        pipe.evalsha(self._put_script.sha, len(keys), *keys, *args)
+
+    async def audit(self, partition: int, *, after: str | None, limit: int) -> list[Any]:
+        high = "+" if after is None else f"({after}"
+        rows: Any = await self._redis.xrevrange(
+            self._keys.directory_audit(partition), high, "-", count=limit
+        )
+        return list(rows)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
