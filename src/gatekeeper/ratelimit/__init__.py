@@ -3,7 +3,8 @@
 Load the upstream YAML with `load_ratelimit_config(path)` (the path named by
 `GATEKEEPER_RATELIMIT_CONFIG` or `settings.ratelimit_config`), count in Redis with
 `RedisCounterStore`, answer with `RateLimitService` (per-limit statistics in its
-`StatsTable`). The gRPC face is `gatekeeper.grpc.ratelimit_servicer`.
+`StatsTable`); `ConfigWatcher` reloads the config while serving. The gRPC face is
+`gatekeeper.grpc.ratelimit_servicer`.
 """
 
 from gatekeeper.ratelimit.config import (
@@ -21,6 +22,7 @@ from gatekeeper.ratelimit.model import (
     RateLimitConfig,
     Unit,
 )
+from gatekeeper.ratelimit.reload import ConfigWatcher
 from gatekeeper.ratelimit.service import (
     UNLIMITED_REMAINING,
     Code,
@@ -50,6 +52,7 @@ __all__ = [
     "OVERFLOW",
     "UNLIMITED_REMAINING",
     "Code",
+    "ConfigWatcher",
     "Counter",
     "CounterStore",
     "CurrentLimit",
