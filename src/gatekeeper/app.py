@@ -37,14 +37,8 @@ from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
-from gatekeeper.ratelimit import (
-    ConfigWatcher,
-    RateLimitService,
-    RedisCounterStore,
-    StatsTable,
-    load_ratelimit_config,
-)
-from gatekeeper.ratelimit.reload import fingerprint
+from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
+from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
@@ -312,27 +306,18 @@ class App:
         Raises ConfigError (every issue, with file and line) for a bad rate limit config.
         """
         settings = self.config.settings
-        path = settings.ratelimit_config
-        if not path:
+        if not settings.ratelimit_config:
             return []
         assert self.redis is not None
         redis_settings = settings.redis
-        seen = fingerprint(path)  # before loading: a change made meanwhile is seen later
-        service = RateLimitService(
-            load_ratelimit_config(path),
-            RedisCounterStore(
-                redis=self.redis.client,
-                keys=KeySpace(
-                    prefix=redis_settings.key_prefix, partitions=redis_settings.partitions
-                ),
-            ),
-            self.clock,
-            stats=StatsTable(max_series=settings.ratelimit_metric_series),
+        service, self.ratelimit_watcher = open_ratelimit(
+            settings.ratelimit_config,
+            redis=self.redis.client,
+            keys=KeySpace(prefix=redis_settings.key_prefix, partitions=redis_settings.partitions),
+            clock=self.clock,
+            max_series=settings.ratelimit_metric_series,
         )
         self.ratelimit = service
-        self.ratelimit_watcher = ConfigWatcher(
-            path=path, service=service, clock=self.clock, seen=seen
-        )
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
 
     async def _listen_invalidations(self, keys: KeySpace) -> None:
