@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gatekeeper.metrics import Registry, render
 from tests.prometheus_text import parse, value
@@ -131,3 +132,39 @@ def test_label_count_must_match() -> None:
 def test_render_of_nothing_is_empty() -> None:
     assert render([]) == ""
     assert Registry().render() == ""
+
+
+def test_every_kind_parses_with_prometheus_client() -> None:
+    """The reference parser (prometheus-client's) reads every kind, escape and special value
+    back as written."""
+    registry = Registry()
+    nasty = 'a\\b"c\nd'
+    registry.counter("k_total", "Help with \\ and\nnewline.", ("v",)).labels(nasty).inc(3)
+    registry.counter("empty_total", "Labelled, no series yet.", ("v",))
+    registry.gauge("g", "Special values.", ("kind",)).labels("inf").set(math.inf)
+    registry.gauge_reading("big", "Large and small.", lambda: 1e20)
+    registry.gauge_reading("small", "Fractions.", lambda: 0.000125)
+    latency = registry.histogram("h_seconds", "Latency.", (0.001, 0.1), ("op",))
+    latency.labels("read").observe(0.05)
+    registry.counter_reading("r_total", "Read.", lambda: {("x",): 2}, ("code",))
+
+    families = {f.name: f for f in text_string_to_metric_families(registry.render())}
+    assert {name: f.type for name, f in families.items()} == {
+        "k": "counter",
+        "empty": "counter",
+        "g": "gauge",
+        "big": "gauge",
+        "small": "gauge",
+        "h_seconds": "histogram",
+        "r": "counter",
+    }
+    assert families["k"].documentation == "Help with \\ and\nnewline."
+    (sample,) = families["k"].samples
+    assert (sample.name, sample.labels, sample.value) == ("k_total", {"v": nasty}, 3)
+    assert families["empty"].samples == []
+    assert families["g"].samples[0].value == math.inf
+    assert families["big"].samples[0].value == 1e20
+    assert families["small"].samples[0].value == 0.000125
+    buckets = [(s.labels.get("le"), s.value) for s in families["h_seconds"].samples]
+    assert buckets == [("0.001", 0), ("0.1", 1), ("+Inf", 1), (None, 0.05), (None, 1)]
+    assert families["r"].samples[0].value == 2

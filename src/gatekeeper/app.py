@@ -1,7 +1,8 @@
 """Composition root of `gatekeeper serve`: builds every part from the config and supervises it.
 
-Background tasks (policy invalidation listener, fail-open backlog) are supervised: one that
-dies is logged with its exception and turns the process not-ready; nothing fails silently.
+Background tasks (policy invalidation listener, fail-open backlog, rate limit config watcher)
+are supervised: one that dies is logged with its exception and turns the process not-ready;
+nothing fails silently.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
-from gatekeeper.ratelimit import RateLimitService, RedisCounterStore, load_ratelimit_config
+from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
+from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
@@ -132,6 +134,7 @@ class App:
         self.backlog: OfflineBacklog | None = None
         self.als: AccessLogServicer | None = None
         self.ratelimit: RateLimitService | None = None
+        self.ratelimit_watcher: ConfigWatcher | None = None
 
     def _failed(self, name: str, exc: BaseException | None) -> None:
         self.failures.append(f"{name}: {exc!r}")
@@ -223,6 +226,7 @@ class App:
             backlog=self.backlog,
             autopipeline=client.autopipeline if isinstance(client, GatekeeperRedis) else None,
             ratelimit=self.ratelimit,
+            ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
         )
         self.handlers = Handlers(
@@ -264,6 +268,8 @@ class App:
         await site.start()
         self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys))
+        if self.ratelimit_watcher is not None:
+            self.supervisor.start("ratelimit-config", self.ratelimit_watcher.run())
         for name in self.supervisor.tasks:  # a failures series (0) for every supervised task
             self.metrics.task_failures.labels(name)
         self.healthy = True
@@ -294,31 +300,30 @@ class App:
             return self.billing
 
     def _extra_services(self) -> list[tuple[str, Callable[[Any], object]]]:
-        """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config.
+        """The envoyproxy/ratelimit-compatible RLS, when GATEKEEPER_RATELIMIT_CONFIG names a config,
+        and the watcher that reloads its config (started with the other background tasks).
 
         Raises ConfigError (every issue, with file and line) for a bad rate limit config.
         """
-        path = self.config.settings.ratelimit_config
-        if not path:
+        settings = self.config.settings
+        if not settings.ratelimit_config:
             return []
         assert self.redis is not None
-        redis_settings = self.config.settings.redis
-        service = RateLimitService(
-            load_ratelimit_config(path),
-            RedisCounterStore(
-                redis=self.redis.client,
-                keys=KeySpace(
-                    prefix=redis_settings.key_prefix, partitions=redis_settings.partitions
-                ),
-            ),
-            self.clock,
+        redis_settings = settings.redis
+        service, self.ratelimit_watcher = open_ratelimit(
+            settings.ratelimit_config,
+            redis=self.redis.client,
+            keys=KeySpace(prefix=redis_settings.key_prefix, partitions=redis_settings.partitions),
+            clock=self.clock,
+            max_series=settings.ratelimit_metric_series,
         )
         self.ratelimit = service
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
 
     async def _listen_invalidations(self, keys: KeySpace) -> None:
-        """On any message on the invalidation channel: reload overrides (and the policy file,
-        unless the message only announces a customer's spend cap).
+        """On any message on the invalidation channel: reload overrides (and the policy file and
+        the rate limit config, unless the message only announces a customer's spend cap or a
+        directory change).
 
         Survives Redis outages: it resubscribes with backoff and then reloads everything,
         since messages published while it was away are lost.
@@ -332,6 +337,7 @@ class App:
                 await pubsub.subscribe(keys.invalidate_channel())
                 if delay > 0.1:  # back after an outage: catch up on what we missed
                     self.reload()
+                    self._reload_ratelimit()
                     await self.admin.refresh()
                     await self.controls.load()
                     log.info("invalidation listener reconnected")
@@ -345,6 +351,7 @@ class App:
                         continue
                     if not data.startswith(b"spend_cap:"):
                         self.reload()
+                        self._reload_ratelimit()
                         await self.admin.refresh()
                     await self.controls.load()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -355,6 +362,11 @@ class App:
                 # bounded: a close that waits on a dead connection must not hold up a stop
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call,unused-ignore]
+
+    def _reload_ratelimit(self) -> None:
+        """Have the rate limit config watcher re-read its files now (off the event loop)."""
+        if self.ratelimit_watcher is not None:
+            self.ratelimit_watcher.request_reload()
 
     def reload(self) -> bool:
         """Re-read the policy file; a bad file keeps the policy in force (and says why)."""
@@ -384,6 +396,8 @@ class App:
         if self.backlog is not None:
             self.backlog.stop()
             await self.backlog.run_once()
+        if self.ratelimit_watcher is not None:
+            self.ratelimit_watcher.stop()
         await self.supervisor.stop()
         if self.billing is not None:
             await self.billing.close()

@@ -7,6 +7,7 @@ the latency histogram (one `perf_counter` pair and a bisect). Values are per pro
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -17,11 +18,17 @@ from gatekeeper.edge.identity import IdentityFailure
 from gatekeeper.engine import DecisionEngine, Outcome, SettleStatus
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.metrics import Counter, Histogram, Registry
-from gatekeeper.ratelimit import RateLimitService
+from gatekeeper.ratelimit import (
+    OVERFLOW,
+    ConfigWatcher,
+    LimitStats,
+    RateLimitService,
+    StatsTable,
+)
 from gatekeeper.ratelimit.service import Code
 from gatekeeper.store.autopipeline import AutoPipeline
 
-__all__ = ["DECISION_BUCKETS", "ServeMetrics", "process_start_time"]
+__all__ = ["DECISION_BUCKETS", "RATELIMIT_STATS", "ServeMetrics", "process_start_time"]
 
 # seconds: a decision takes ~0.1 ms (remembered denial) to a few ms (a Redis round trip)
 DECISION_BUCKETS = (
@@ -36,6 +43,27 @@ OUTCOMES = (
     "bad_request",
     "store_unavailable",
 )
+
+
+# ShouldRateLimit statistics (ratelimit/stats.py): metric, LimitStats field, help. Five
+# counters, not one with a `result` label: they overlap (total = within + over; near and
+# shadow are parts of those), so a sum over such a label would count hits twice.
+RATELIMIT_STATS = (
+    ("gatekeeper_ratelimit_hits_total", "total_hits",
+     "ShouldRateLimit hits (hits_addend units) of limited descriptors, by domain and descriptor "
+     "(upstream total_hits)."),
+    ("gatekeeper_ratelimit_over_limit_total", "over_limit",
+     "Hits past the limit (shadow mode included), by domain and descriptor (upstream "
+     "over_limit)."),
+    ("gatekeeper_ratelimit_near_limit_total", "near_limit",
+     "Hits between the near-limit threshold (floor(limit x 0.8)) and the limit, by domain and "
+     "descriptor (upstream near_limit)."),
+    ("gatekeeper_ratelimit_within_limit_total", "within_limit",
+     "Hits of answers within the limit, by domain and descriptor (upstream within_limit)."),
+    ("gatekeeper_ratelimit_shadow_mode_total", "shadow_mode",
+     "Hits past a shadow_mode limit, answered OK anyway, by domain and descriptor (upstream "
+     "shadow_mode)."),
+)  # fmt: skip
 
 
 def process_start_time() -> float:
@@ -91,6 +119,7 @@ class ServeMetrics:
         autopipeline: AutoPipeline | None,
         ratelimit: RateLimitService | None,
         handler_failures: Callable[[], Mapping[tuple[str, str], int]],
+        ratelimit_watcher: ConfigWatcher | None = None,
     ) -> None:
         """Register readings of the parts' own counters (once, after the parts exist).
         `handler_failures`: (server, method) -> requests whose handler raised."""
@@ -163,3 +192,57 @@ class ServeMetrics:
                 lambda: _by(tuple(c.value for c in Code), ratelimit.counts),
                 ("code",),
             )
+            self._expose_ratelimit_stats(ratelimit.stats)
+        if ratelimit_watcher is not None:
+            self._expose_ratelimit_reload(ratelimit_watcher)
+
+    def _expose_ratelimit_stats(self, table: StatsTable) -> None:
+        r = self.registry
+        for name, field, help in RATELIMIT_STATS:
+            r.counter_reading(name, help, functools.partial(_stats, table, field), _STATS_LABELS)
+        r.counter_reading(
+            "gatekeeper_ratelimit_stats_overflow_total",
+            f'Limited descriptors counted in a domain\'s descriptor="{OVERFLOW}" series '
+            "because the series named from request values reached "
+            "settings.ratelimit_metric_series.",
+            lambda: table.overflowed,
+        )
+
+    def _expose_ratelimit_reload(self, watcher: ConfigWatcher) -> None:
+        r = self.registry
+        r.counter_reading(
+            "gatekeeper_ratelimit_config_reloads_total",
+            "Rate limit configs reloaded and installed while serving.",
+            lambda: watcher.reloads,
+        )
+        r.counter_reading(
+            "gatekeeper_ratelimit_config_reload_failures_total",
+            "Rate limit config reloads rejected (the config in force stayed; see the log).",
+            lambda: watcher.failures,
+        )
+        r.gauge_reading(
+            "gatekeeper_ratelimit_config_valid",
+            "1 when the rate limit config files loaded the last time they were read, else 0.",
+            lambda: 1 if watcher.valid else 0,
+        )
+        r.gauge_reading(
+            "gatekeeper_ratelimit_config_loaded_timestamp_seconds",
+            "When the rate limit config in force was loaded, in seconds since the Unix epoch.",
+            lambda: watcher.loaded_at,
+        )
+
+
+_STATS_LABELS = ("domain", "descriptor")
+
+
+def _stats(table: StatsTable, field: str) -> dict[tuple[str, ...], float]:
+    series: dict[tuple[str, ...], float] = {}
+    for stats in table.series():
+        series[(stats.domain, stats.descriptor)] = _field(stats, field)
+    return series
+
+
+def _field(stats: LimitStats, field: str) -> int:
+    value = getattr(stats, field)
+    assert isinstance(value, int)
+    return value

@@ -147,3 +147,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     forwarder: ForwarderSection = field(default_factory=ForwarderSection)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory
+    # most ShouldRateLimit statistics series (domain, descriptor) per process; past it, new
+    # names from request values (detailed_metric, value_to_metric, Envoy-sent limits) fold
+    # into their domain's overflow series (the config's own descriptors always have theirs)
+    ratelimit_metric_series: int = 1_000

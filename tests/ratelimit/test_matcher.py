@@ -125,3 +125,40 @@ descriptors:
     # File order decides between wildcards, as upstream: `a*` comes first.
     assert matcher.match("d", [("k", "abc")]).limit.requests_per_unit == 1  # type: ignore[union-attr]
     assert matcher.match("d", [("k", "ab*")]).limit.requests_per_unit == 2  # type: ignore[union-attr]
+
+
+def test_config_stats_keys_are_built_once_at_load(matcher: Matcher) -> None:
+    keys = matcher.stats_keys()
+    assert ("messaging", "messaging.from_number") in keys
+    assert ("messaging", "messaging.from_number.to_number") in keys
+    assert ("messaging", "messaging.path_/v1/images/*") in keys
+    assert ("messaging", "messaging.remote_address.path_/login") in keys
+    names = {key for _, key in keys}
+    # unlimited, detailed_metric and key-only value_to_metric limits are never named by config
+    assert not names & {"messaging.path_/health", "messaging.client", "messaging.region"}
+    first = matcher.match("messaging", [("from_number", "+1")])
+    second = matcher.match("messaging", [("from_number", "+2")])
+    assert first is not None and second is not None and first.static_key
+    assert first.stats_key is second.stats_key  # the same string object: nothing built
+    assert (first.near_limit, second.limit.requests_per_unit) == (3, 4)  # floor(4 x 0.8)
+    detailed = matcher.match("messaging", [("client", "acme")])
+    assert detailed is not None and not detailed.static_key
+
+
+def test_value_to_metric_below_a_static_level_keeps_the_config_prefix() -> None:
+    text = """
+domain: d
+descriptors:
+  - key: tenant
+    value: acme.corp
+    descriptors:
+      - key: user
+        value_to_metric: true
+        rate_limit: {unit: second, requests_per_unit: 10}
+"""
+    matcher = Matcher(parse_ratelimit_documents([("d.yaml", text)]), near_limit_ratio=0.5)
+    match = matcher.match("d", [("tenant", "acme.corp"), ("user", "u.1")])
+    assert match is not None and not match.static_key
+    assert match.stats_key == "d.tenant_acme.corp.user_u.1"
+    assert match.near_limit == 5
+    assert matcher.stats_keys() == []  # every name under it carries a request value

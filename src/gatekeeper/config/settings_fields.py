@@ -132,6 +132,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
 TOP_LEVEL: Mapping[str, FieldSpec] = {
     "failure_mode": FieldSpec("enum", choices=tuple(mode.value for mode in FailureMode)),
     "ratelimit_config": FieldSpec("str", what="a file or directory path"),
+    "ratelimit_metric_series": FieldSpec("int", lo=1, hi=1_000_000),
 }
 
 LIST_FIELDS: Mapping[str, tuple[str, ...]] = {"alerts": ("webhooks",)}  # not settable by env

@@ -189,6 +189,9 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         billing=dataclasses.replace(BillingSettings(), **fields("billing")),
         alerts=dataclasses.replace(AlertSettings(webhooks=webhooks), **fields("alerts")),
         ratelimit_config=None if ratelimit is None else str(ratelimit),
+        ratelimit_metric_series=int(
+            top.get("ratelimit_metric_series", Settings().ratelimit_metric_series)
+        ),
         edge=_with_enum(EdgeSettings(), fields("edge"), "fail_closed_answer", FailClosedAnswer),
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),

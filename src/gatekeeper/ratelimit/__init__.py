@@ -2,7 +2,8 @@
 
 Load the upstream YAML with `load_ratelimit_config(path)` (the path named by
 `GATEKEEPER_RATELIMIT_CONFIG` or `settings.ratelimit_config`), count in Redis with
-`RedisCounterStore`, answer with `RateLimitService`; the gRPC face is
+`RedisCounterStore`, answer with `RateLimitService` (per-limit statistics in its
+`StatsTable`); `ConfigWatcher` reloads the config while serving. The gRPC face is
 `gatekeeper.grpc.ratelimit_servicer`.
 """
 
@@ -21,6 +22,7 @@ from gatekeeper.ratelimit.model import (
     RateLimitConfig,
     Unit,
 )
+from gatekeeper.ratelimit.reload import ConfigWatcher
 from gatekeeper.ratelimit.service import (
     UNLIMITED_REMAINING,
     Code,
@@ -33,12 +35,24 @@ from gatekeeper.ratelimit.service import (
     RateLimitResult,
     RateLimitService,
 )
+from gatekeeper.ratelimit.stats import (
+    DEFAULT_MAX_SERIES,
+    DEFAULT_NEAR_LIMIT_RATIO,
+    OVERFLOW,
+    LimitStats,
+    StatsTable,
+    near_limit_threshold,
+)
 from gatekeeper.ratelimit.store import RedisCounterStore, descriptor_key
 
 __all__ = [
+    "DEFAULT_MAX_SERIES",
+    "DEFAULT_NEAR_LIMIT_RATIO",
     "ENV_VAR",
+    "OVERFLOW",
     "UNLIMITED_REMAINING",
     "Code",
+    "ConfigWatcher",
     "Counter",
     "CounterStore",
     "CurrentLimit",
@@ -46,6 +60,7 @@ __all__ = [
     "DescriptorStatus",
     "DomainConfig",
     "LimitOverride",
+    "LimitStats",
     "Match",
     "Matcher",
     "RateLimit",
@@ -54,10 +69,12 @@ __all__ = [
     "RateLimitResult",
     "RateLimitService",
     "RedisCounterStore",
+    "StatsTable",
     "Unit",
     "config_files",
     "descriptor_key",
     "load_ratelimit_config",
+    "near_limit_threshold",
     "parse_ratelimit_documents",
     "ratelimit_config_path",
 ]

@@ -20,6 +20,10 @@ Semantics checked against envoyproxy/ratelimit `src/service/ratelimit.go`,
   `quota_mode` descriptors and all of them are over.
 - A limit Envoy sends with a descriptor (`LimitOverride`) is used instead of the tree's, if
   the domain is configured at all (upstream looks the domain up first).
+- Statistics per stats key, in hits (`stats.LimitStats`): every limited descriptor counted
+  (not unlimited, not replaced) adds to its series in `stats`. A config's own keys are looked
+  up in one dict lookup (their names were built at load); only names made of request values
+  (`detailed_metric`, `value_to_metric`, an Envoy-sent limit) build a string per request.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from typing import Protocol
 from gatekeeper.clock import Clock
 from gatekeeper.ratelimit.matcher import Matcher
 from gatekeeper.ratelimit.model import RateLimit, RateLimitConfig, Unit
+from gatekeeper.ratelimit.stats import (
+    DEFAULT_NEAR_LIMIT_RATIO,
+    StatsTable,
+    near_limit_threshold,
+)
 
 __all__ = [
     "UNLIMITED_REMAINING",
@@ -122,6 +131,7 @@ class _Applied:
     limit: RateLimit
     entries: tuple[tuple[str, str], ...]
     stats_key: str
+    near_limit: int
 
 
 class RateLimitService:
@@ -134,23 +144,41 @@ class RateLimitService:
         clock: Clock,
         *,
         global_shadow_mode: bool = False,
+        stats: StatsTable | None = None,
+        near_limit_ratio: float = DEFAULT_NEAR_LIMIT_RATIO,
     ) -> None:
-        self._config = config
-        self._matcher = Matcher(config)
+        """`stats`: where per-limit statistics go (a new table by default); it outlives
+        config reloads. `near_limit_ratio`: upstream's NEAR_LIMIT_RATIO."""
         self._store = store
         self._clock = clock
         self._global_shadow_mode = global_shadow_mode
+        self.near_limit_ratio = near_limit_ratio
+        self.stats = stats if stats is not None else StatsTable()
         self.counts: dict[str, int] = {}  # answered requests by overall code (for metrics)
         self.store_errors = 0  # requests the counter store failed to count
+        self._matcher = self.compile(config)
+        self.stats.register(self._matcher.stats_keys())
 
     @property
     def config(self) -> RateLimitConfig:
-        return self._config
+        return self._matcher.config
+
+    def compile(self, config: RateLimitConfig) -> Matcher:
+        """The index of `config` for this service; touches nothing shared, so a reload may
+        build it off the event loop (`asyncio.to_thread`) and `install` it after."""
+        return Matcher(config, near_limit_ratio=self.near_limit_ratio)
+
+    def install(self, matcher: Matcher) -> None:
+        """Swap in a compiled config (one reference assignment); requests already running
+        keep the old one. Counters whose Redis key is unchanged keep counting (a limit's key
+        is its domain, entries and window, never its threshold); statistics series of the
+        same name keep their counts. Event loop only."""
+        self.stats.register(matcher.stats_keys())
+        self._matcher = matcher
 
     def replace_config(self, config: RateLimitConfig) -> None:
-        """Swap in a reloaded config; requests already running keep the old one."""
-        self._matcher = Matcher(config)
-        self._config = config
+        """`install(compile(config))`, on the event loop."""
+        self.install(self.compile(config))
 
     async def should_rate_limit(
         self,
@@ -196,7 +224,16 @@ class RateLimitService:
                 remaining = UNLIMITED_REMAINING if unlimited[index] else 0
                 statuses.append(DescriptorStatus(Code.OK, limit_remaining=remaining))
             else:
-                statuses.append(_status(one, next(counts), now))
+                count = next(counts)
+                limit = one.limit
+                self.stats.get(domain, one.stats_key).record(
+                    hits=hits[index],
+                    after=count,
+                    limit=limit.requests_per_unit,
+                    near=one.near_limit,
+                    shadow=limit.shadow_mode,
+                )
+                statuses.append(_status(one, count, now))
         overall = self._overall(applied, statuses)
         self.counts[overall.value] = self.counts.get(overall.value, 0) + 1
         return RateLimitResult(overall, tuple(statuses))
@@ -231,11 +268,12 @@ class RateLimitService:
             # but only within a configured domain.
             limit = RateLimit(override.requests_per_unit, override.unit)
             key = ".".join([domain, *(f"{k}_{v}" if v else k for k, v in entries)])
-            return _Applied(limit, entries, key)
+            near = near_limit_threshold(limit.requests_per_unit, matcher.near_limit_ratio)
+            return _Applied(limit, entries, key, near)
         match = matcher.match(domain, entries)
         if match is None:
             return None
-        return _Applied(match.limit, match.counter_entries, match.stats_key)
+        return _Applied(match.limit, match.counter_entries, match.stats_key, match.near_limit)
 
     @staticmethod
     def _hits(
