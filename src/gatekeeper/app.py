@@ -197,6 +197,7 @@ class App:
                 engine=self.engine,
                 policy=self.policy,
                 feed=UsageFeed(redis=self.redis.client, keys=store.keys),
+                clock=self.clock,
             ),
             extra=self._extra_services(),
             reuse_port=self.share_ports,
@@ -243,7 +244,8 @@ class App:
             authenticator=Authenticator(
                 bootstrap=settings.admin.token,
                 token=admin.token,
-                key_owner=lambda digest: self.policy.current().key_owner(digest),
+                key_owner=self.policy.key_owner,
+                clock=self.clock,
             ),
             ready=lambda: self.healthy,
             metrics=self.metrics.registry.render,

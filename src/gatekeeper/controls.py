@@ -19,7 +19,7 @@ from gatekeeper.clock import Clock
 from gatekeeper.config.compose import Changes, compose_policy
 from gatekeeper.config.errors import ConfigError
 from gatekeeper.config.yamlsrc import YMap, key_path
-from gatekeeper.model import CapAction, Customer, CustomerSpendCap, Policy, frozen_map
+from gatekeeper.model import ApiKey, CapAction, Customer, CustomerSpendCap, Policy, frozen_map
 from gatekeeper.money import MAX_SCRIPT_NANO, format_nano
 from gatekeeper.store.directory import AuditRecord
 from gatekeeper.store.keys import KeySpace
@@ -74,6 +74,18 @@ class LivePolicy:
 
     def current(self) -> Policy:
         return self._merged
+
+    def cached_customer(self, customer_id: str) -> Customer | None:
+        return self._merged.customers.get(customer_id)
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        return self._merged.customers.get(customer_id)
+
+    def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        return self._merged.key_owner(sha256_hex)
+
+    async def key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        return self._merged.key_owner(sha256_hex)
 
     @property
     def base(self) -> Policy:

@@ -7,7 +7,7 @@ loader builds these objects, the engine reads them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -222,6 +222,14 @@ class ApiKey:
     revoked: bool = False
     label: str = ""  # e.g. the first characters of the key, to recognise it ("gk_AbC…")
     created_at: datetime | None = None
+    expires_at: datetime | None = None  # from then on the key is refused like a revoked one
+
+    def live(self, now: Callable[[], datetime]) -> bool:
+        """Usable now: not revoked and not expired (`now` is called only for a key that
+        expires)."""
+        if self.revoked:
+            return False
+        return self.expires_at is None or now() < self.expires_at
 
 
 @dataclass(frozen=True, slots=True)

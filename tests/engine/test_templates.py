@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from redis.asyncio import Redis
@@ -87,13 +88,25 @@ def test_the_cache_is_bounded_and_emptied_by_a_new_policy() -> None:
     cache = TemplateCache(max_entries=2)
     a = policy(plan("p", metered("requests", 1)))
     b = policy(plan("p", metered("requests", 2)))
-    assert cache.get(a, ("x", (), ()), START) is None
+    cust = a.customers["cust"]
+    assert cache.get(a, cust, ("x", (), ()), START) is None
     assert len(cache) == 0
     for n in range(3):
         cache.put((f"c{n}", (), ()), _template(a))
-    assert len(cache) == 2 and cache.get(a, ("c0", (), ()), START) is None
-    assert cache.get(a, ("c2", (), ()), START) is not None
-    assert cache.get(b, ("c2", (), ()), START) is None and len(cache) == 0
+    assert len(cache) == 2 and cache.get(a, cust, ("c0", (), ()), START) is None
+    assert cache.get(a, cust, ("c2", (), ()), START) is not None
+    assert cache.get(b, cust, ("c2", (), ()), START) is None and len(cache) == 0
+
+
+def test_a_changed_customer_gets_its_templates_planned_again() -> None:
+    cache = TemplateCache()
+    a = policy(plan("p", metered("requests", 1)))
+    cust = a.customers["cust"]
+    cache.get(a, cust, ("cust", (), ()), START)
+    cache.put(("cust", (), ()), _template(a))
+    assert cache.get(a, cust, ("cust", (), ()), START) is not None
+    changed = replace(cust, billing_day=3)  # the source hands out a new object on a change
+    assert cache.get(a, changed, ("cust", (), ()), START) is None
 
 
 def _template(pol: Policy) -> PlanTemplate:

@@ -245,7 +245,7 @@ def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
             mapping,
             path,
             sec.issues,
-            allowed=("id", "sha256", "revoked", "label", "created_at"),
+            allowed=("id", "sha256", "revoked", "label", "created_at", "expires_at"),
             required=("id", "sha256"),
         )
         kid = k.text(
@@ -271,9 +271,17 @@ def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
         revoked = k.flag("revoked", False)
         label = k.text("label", "")
         created_at = _instant(k, "created_at")
+        expires_at = _instant(k, "expires_at")
         if not k.bad:
             keys.append(
-                ApiKey(id=kid, sha256=digest, revoked=revoked, label=label, created_at=created_at)
+                ApiKey(
+                    id=kid,
+                    sha256=digest,
+                    revoked=revoked,
+                    label=label,
+                    created_at=created_at,
+                    expires_at=expires_at,
+                )
             )
     return tuple(keys)
 

@@ -94,7 +94,12 @@ class Authorizer:
 
     async def _check(self, request: EdgeRequest) -> Answer:
         policy = self._policy.current()
-        who = identify(policy, request, self._settings.edge)
+        try:
+            who = await identify(self._policy, request, self._settings.edge, self._clock)
+        except StoreUnavailable as exc:  # the directory could not be read: nobody to admit
+            self.store_errors += 1
+            log.warning("store unavailable identifying a caller: %s", exc)
+            return self._closed()
         if isinstance(who, IdentityFailure):
             return answer_unauthorized(who.value)
         derived = self._of(policy)
@@ -125,15 +130,18 @@ class Authorizer:
             config_headers=derived.config_headers,
         )
 
+    def _closed(self) -> Answer:
+        return answer_unavailable(
+            as_status=self._settings.edge.fail_closed_answer is FailClosedAnswer.STATUS_503
+        )
+
     def _store_down(
         self, policy: Policy, request: DecisionRequest, settle: Mapping[str, str]
     ) -> Answer:
-        closed = answer_unavailable(
-            as_status=self._settings.edge.fail_closed_answer is FailClosedAnswer.STATUS_503
-        )
+        closed = self._closed()
         if self._settings.failure_mode is not FailureMode.OPEN or self._backlog is None:
             return closed
-        customer = policy.customers.get(request.customer_id)
+        customer = self._policy.cached_customer(request.customer_id)
         decision_id = new_decision_id()
         if not self._backlog.add(OfflineDecision(request, self._clock.now(), decision_id)):
             log.error("offline backlog full: answering fail-closed")

@@ -6,8 +6,9 @@ import hashlib
 from enum import StrEnum
 from typing import NamedTuple
 
+from gatekeeper.clock import Clock
 from gatekeeper.edge.request import EdgeRequest
-from gatekeeper.model import Policy
+from gatekeeper.engine.ports import PolicySource
 from gatekeeper.settings import EdgeSettings
 
 __all__ = ["Identity", "IdentityFailure", "identify", "key_hash"]
@@ -42,29 +43,32 @@ def _presented_key(request: EdgeRequest) -> str | None:
     return None
 
 
-def identify(
-    policy: Policy, request: EdgeRequest, settings: EdgeSettings
+async def identify(
+    source: PolicySource, request: EdgeRequest, settings: EdgeSettings, clock: Clock
 ) -> Identity | IdentityFailure:
     """Identify the caller. Order: API key, trusted metadata, trusted header.
 
-    A customer header is honoured only when `settings.trusted_customer_header` names it (Envoy
-    must strip it from client input); otherwise a client cannot claim to be someone else.
+    A revoked or expired key is INVALID, like an unknown one. A customer header is honoured
+    only when `settings.trusted_customer_header` names it (Envoy must strip it from client
+    input); otherwise a client cannot claim to be someone else. Raises StoreUnavailable.
     """
     key = _presented_key(request)
     if key is not None:
-        owner = policy.key_owner(key_hash(key))
-        if owner is None or owner[1].revoked:
+        digest = key_hash(key)
+        owner = source.cached_key_owner(digest) or await source.key_owner(digest)
+        if owner is None or not owner[1].live(clock.now):
             return IdentityFailure.INVALID
         return Identity(owner[0].id, owner[1].id, "api_key")
     if request.metadata_customer:
-        return _known(policy, request.metadata_customer, "metadata")
+        return await _known(source, request.metadata_customer, "metadata")
     header = settings.trusted_customer_header
     if header and request.headers.get(header):
-        return _known(policy, request.headers[header].strip(), "trusted_header")
+        return await _known(source, request.headers[header].strip(), "trusted_header")
     return IdentityFailure.MISSING
 
 
-def _known(policy: Policy, customer_id: str, source: str) -> Identity | IdentityFailure:
-    if customer_id not in policy.customers:
+async def _known(source: PolicySource, customer_id: str, kind: str) -> Identity | IdentityFailure:
+    customer = source.cached_customer(customer_id) or await source.customer(customer_id)
+    if customer is None:
         return IdentityFailure.INVALID
-    return Identity(customer_id, None, source)
+    return Identity(customer_id, None, kind)

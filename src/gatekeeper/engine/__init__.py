@@ -12,7 +12,7 @@ from gatekeeper.engine.types import (
     SettleResult,
     SettleStatus,
 )
-from gatekeeper.model import Policy
+from gatekeeper.model import ApiKey, Customer, Policy
 
 __all__ = [
     "Decision",
@@ -33,7 +33,8 @@ __all__ = [
 
 
 class StaticPolicy:
-    """A PolicySource whose policy is replaced wholesale by `replace()`."""
+    """A PolicySource whose policy, customers included, is held in memory and replaced
+    wholesale by `replace()` (tests, embedding the engine in a program)."""
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
@@ -43,3 +44,15 @@ class StaticPolicy:
 
     def replace(self, policy: Policy) -> None:
         self._policy = policy
+
+    def cached_customer(self, customer_id: str) -> Customer | None:
+        return self._policy.customers.get(customer_id)
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        return self._policy.customers.get(customer_id)
+
+    def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        return self._policy.key_owner(sha256_hex)
+
+    async def key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        return self._policy.key_owner(sha256_hex)

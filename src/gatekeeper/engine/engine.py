@@ -148,7 +148,13 @@ class DecisionEngine:
         configured failure mode). Never raises for a denial.
         """
         decision_id = decision_id or self._new_id()
-        policy = self._policy.current()
+        source = self._policy
+        policy = source.current()
+        customer = source.cached_customer(request.customer_id) or await source.customer(
+            request.customer_id
+        )
+        if customer is None:
+            return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
         now = at or self._clock.now()
         meters = _merge(request.meters)
         key = (
@@ -156,9 +162,9 @@ class DecisionEngine:
             request.requires,
             tuple([(m.feature, m.reserve) for m in meters]),
         )
-        template = self._templates.get(policy, key, now)
+        template = self._templates.get(policy, customer, key, now)
         if template is None:
-            found = self._new_template(policy, request, meters, now, decision_id)
+            found = self._new_template(policy, customer, request, meters, now, decision_id)
             if isinstance(found, Decision):
                 return found
             template = self._templates.put(key, found)
@@ -190,15 +196,13 @@ class DecisionEngine:
     def _new_template(
         self,
         policy: Policy,
+        customer: Customer,
         request: DecisionRequest,
         meters: list[MeterRequest],
         now: datetime,
         decision_id: str,
     ) -> PlanTemplate | Decision:
         """Plan the request's shape for its customer, or the decision that needs no counter."""
-        customer = policy.customers.get(request.customer_id)
-        if customer is None:
-            return Decision(decision_id, Outcome.UNKNOWN_CUSTOMER, request.customer_id)
         missing = self._not_entitled(policy, customer, request.requires, meters)
         if missing is not None:
             return Decision(
@@ -222,7 +226,7 @@ class DecisionEngine:
         None for an unknown customer. Raises StoreUnavailable.
         """
         policy = self._policy.current()
-        customer = policy.customers.get(customer_id)
+        customer = await self._policy.customer(customer_id)
         if customer is None:
             return None
         ents = customer.entitlements
@@ -252,7 +256,7 @@ class DecisionEngine:
         A reservation past its TTL stands at its estimate (EXPIRED).
         """
         policy = self._policy.current()
-        customer = policy.customers.get(customer_id)
+        customer = await self._policy.customer(customer_id)
         if customer is None:
             return SettleResult(SettleStatus.UNKNOWN)
         reserved_at = await self._store.reservation_time(customer_id, reservation_id)

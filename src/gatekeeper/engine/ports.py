@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from gatekeeper.engine.plan import DecisionPlan
-from gatekeeper.model import Policy, frozen_map
+from gatekeeper.model import ApiKey, Customer, Policy, frozen_map
 
 __all__ = ["DecideReply", "DecisionStore", "PolicySource", "ReplyRow", "SettleReply"]
 
@@ -77,6 +77,29 @@ class DecisionStore(Protocol):
 
 
 class PolicySource(Protocol):
-    """The policy in force now (swapped atomically when config or admin changes land)."""
+    """The policy in force now, and its customers.
+
+    `current()` is the catalog (features, prices, plans, routes), swapped atomically when the
+    file or a plan changes. Customers are looked up one at a time: a source may hold millions
+    of them behind a bounded cache, so no caller walks them all.
+    """
 
     def current(self) -> Policy: ...
+
+    def cached_customer(self, customer_id: str) -> Customer | None:
+        """The customer if this process holds it now (no I/O); None says nothing: ask
+        `customer()`."""
+        ...
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        """The customer, None when there is no such customer. Raises StoreUnavailable."""
+        ...
+
+    def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        """`key_owner()` from what this process holds now (no I/O); None says nothing."""
+        ...
+
+    async def key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        """The customer and key record of an API key hash (revoked and expired keys
+        included: the caller decides), None for an unknown key. Raises StoreUnavailable."""
+        ...

@@ -5,7 +5,8 @@ valid while `now` stays inside every window it counts in (quota, billed units, s
 grant it depends on expires. Within that span two decisions differ only in `now` and their
 quantities, so the engine instantiates the template instead of re-planning, and the store keeps
 the encoded counters in the template's memo. A new policy object (LivePolicy/StaticPolicy swap
-it on every change) starts an empty cache.
+it on every catalog change) starts an empty cache; a changed customer (a new Customer object
+from the policy source) gets its templates planned again.
 """
 
 from __future__ import annotations
@@ -165,13 +166,21 @@ class TemplateCache:
         self._policy: Policy | None = None
         self._entries: dict[TemplateKey, PlanTemplate] = {}
 
-    def get(self, policy: Policy, key: TemplateKey, now: datetime) -> PlanTemplate | None:
+    def get(
+        self, policy: Policy, customer: Customer, key: TemplateKey, now: datetime
+    ) -> PlanTemplate | None:
+        """The template of `key` if it was planned for this very `customer` object (a changed
+        customer is a new object: its templates are planned again) and `now` is inside it."""
         if policy is not self._policy:
             self._policy = policy
             self._entries.clear()
             return None
         found = self._entries.get(key)
-        if found is None or not (found.valid_from <= now < found.valid_until):
+        if (
+            found is None
+            or found.customer is not customer
+            or not (found.valid_from <= now < found.valid_until)
+        ):
             return None
         return found
 

@@ -7,6 +7,7 @@ from datetime import datetime
 import grpc
 from google.protobuf import timestamp_pb2
 
+from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.edge import IdentityFailure, key_hash
 from gatekeeper.edge.answers import answer_for, answer_unauthorized
 from gatekeeper.engine import (
@@ -74,15 +75,24 @@ def _event(e: UsageEvent) -> pb.UsageEvent:
 
 
 class GatekeeperServicer(pb_grpc.GatekeeperServicer):
-    def __init__(self, *, engine: DecisionEngine, policy: PolicySource, feed: UsageFeed) -> None:
+    def __init__(
+        self,
+        *,
+        engine: DecisionEngine,
+        policy: PolicySource,
+        feed: UsageFeed,
+        clock: Clock | None = None,
+    ) -> None:
         self._engine = engine
         self._policy = policy
         self._feed = feed
+        self._clock = clock or SystemClock()
 
-    def _customer(self, api_key: str, customer_id: str) -> str | IdentityFailure:
+    async def _customer(self, api_key: str, customer_id: str) -> str | IdentityFailure:
+        """Raises StoreUnavailable."""
         if api_key:
-            owner = self._policy.current().key_owner(key_hash(api_key))
-            if owner is None or owner[1].revoked:
+            owner = await self._policy.key_owner(key_hash(api_key))
+            if owner is None or not owner[1].live(self._clock.now):
                 return IdentityFailure.INVALID
             return owner[0].id
         return customer_id or IdentityFailure.MISSING
@@ -90,7 +100,10 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
     async def Check(
         self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckResponse:
-        customer = self._customer(request.api_key, request.customer_id)
+        try:
+            customer = await self._customer(request.api_key, request.customer_id)
+        except StoreUnavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
         if isinstance(customer, IdentityFailure):
             unauthorized = answer_unauthorized(customer.value)
             return pb.CheckResponse(
@@ -162,13 +175,20 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
         if statuses is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "unknown customer")
             raise AssertionError("abort raises")
-        customer = self._policy.current().customers[request.customer_id]
+        customer = await self._policy.customer(request.customer_id)
+        if customer is None:  # removed in between
+            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown customer")
+            raise AssertionError("abort raises")
         return pb.GetUsageResponse(
             customer_id=customer.id, plan=customer.plan, limits=[_limit(s) for s in statuses]
         )
 
     async def WatchUsage(self, request: pb.WatchUsageRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
-        if request.customer_id not in self._policy.current().customers:
+        try:
+            known = await self._policy.customer(request.customer_id)
+        except StoreUnavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
+        if known is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "unknown customer")
         async for event in self._feed.follow(request.customer_id):
             yield _event(event)

@@ -110,7 +110,7 @@ def build_api(
         if not request.path.startswith("/v1/") or request.path == "/v1/openapi.json":
             return await handler(request)
         secret = bearer(request)
-        actor = None if secret is None else authenticator.actor(secret)
+        actor = None if secret is None else await authenticator.actor(secret)
         if actor is None:
             return problem(
                 401,

@@ -3,17 +3,18 @@ for EventSource) resolved to an Actor.
 
 Order: the bootstrap operator token (GATEKEEPER_ADMIN_TOKEN, role admin), then tokens created
 through the API (stored as SHA-256), then a customer's own API key (a customer-scoped token).
-Revoked and unknown secrets are refused alike.
+Revoked, expired and unknown secrets are refused alike.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from gatekeeper.access import Actor, Role, TokenRecord, secret_hash
+from gatekeeper.clock import Clock
 from gatekeeper.model import ApiKey, Customer
 from gatekeeper.settings import Secret
 
@@ -38,13 +39,16 @@ class Authenticator:
         *,
         bootstrap: Secret | None,
         token: Callable[[str], TokenRecord | None],
-        key_owner: Callable[[str], tuple[Customer, ApiKey] | None],
+        key_owner: Callable[[str], Awaitable[tuple[Customer, ApiKey] | None]],
+        clock: Clock,
     ) -> None:
         self._bootstrap = bootstrap
         self._token = token
         self._key_owner = key_owner
+        self._clock = clock
 
-    def actor(self, secret: str) -> Actor | None:
+    async def actor(self, secret: str) -> Actor | None:
+        """Raises StoreUnavailable when the directory cannot be read."""
         if self._bootstrap is not None and hmac.compare_digest(
             secret.encode(), self._bootstrap.value.encode()
         ):
@@ -52,7 +56,7 @@ class Authenticator:
         record = self._token(secret)
         if record is not None:
             return Actor(record.role, record.customer, f"token:{record.id}")
-        owner = self._key_owner(secret_hash(secret))
-        if owner is None or owner[1].revoked:
+        owner = await self._key_owner(secret_hash(secret))
+        if owner is None or not owner[1].live(self._clock.now):
             return None
         return Actor(Role.CUSTOMER, owner[0].id, f"key:{owner[1].id}")
