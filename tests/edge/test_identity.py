@@ -14,6 +14,7 @@ from gatekeeper.engine import StaticPolicy
 from gatekeeper.settings import EdgeSettings
 
 T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
+EXPIRES = (T0 + timedelta(hours=1)).isoformat()
 
 
 def _sha(key: str) -> str:
@@ -34,7 +35,7 @@ customers:
     api_keys:
       - {{id: live, sha256: {_sha("k-live")}}}
       - {{id: old, sha256: {_sha("k-revoked")}, revoked: true}}
-      - {{id: temp, sha256: {_sha("k-temp")}, expires_at: "{(T0 + timedelta(hours=1)).isoformat()}"}}
+      - {{id: temp, sha256: {_sha("k-temp")}, expires_at: "{EXPIRES}"}}
 """,
     env={},
 ).policy
