@@ -70,7 +70,7 @@ async def real_events(redis: Redis, prefix: str, n: int) -> list[BilledEvent]:
     h = harness(redis, prefix)
     await run_decisions(h, 3000, concurrency=64)
     policy = test_policy()
-    cal = BillingCalendar(lambda: policy)
+    cal = BillingCalendar.of(policy)
     base = []
     for stream in h.store.keys.all_usage_streams():
         for entry_id, fields in await redis.xrange(stream):

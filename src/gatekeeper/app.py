@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Coroutine
@@ -16,15 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gatekeeper.admin import AdminService
 from gatekeeper.app_metrics import ServeMetrics
 from gatekeeper.billing import BillingStore, BillingStoreError, open_store
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
-from gatekeeper.controls import LivePolicy, SpendControls
+from gatekeeper.config.yamlsrc import YMap
+from gatekeeper.controls import SpendControls
+from gatekeeper.directory.catalog import catalog_root, seed_documents
+from gatekeeper.directory.listener import listen_invalidations
+from gatekeeper.directory.live import LiveDirectory
+from gatekeeper.directory.seed import seed_customers
 from gatekeeper.edge import Authorizer, OfflineBacklog
 from gatekeeper.engine import DecisionEngine
 from gatekeeper.grpc.als import AccessLogServicer
@@ -37,12 +41,14 @@ from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
+from gatekeeper.model import frozen_map
 from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
 from gatekeeper.store.connection import GatekeeperRedis
+from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
 
@@ -112,7 +118,7 @@ class App:
         self.share_ports = share_ports
         self.billing_sqlite_path = billing_sqlite_path
         self.clock = clock or SystemClock()
-        self.policy = LivePolicy(config.policy, config.root)
+        self._directory: LiveDirectory | None = None
         self.redis: RedisHandle | None = None
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
@@ -165,17 +171,7 @@ class App:
         settings = self.config.settings
         self.redis = await open_redis(settings.redis)
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis)
-        self.controls = SpendControls(
-            redis=self.redis.client, keys=store.keys, policy=self.policy, clock=self.clock
-        )
-        await self.controls.load()
-        self.admin = AdminService(
-            policy=self.policy,
-            directory=DirectoryStore(redis=self.redis.client, keys=store.keys),
-            clock=self.clock,
-            allow_private_webhooks=settings.alerts.allow_private_customer_webhooks,
-        )
-        await self.admin.refresh()
+        await self._open_directory(store.keys)
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
         if settings.failure_mode is FailureMode.OPEN:
             self.backlog = OfflineBacklog(self.engine)
@@ -230,6 +226,7 @@ class App:
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
         )
+        assert self.admin is not None and self.controls is not None
         self.handlers = Handlers(
             admin=self.admin,
             policy=self.policy,
@@ -284,6 +281,54 @@ class App:
         )
         return self
 
+    @property
+    def policy(self) -> LiveDirectory:
+        """The policy source of this process (the catalog, customers from the directory)."""
+        assert self._directory is not None, "App.start() first"
+        return self._directory
+
+    async def _open_directory(self, keys: KeySpace) -> None:
+        """The catalog from the file (with the API's plans), the file's customers reconciled
+        into the directory, and nothing of them kept in this process but what it is asked for.
+        """
+        assert self.redis is not None
+        config = self.config
+        records = CustomerRecords(redis=self.redis.client, keys=keys)
+        catalog = dataclasses.replace(config.policy, customers=frozen_map())
+        self._directory = LiveDirectory(
+            catalog=catalog, records=records, capacity=config.settings.directory.cache_size
+        )
+        root = None if config.root is None else catalog_root(config.root)
+        await self._seed(config.root, records, keys)
+        self.config = dataclasses.replace(config, policy=catalog, root=root)
+        self.admin = AdminService(
+            directory=self._directory,
+            store=DirectoryStore(redis=self.redis.client, keys=keys),
+            root=root,
+            clock=self.clock,
+            allow_private_webhooks=config.settings.alerts.allow_private_customer_webhooks,
+        )
+        await self.admin.refresh()
+        self.controls = SpendControls(admin=self.admin)
+
+    async def _seed(self, root: YMap | None, records: CustomerRecords, keys: KeySpace) -> None:
+        if root is None:
+            return
+        assert self.redis is not None
+        result = await seed_customers(
+            redis=self.redis.client,
+            keys=keys,
+            records=records,
+            docs=seed_documents(root),
+            updated_at=self.clock.now().isoformat(),
+        )
+        if not result.skipped:
+            log.info(
+                "policy file customers reconciled into the directory: %d written, %d removed",
+                result.written,
+                result.removed,
+            )
+
     async def billing_store(self) -> BillingStore | None:
         """The billing store the API reads (events, invoices, revenue, alerts), opened on first
         use; None when none is configured. Raises BillingStoreError (the API answers 503 and
@@ -323,64 +368,48 @@ class App:
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
 
     async def _listen_invalidations(self, keys: KeySpace) -> None:
-        """On any message on the invalidation channel: reload overrides (and the policy file and
-        the rate limit config, unless the message only announces a customer's spend cap or a
-        directory change).
+        """Apply what other processes announce on the invalidation channel: `customer:<id>`
+        drops that customer from this process's cache, `directory` reloads the plans, tokens
+        and webhooks, anything else (and a reconnection) re-reads the policy file and the rate
+        limit configs too."""
+        assert self.redis is not None and self.admin is not None
+        admin = self.admin
 
-        Survives Redis outages: it resubscribes with backoff and then reloads everything,
-        since messages published while it was away are lost.
-        """
-        assert self.redis is not None and self.controls is not None
-        assert self.admin is not None
-        delay = 0.1
-        while True:
-            pubsub = self.redis.client.pubsub()
-            try:
-                await pubsub.subscribe(keys.invalidate_channel())
-                if delay > 0.1:  # back after an outage: catch up on what we missed
-                    self.reload()
-                    self._reload_ratelimit()
-                    await self.admin.refresh()
-                    await self.controls.load()
-                    log.info("invalidation listener reconnected")
-                delay = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    data = bytes(message.get("data") or b"")
-                    if data == INVALIDATE_DIRECTORY.encode():
-                        await self.admin.refresh()
-                        continue
-                    if not data.startswith(b"spend_cap:"):
-                        self.reload()
-                        self._reload_ratelimit()
-                        await self.admin.refresh()
-                    await self.controls.load()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                # bounded: a close that waits on a dead connection must not hold up a stop
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call,unused-ignore]
+        async def other(data: bytes) -> None:
+            if data != INVALIDATE_DIRECTORY.encode():
+                await self.reload()
+                self._reload_ratelimit()
+            await admin.refresh()
+
+        await listen_invalidations(
+            redis=self.redis.client,
+            channel=keys.invalidate_channel(),
+            directory=self.policy,
+            on_other=other,
+        )
 
     def _reload_ratelimit(self) -> None:
         """Have the rate limit config watcher re-read its files now (off the event loop)."""
         if self.ratelimit_watcher is not None:
             self.ratelimit_watcher.request_reload()
 
-    def reload(self) -> bool:
-        """Re-read the policy file; a bad file keeps the policy in force (and says why)."""
+    async def reload(self) -> bool:
+        """Re-read the policy file: its catalog in force, its customers reconciled into the
+        directory. A bad file keeps everything in force (and says why). Raises redis errors."""
         source = self.config.source
-        if source.startswith("<"):
+        if source.startswith("<") or self.admin is None or self.redis is None:
             return False
         try:
-            fresh = load_config(source, env={})
+            fresh = await asyncio.to_thread(load_config, source, env={})
         except ConfigError as exc:
             log.error("policy reload rejected, keeping the current policy:\n%s", exc)
             return False
-        self.policy.replace(fresh.policy, fresh.root)
+        await self._seed(fresh.root, self.policy.records, self.policy.records.keys)
+        root = None if fresh.root is None else catalog_root(fresh.root)
+        catalog = dataclasses.replace(fresh.policy, customers=frozen_map())
+        self.config = dataclasses.replace(self.config, policy=catalog, root=root)
+        self.admin.set_root(root)
+        self.policy.clear()
         log.info("policy reloaded from %s", source)
         return True
 

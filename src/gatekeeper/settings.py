@@ -15,6 +15,7 @@ __all__ = [
     "AdminSettings",
     "AlertSettings",
     "BillingSettings",
+    "DirectorySettings",
     "EdgeSettings",
     "FailClosedAnswer",
     "FailureMode",
@@ -136,6 +137,15 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectorySettings:
+    """The customer directory's read path in each serving process."""
+
+    # customers (with their keys) held in memory per process, least recently used dropped
+    # first; a miss costs one Redis round trip. Memory grows with this, never with customers.
+    cache_size: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     # closed: deny when Redis is down; open: admit, record and reconcile when it is back
@@ -145,6 +155,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     forwarder: ForwarderSection = field(default_factory=ForwarderSection)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory
     # most ShouldRateLimit statistics series (domain, descriptor) per process; past it, new

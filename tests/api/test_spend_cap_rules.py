@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gatekeeper.engine.types import DecisionRequest, MeterRequest, Outcome
-from gatekeeper.model import CapAction, CustomerSpendCap
-from gatekeeper.money import parse_nano
+from gatekeeper.store.customers import CustomerRecord, RecordChange
 from tests.api.conftest import Api, key_of
 
 CAP = "/v1/customers/spender/spend-cap"
@@ -43,7 +43,7 @@ async def test_an_alerting_own_cap_is_refused_under_a_blocking_plan(api: Api) ->
 async def test_an_alerting_own_cap_set_before_is_enforced_as_a_block(api: Api) -> None:
     """A cap stored before the rule (or under a plan that used to alert) still blocks."""
     assert api.app.engine is not None
-    api.app.policy.set_caps({"thrifty": _own("0.003", "alert")})  # as if stored before
+    await _store_cap(api, "thrifty", {"amount": "0.003", "action": "alert"})  # as stored before
     status, state = await api.call("GET", "/v1/customers/thrifty/spend-cap")
     assert status == 200 and state["own_cap"] == {"amount": "0.003", "action": "alert"}
     assert state["effective_cap"] == {"amount": "0.003", "action": "block"}
@@ -59,8 +59,20 @@ async def test_an_alerting_own_cap_set_before_is_enforced_as_a_block(api: Api) -
     assert outcomes == [Outcome.ALLOWED, Outcome.SPEND_CAP]
 
 
-def _own(amount: str, action: str | None = None) -> CustomerSpendCap:
-    return CustomerSpendCap(parse_nano(amount), None if action is None else CapAction(action))
+async def _store_cap(api: Api, customer: str, cap: dict[str, str]) -> None:
+    """Write an own cap straight into the customer's record, unchecked (as an older version
+    or a plan that used to allow it left it), and drop the process's copy."""
+    directory = api.app.policy
+
+    def write(before: CustomerRecord | None) -> RecordChange[None]:
+        assert before is not None
+        doc = {**before.doc, "spend_cap": cap}
+        return RecordChange(None, replace(before, doc=doc))
+
+    await directory.records.change(
+        customer, write, channel=directory.records.keys.invalidate_channel()
+    )
+    directory.invalidate(customer)
 
 
 async def _chats(api: Api, customer: str, tries: int) -> list[Outcome]:

@@ -28,7 +28,7 @@ async def bill(api: Api) -> int:
         redis=api.app.redis.client,
         store=store,
         keys=KeySpace(prefix=settings.key_prefix, partitions=settings.partitions),
-        calendar=BillingCalendar(api.app.policy.current),
+        calendar=BillingCalendar(api.app.policy),
         clock=SystemClock(),
         options=WorkerOptions(batch=50, block_ms=10, trim_interval_s=0),
     )

@@ -12,6 +12,7 @@ from gatekeeper.settings import (
     AdminSettings,
     AlertSettings,
     BillingSettings,
+    DirectorySettings,
     EdgeSettings,
     FailClosedAnswer,
     FailureMode,
@@ -136,6 +137,7 @@ def test_every_settings_field_is_readable() -> None:
         "alerts": AlertSettings,
         "edge": EdgeSettings,
         "admin": AdminSettings,
+        "directory": DirectorySettings,
         "forwarder": ForwarderSection,
     }
     for section, cls in classes.items():

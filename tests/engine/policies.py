@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from gatekeeper.model import (
@@ -116,3 +117,10 @@ def cap(
 
 def grant(gid: str, feature: str, amount: int, expires_at: datetime | None = None) -> Grant:
     return Grant(gid, feature, amount, expires_at)
+
+
+def with_cap(pol: Policy, customer: str, own: CustomerSpendCap | None) -> Policy:
+    """`pol` with the customer's own spend cap set (as the directory would hold it)."""
+    customers = dict(pol.customers)
+    customers[customer] = dataclasses.replace(customers[customer], spend_cap=own)
+    return dataclasses.replace(pol, customers=frozen_map(customers))

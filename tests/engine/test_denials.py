@@ -8,11 +8,17 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gatekeeper.controls import LivePolicy
-from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, MeterRequest, Outcome
+from gatekeeper.engine import (
+    Decision,
+    DecisionEngine,
+    DecisionRequest,
+    MeterRequest,
+    Outcome,
+    StaticPolicy,
+)
 from gatekeeper.model import CustomerSpendCap, Enforcement, Period, RateUnit, SpendCap
 from tests.engine.harness import START, Harness, make_harness
-from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate
+from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate, with_cap
 
 
 def req(
@@ -163,12 +169,12 @@ async def test_a_cap_raised_through_live_policy_is_seen_at_once(
     # the customer may raise its own cap up to max_customer_cap (2_000), never above
     p = plan("p", metered("images", None), spend_cap=SpendCap(1_000, 2_000))
     h = make_harness(redis, policy(p, prices=(flat("images", 500),)), key_prefix)
-    live = LivePolicy(h.source.current())
+    live = StaticPolicy(h.source.current())
     engine = DecisionEngine(policy=live, store=h.store, clock=h.clock)
     calls = count_store_calls(h)
     assert (await engine.decide(req(("images", 2)))).allowed
     assert (await engine.decide(req(("images", 1)))).outcome is Outcome.SPEND_CAP
     assert (await engine.decide(req(("images", 1)))).outcome is Outcome.SPEND_CAP
     assert calls == [2] and engine.denied_locally == 1
-    live.set_caps({"cust": CustomerSpendCap(2_000)})
+    live.replace(with_cap(live.current(), "cust", CustomerSpendCap(2_000)))
     assert (await engine.decide(req(("images", 1)))).allowed and calls == [3]

@@ -13,11 +13,10 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
-from gatekeeper.controls import LivePolicy
-from gatekeeper.engine import DecisionEngine, DecisionRequest, MeterRequest, Outcome
+from gatekeeper.engine import DecisionEngine, DecisionRequest, MeterRequest, Outcome, StaticPolicy
 from gatekeeper.model import CapAction, Customer, CustomerSpendCap, SpendCap
 from tests.engine.harness import make_harness
-from tests.engine.policies import flat, metered, plan, policy
+from tests.engine.policies import flat, metered, plan, policy, with_cap
 
 BLOCKING = SpendCap(1_000, 3_000, CapAction.BLOCK, (50,))
 ALERTING = SpendCap(1_000, 3_000, CapAction.ALERT, (50,))
@@ -71,9 +70,9 @@ async def test_an_alerting_own_cap_under_a_blocking_plan_still_blocks(
 ) -> None:
     p = plan("p", metered("images", None), spend_cap=BLOCKING)
     h = make_harness(redis, policy(p, prices=(flat("images", 500),)), key_prefix)
-    live = LivePolicy(h.source.current())
+    live = StaticPolicy(h.source.current())
     engine = DecisionEngine(policy=live, store=h.store, clock=h.clock)
-    live.set_caps({"cust": CustomerSpendCap(2_000, CapAction.ALERT)})
+    live.replace(with_cap(live.current(), "cust", CustomerSpendCap(2_000, CapAction.ALERT)))
     assert await _admitted(engine, 5) == [Outcome.ALLOWED] * 4 + [Outcome.SPEND_CAP]
 
 
@@ -82,13 +81,13 @@ async def test_an_own_cap_above_a_lowered_ceiling_is_enforced_at_the_ceiling(
 ) -> None:
     p = plan("p", metered("images", None), spend_cap=SpendCap(1_000, 10_000))
     h = make_harness(redis, policy(p, prices=(flat("images", 500),)), key_prefix)
-    live = LivePolicy(h.source.current())
+    live = StaticPolicy(h.source.current())
     engine = DecisionEngine(policy=live, store=h.store, clock=h.clock)
-    live.set_caps({"cust": CustomerSpendCap(8_000)})  # allowed when set
+    live.replace(with_cap(live.current(), "cust", CustomerSpendCap(8_000)))  # allowed when set
     assert await _admitted(engine, 2) == [Outcome.ALLOWED] * 2
     # the operator lowers the plan's ceiling to 2_000: the 8_000 cap no longer applies
     lowered = plan("p", metered("images", None), spend_cap=SpendCap(1_000, 2_000))
-    base = live.file_policy
+    base = live.current()  # the cap is kept across the plan change
     customers = {"cust": replace(base.customers["cust"], entitlements=lowered)}
     live.replace(replace(base, plans={"p": lowered}, customers=customers))
     assert await _admitted(engine, 3) == [Outcome.ALLOWED] * 2 + [Outcome.SPEND_CAP]

@@ -171,19 +171,26 @@ async def test_policy_reloads_on_invalidation_message(
     app = await App(load_config(policy_file, env=env)).start(
         host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
     )
+
+    async def revoked() -> bool:
+        former = await app.policy.customer("former")
+        assert former is not None
+        return former.api_keys[0].revoked
+
     try:
-        assert app.policy.current().customers["former"].api_keys[0].revoked
+        assert await revoked()
         policy_file.write_text(POLICY.read_text().replace("revoked: true", "revoked: false"))
         await asyncio.sleep(0.2)  # the listener subscribes after start
         await redis.publish(f"{key_prefix}:invalidate", "keys")
         from tests.e2e.harness import wait_for
 
-        assert await wait_for(
-            lambda: not app.policy.current().customers["former"].api_keys[0].revoked
-        )
+        async def unrevoked() -> bool:
+            return not await revoked()
+
+        assert await wait_for(unrevoked)
         policy_file.write_text("version: 2\n")  # a broken file keeps the policy in force
         await redis.publish(f"{key_prefix}:invalidate", "keys")
         await asyncio.sleep(0.3)
-        assert "former" in app.policy.current().customers and app.healthy
+        assert await app.policy.customer("former") is not None and app.healthy
     finally:
         await app.stop(0.2)

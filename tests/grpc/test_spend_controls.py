@@ -16,6 +16,7 @@ import grpc
 import pytest
 from redis.asyncio import Redis
 
+from gatekeeper.store.keys import KeySpace
 from gatekeeper.v1 import gatekeeper_pb2 as pb
 from gatekeeper.v1 import gatekeeper_pb2_grpc as pb_grpc
 from tests.conftest import RedisTarget
@@ -129,7 +130,8 @@ async def test_lowered_cap_is_enforced_on_both_processes_within_a_second(
             f"process {i} admitted {last_allowed - changed_at:.3f}s after"
         )
         assert not any(ok for t, ok in after if t > changed_at + 1.0)
-    audit = await redis.xrange(f"{key_prefix}:{{ctl}}:audit")
+    partition = KeySpace(prefix=key_prefix).partition("spender")  # the default 16 partitions
+    audit = await redis.xrange(f"{key_prefix}:{{{partition}}}:audit")  # the customer's slot
     fields = {k.decode(): v.decode() for k, v in audit[-1][1].items()}
     assert (fields["target"], fields["actor"], fields["what"]) == (
         "customer:spender",

@@ -79,7 +79,7 @@ def make_worker(
     policy = test_policy()
     opts = {"batch": 500, "block_ms": 50, "min_idle_ms": 60_000, "trim_interval_s": 0} | options
     return BillingWorker(
-        redis=redis, store=store, keys=keyspace(prefix), calendar=BillingCalendar(lambda: policy),
+        redis=redis, store=store, keys=keyspace(prefix), calendar=BillingCalendar.of(policy),
         clock=clock or ManualClock(START), options=WorkerOptions(**opts),  # type: ignore[arg-type]
     )  # fmt: skip
 
@@ -143,7 +143,7 @@ async def stream_event_ids(redis: Redis, prefix: str) -> list[str]:
 async def billed_events(redis: Redis, prefix: str) -> list[BilledEvent]:
     """Every usage stream entry parsed and given its billing period (what the sink does)."""
     policy = test_policy()
-    calendar = BillingCalendar(lambda: policy)
+    calendar = BillingCalendar.of(policy)
     out = []
     for stream in keyspace(prefix).all_usage_streams():
         for entry_id, fields in await redis.xrange(stream):
@@ -154,7 +154,7 @@ async def billed_events(redis: Redis, prefix: str) -> list[BilledEvent]:
 async def all_stored_ids(store: BillingStore, when: datetime = START) -> list[str]:
     """Ids of the events invoiced in each customer's period containing `when`."""
     policy = test_policy()
-    calendar = BillingCalendar(lambda: policy)
+    calendar = BillingCalendar.of(policy)
     ids: list[str] = []
     for c in CUSTOMERS:
         start = calendar.window(c, when).start.date()

@@ -11,11 +11,13 @@ does, whatever the billing day, e.g. `2026-11` with billing day 15 is 2026-11-15
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gatekeeper.billing.types import BilledEvent
+from gatekeeper.engine import StaticPolicy
+from gatekeeper.engine.ports import PolicySource
 from gatekeeper.events import UsageEvent
 from gatekeeper.model import Policy
 from gatekeeper.periods import Window, billing_window
@@ -28,12 +30,25 @@ _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 @dataclass(frozen=True, slots=True)
 class BillingCalendar:
-    """Billing periods by customer, from the policy in force (read on every call)."""
+    """Billing periods by customer, from the customer's billing day in the policy source (the
+    directory in production). `prepare` the customers of a batch before billing it: the
+    lookups themselves never wait."""
 
-    policy: Callable[[], Policy]
+    source: PolicySource
+
+    @classmethod
+    def of(cls, policy: Policy) -> BillingCalendar:
+        """A calendar over one policy held in memory (its customers included)."""
+        return cls(StaticPolicy(policy))
+
+    async def prepare(self, customers: Iterable[str]) -> None:
+        """Have every customer of a batch at hand. Raises StoreUnavailable."""
+        for customer in set(customers):
+            if self.source.cached_customer(customer) is None:
+                await self.source.customer(customer)
 
     def billing_day(self, customer: str) -> int | None:
-        known = self.policy().customers.get(customer)
+        known = self.source.cached_customer(customer)
         return known.billing_day if known is not None else None
 
     def window(self, customer: str, when: datetime) -> Window:

@@ -81,12 +81,16 @@ def parse_customer(
     plans: Mapping[str, Plan],
     features: Mapping[str, Feature],
     source: str = "<directory>",
+    check_cap_ceiling: bool = True,
 ) -> Customer:
     """One customer document (the policy file's shape for `customers.<cid>`, as JSON) read
     against the catalog: the work of one customer, never of the whole policy.
 
     Raises ConfigError with every issue, its paths under `customers.<cid>`. A key hash used by
     another customer is not detected here (the directory's key index refuses it).
+    `check_cap_ceiling` False reads an own spend cap above the plan's ceiling (or `alert` under a
+    plan that blocks) without an issue: a stored cap kept across a plan change is enforced at
+    the plan's ceiling (`Customer.effective_spend_cap`), never a reason to refuse the customer.
     """
     issues = Issues(source)
     path = key_path("customers", cid)
@@ -99,7 +103,16 @@ def parse_customer(
     catalog = Catalog(features=dict(features), declared=frozenset(features))
     customer = None
     if mapping is not None:
-        customer = _customer(cid, mapping, path, dict(plans), catalog, _KeyHashes(), issues)
+        customer = _customer(
+            cid,
+            mapping,
+            path,
+            dict(plans),
+            catalog,
+            _KeyHashes(),
+            issues,
+            check_cap_ceiling=check_cap_ceiling,
+        )
     issues.raise_if_any()
     if customer is None:  # pragma: no cover - every path to None records an issue
         raise ConfigError([ConfigIssue(path, None, "not a valid customer", source)], source=source)
@@ -114,6 +127,8 @@ def _customer(
     catalog: Catalog,
     hashes: _KeyHashes,
     issues: Issues,
+    *,
+    check_cap_ceiling: bool = True,
 ) -> Customer | None:
     sec = Section(mapping, path, issues, allowed=_CUSTOMER_KEYS, required=("plan",))
     sec.text("description", "")
@@ -125,7 +140,7 @@ def _customer(
     entitlements = None if plan is None else _overrides(sec, plan, catalog)
     grants = _grants(sec, catalog)
     api_keys = _api_keys(sec, hashes)
-    cap = None if entitlements is None else _own_cap(sec, entitlements)
+    cap = None if entitlements is None else _own_cap(sec, entitlements, check_cap_ceiling)
     if entitlements is None:
         return None
     return Customer(
@@ -286,7 +301,7 @@ def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
     return tuple(keys)
 
 
-def _own_cap(sec: Section, plan: Plan) -> CustomerSpendCap | None:
+def _own_cap(sec: Section, plan: Plan, check_ceiling: bool = True) -> CustomerSpendCap | None:
     cap_map = section_map(sec.get("spend_cap"), sec.path_of("spend_cap"), sec.issues)
     if cap_map is None:
         return None
@@ -303,7 +318,7 @@ def _own_cap(sec: Section, plan: Plan) -> CustomerSpendCap | None:
         if c.has("amount") and "amount" not in c.bad:
             c.error("amount", 'expected a decimal amount such as "250.00", got null')
         return None
-    limit = plan.spend_cap
+    limit = plan.spend_cap if check_ceiling else None
     if limit is not None and action is CapAction.ALERT and limit.blocks:
         c.error(
             "action",

@@ -105,6 +105,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE, "allow_private_customer_webhooks": FieldSpec("bool")},
     "admin": {"token": FieldSpec("secret", what="a non-empty token")},
+    "directory": {"cache_size": FieldSpec("int", lo=1, hi=10_000_000)},
     "forwarder": {
         "url": FieldSpec("str", pattern=re.compile(r"https?://\S+"), what="an http(s) URL"),
         "source": FieldSpec("str", pattern=re.compile(r"\S+"), what="a URI-reference"),

@@ -29,6 +29,7 @@ from gatekeeper.settings import (
     AdminSettings,
     AlertSettings,
     BillingSettings,
+    DirectorySettings,
     EdgeSettings,
     FailClosedAnswer,
     FailureMode,
@@ -194,6 +195,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         ),
         edge=_with_enum(EdgeSettings(), fields("edge"), "fail_closed_answer", FailClosedAnswer),
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
+        directory=dataclasses.replace(DirectorySettings(), **fields("directory")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
     )
 

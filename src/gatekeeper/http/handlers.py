@@ -17,13 +17,14 @@ from aiohttp import web
 
 from gatekeeper.access import Actor
 from gatekeeper.admin import AdminService, InputError, NotFound
+from gatekeeper.admin.customers import ID
 from gatekeeper.admin.errors import FieldError
 from gatekeeper.admin.service import token_view, webhook_view
 from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.types import EventQuery
 from gatekeeper.clock import Clock
-from gatekeeper.controls import LivePolicy, SpendCapError, SpendControls, cap_ceiling
-from gatekeeper.engine import DecisionEngine
+from gatekeeper.controls import SpendCapError, SpendControls, cap_ceiling
+from gatekeeper.engine import DecisionEngine, PolicySource
 from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
 from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
@@ -35,6 +36,7 @@ from gatekeeper.pipeline.forecasting import daily_points
 __all__ = ["Handlers"]
 
 MAX_PAGE = 1000
+CUSTOMER_PAGE = 100  # customers per page unless `limit` says otherwise
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -108,7 +110,7 @@ class Handlers:
         self,
         *,
         admin: AdminService,
-        policy: LivePolicy,
+        policy: PolicySource,
         controls: SpendControls,
         engine: DecisionEngine,
         billing: Callable[[], Awaitable[BillingStore | None]],
@@ -127,11 +129,20 @@ class Handlers:
         actor: Actor = request[ACTOR]
         return actor
 
-    def customer(self, request: web.Request) -> Customer:
+    async def customer(self, request: web.Request) -> Customer:
         """The path's customer, when the caller may see it; else NotFound (never the data)."""
         customer_id = request.match_info["customer"]
-        customer = self._policy.current().customers.get(customer_id)
-        if customer is None or not self.actor(request).may_see(customer_id):
+        customer = None
+        if self.actor(request).may_see(customer_id):
+            customer = await self._policy.customer(customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        return customer
+
+    async def _changed(self, customer_id: str) -> Customer:
+        """The customer as a change just left it (NotFound if it was removed meanwhile)."""
+        customer = await self._policy.customer(customer_id)
+        if customer is None:
             raise NotFound(f"no customer {customer_id!r}")
         return customer
 
@@ -194,33 +205,33 @@ class Handlers:
         return web.Response(status=204)
 
     # ---- customers ---------------------------------------------------------------------
-    def _customer_json(self, customer: Customer) -> dict[str, Any]:
-        return views.customer_view(customer, source=self._admin.customer_source(customer.id))
+    async def _customer_json(self, customer: Customer) -> dict[str, Any]:
+        source = await self._admin.customer_source(customer.id)
+        return views.customer_view(customer, source=source)
 
     async def customers(self, request: web.Request) -> web.Response:
+        """A page of customers in id order (`limit`, `cursor` = the previous page's
+        `next_cursor`), optionally only those on `plan`."""
         policy = self._policy.current()
         plan = request.query.get("plan")
         if plan is not None and plan not in policy.plans:
             raise InputError.one("plan", f"unknown plan {plan!r}")
-        found = [c for c in policy.customers.values() if plan is None or c.plan == plan]
-        found.sort(key=lambda c: c.id)
+        limit = _int_param(request, "limit", CUSTOMER_PAGE, 1, MAX_PAGE)
+        after = request.query.get("cursor") or None
+        if after is not None and not ID.fullmatch(after):
+            raise InputError.one("cursor", "not a cursor this API returned")
+        records = self._admin.records
+        ids = await records.page(after=after, limit=limit, plan=plan)
+        found = await records.get_many(ids)
         return _json(
             {
-                "customers": [
-                    {
-                        "id": c.id,
-                        "plan": c.plan,
-                        "source": self._admin.customer_source(c.id),
-                        "billing_day": c.billing_day,
-                        "api_keys": sum(not k.revoked for k in c.api_keys),
-                    }
-                    for c in found
-                ]
+                "customers": [views.customer_list_view(found[c]) for c in ids if c in found],
+                "next_cursor": ids[-1] if len(ids) == limit else None,
             }
         )
 
     async def get_customer(self, request: web.Request) -> web.Response:
-        return _json(self._customer_json(self.customer(request)))
+        return _json(await self._customer_json(await self.customer(request)))
 
     async def create_customer(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -231,48 +242,48 @@ class Handlers:
             raise InputError.one("id", "required: the new customer's id")
         fields = {k: v for k, v in body.items() if k != "id"}
         await self._admin.put_customer(self.actor(request), customer_id, fields, create_only=True)
-        customer = self._policy.current().customers[customer_id]
-        return _json(self._customer_json(customer), status=201)
+        customer = await self._changed(customer_id)
+        return _json(await self._customer_json(customer), status=201)
 
     async def put_customer(self, request: web.Request) -> web.Response:
         customer_id = request.match_info["customer"]
         created = await self._admin.put_customer(
             self.actor(request), customer_id, await _body(request)
         )
-        customer = self._policy.current().customers[customer_id]
-        return _json(self._customer_json(customer), status=201 if created else 200)
+        customer = await self._changed(customer_id)
+        return _json(await self._customer_json(customer), status=201 if created else 200)
 
     async def patch_customer(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         await self._admin.patch_customer(self.actor(request), customer.id, await _body(request))
-        return _json(self._customer_json(self._policy.current().customers[customer.id]))
+        return _json(await self._customer_json(await self._changed(customer.id)))
 
     async def delete_customer(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         await self._admin.delete_customer(self.actor(request), customer.id)
         return web.Response(status=204)
 
     # ---- API keys ----------------------------------------------------------------------
     async def keys(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
-        return _json({"api_keys": self._customer_json(customer)["api_keys"]})
+        customer = await self.customer(request)
+        return _json({"api_keys": (await self._customer_json(customer))["api_keys"]})
 
     async def create_key(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         issued = await self._admin.create_key(
             self.actor(request), customer.id, await _body(request)
         )
         return _json({**issued.view, "key": issued.secret}, status=201)
 
     async def revoke_key(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         view = await self._admin.revoke_key(
             self.actor(request), customer.id, request.match_info["key"]
         )
         return _json(dict(view))
 
     async def rotate_key(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         issued = await self._admin.rotate_key(
             self.actor(request), customer.id, request.match_info["key"]
         )
@@ -301,10 +312,10 @@ class Handlers:
         }
 
     async def get_cap(self, request: web.Request) -> web.Response:
-        return _json(self._cap_state(self.customer(request)))
+        return _json(self._cap_state(await self.customer(request)))
 
     async def put_cap(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         actor = self.actor(request)
         if not actor.may_manage(customer.id):
             raise PermissionError("this token may not change this customer")
@@ -347,7 +358,7 @@ class Handlers:
             )
         except SpendCapError as exc:
             raise InputError.one(exc.field, str(exc)) from None
-        return _json(self._cap_state(self._policy.current().customers[customer.id]))
+        return _json(self._cap_state(await self._changed(customer.id)))
 
     def _thresholds(self, customer: Customer) -> dict[str, object]:
         ents = customer.entitlements
@@ -359,28 +370,28 @@ class Handlers:
         }
 
     async def get_thresholds(self, request: web.Request) -> web.Response:
-        return _json(self._thresholds(self.customer(request)))
+        return _json(self._thresholds(await self.customer(request)))
 
     async def put_thresholds(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         await self._admin.set_thresholds(self.actor(request), customer.id, await _body(request))
-        return _json(self._thresholds(self._policy.current().customers[customer.id]))
+        return _json(self._thresholds(await self._changed(customer.id)))
 
     # ---- customer webhooks -------------------------------------------------------------
     async def webhooks(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         hooks = self._admin.webhooks(customer.id)
         return _json({"webhooks": [webhook_view(h) for h in hooks]})
 
     async def add_webhook(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         issued = await self._admin.add_webhook(
             self.actor(request), customer.id, await _body(request)
         )
         return _json({**issued.view, "secret": issued.secret}, status=201)
 
     async def remove_webhook(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         await self._admin.remove_webhook(
             self.actor(request), customer.id, request.match_info["webhook"]
         )
@@ -391,7 +402,7 @@ class Handlers:
         """The usage view of one customer (also the dashboard's live stream). Raises
         StoreUnavailable."""
         policy = self._policy.current()
-        customer = policy.customers.get(customer_id)
+        customer = await self._policy.customer(customer_id)
         if customer is None:
             return None
         limits = await self._engine.usage(customer_id)
@@ -400,14 +411,14 @@ class Handlers:
         return views.usage_view(policy, customer, limits, self._clock.now())
 
     async def usage(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         data = await self.usage_json(customer.id)
         if data is None:
             raise NotFound(f"no customer {customer.id!r}")
         return _json(data)
 
     async def forecast(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         store = await self._store()
         now = self._clock.now()
         limits = await self._engine.usage(customer.id) or ()
@@ -450,14 +461,14 @@ class Handlers:
         return _json({"customer": customer.id, "features": out, "spend": spend})
 
     async def alerts(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
         before = _time_param(request, "before")
         found = await (await self._store()).alerts(customer.id, limit=limit, before=before)
         return _json({"alerts": [views.alert_view(a) for a in found]})
 
     async def events(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
         feature = request.query.get("feature")
         if feature is not None and feature not in self._policy.current().features:
@@ -479,7 +490,7 @@ class Handlers:
         return _json({"events": [views.event_view(e) for e in found], "next_cursor": following})
 
     async def invoice(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         current = billing_window(self._clock.now(), customer.billing_day).start.date()
         period = _date_param(request, "period_start", current)
         lines = await (await self._store()).invoice_lines(customer.id, period)
@@ -495,7 +506,7 @@ class Handlers:
         )
 
     async def revenue(self, request: web.Request) -> web.Response:
-        customer = self.customer(request)
+        customer = await self.customer(request)
         today = self._clock.now().date()
         first = _date_param(request, "from", today.replace(day=1))
         last = _date_param(request, "to", today)
@@ -531,7 +542,7 @@ class Handlers:
         after = request.query.get("after")
         if after is not None and not _stream_id(after):
             raise InputError.one("after", "expected an audit entry id such as 1700000000000-0")
-        rows = await self._admin.audit(after=after, limit=limit)
+        rows = await self._admin.audit_log(after=after, limit=limit)
         entries = [{"id": entry_id, **_decoded(fields)} for entry_id, fields in rows]
         following = entries[-1]["id"] if len(entries) == limit else None
         return _json({"entries": entries, "next": following})

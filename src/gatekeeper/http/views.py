@@ -21,6 +21,7 @@ from gatekeeper.model import (
     SpendCap,
 )
 from gatekeeper.money import format_nano
+from gatekeeper.store.customers import CustomerRecord
 
 __all__ = [
     "alert_view",
@@ -111,6 +112,20 @@ def _grant_view(grant: Grant) -> Json:
     }
 
 
+def customer_list_view(record: CustomerRecord) -> Json:
+    """One line of the customer list, read from the stored record (no compilation)."""
+    doc = record.doc
+    keys = doc.get("api_keys") or []
+    day = doc.get("billing_day")
+    return {
+        "id": record.id,
+        "plan": record.plan,
+        "source": record.source.value,
+        "billing_day": day if isinstance(day, int) and not isinstance(day, bool) else None,
+        "api_keys": sum(1 for k in keys if isinstance(k, dict) and not k.get("revoked")),
+    }
+
+
 def customer_view(customer: Customer, *, source: str = "file") -> Json:
     own = customer.spend_cap
     return {
@@ -135,6 +150,7 @@ def customer_view(customer: Customer, *, source: str = "file") -> Json:
                 "label": k.label,
                 "revoked": k.revoked,
                 "created_at": _iso(k.created_at),
+                "expires_at": _iso(k.expires_at),
             }
             for k in customer.api_keys
         ],

@@ -19,7 +19,7 @@ forecast, and their anomalies are once per UTC day. The notifier delivers these 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -87,7 +87,11 @@ class ForecastAlerter:
         history_days: int = 28,
         anomaly_k: float = 5.5,
         min_history: int = 7,
+        customer_ids: Callable[[], AsyncIterator[list[str]]] | None = None,
     ) -> None:
+        """`customer_ids`: every customer id, a chunk at a time (the directory's); None = the
+        customers of `policy.current()` (a policy held in memory)."""
+        self._customer_ids = customer_ids
         self._redis = redis
         self._keys = keys
         self._series = series
@@ -99,15 +103,26 @@ class ForecastAlerter:
         self._append = redis.register_script(_APPEND_ONCE)
 
     async def check_all(self) -> list[str]:
-        """`check` every customer of the policy; returns the ids of alerts appended."""
+        """`check` every customer; returns the ids of alerts appended."""
         ids: list[str] = []
-        for customer in list(self._policy.current().customers):
-            ids.extend(await self.check(customer))
+        async for chunk in self._all_ids():
+            for customer in chunk:
+                try:
+                    ids.extend(await self.check(customer))
+                except ValueError:  # removed since it was listed
+                    continue
         return ids
+
+    async def _all_ids(self) -> AsyncIterator[list[str]]:
+        if self._customer_ids is None:
+            yield list(self._policy.current().customers)
+            return
+        async for chunk in self._customer_ids():
+            yield chunk
 
     async def check(self, customer_id: str) -> list[str]:
         """Evaluate one customer now; returns the ids of alerts appended by this call."""
-        customer = self._policy.current().customers.get(customer_id)
+        customer = await self._policy.customer(customer_id)
         if customer is None:
             raise ValueError(f"unknown customer {customer_id!r}")
         now = self._clock.now()

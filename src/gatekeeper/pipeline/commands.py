@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from redis.exceptions import RedisError
+
 from gatekeeper.billing import (
     DEFAULT_SQLITE_PATH,
     BillingCalendar,
@@ -35,7 +37,8 @@ from gatekeeper.billing.export import (
 )
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import LoadedConfig, load_or_report
-from gatekeeper.engine import StaticPolicy
+from gatekeeper.directory.listener import InvalidationLoop
+from gatekeeper.directory.open import load_catalog, open_directory
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
@@ -141,10 +144,26 @@ async def _worker(
         await store.close()
         return EXIT_FAILURE
     keys = KeySpace(prefix=settings.redis.key_prefix, partitions=settings.redis.partitions)
-    policy = loaded.policy
+    try:
+        directory = await open_directory(
+            redis=handle.client, keys=keys, config=loaded, seed_at=SystemClock().now()
+        )
+    except RedisError as exc:
+        log.error("redis: %s", exc)
+        await handle.close()
+        await store.close()
+        return EXIT_FAILURE
+
+    async def catalog_changed(data: bytes) -> None:
+        directory.set_catalog(await load_catalog(redis=handle.client, keys=keys, config=loaded))
+
+    watch = InvalidationLoop(
+        redis=handle.client, channel=keys.invalidate_channel(), directory=directory,
+        on_other=catalog_changed,
+    )  # fmt: skip
     worker = BillingWorker(
         redis=handle.client, store=store, keys=keys,
-        calendar=BillingCalendar(lambda: policy), clock=SystemClock(), options=options,
+        calendar=BillingCalendar(directory), clock=SystemClock(), options=options,
     )  # fmt: skip
     forwarding = build_forwarder(
         settings.forwarder, redis=handle.client, keys=keys, consumer=options.consumer
@@ -152,14 +171,14 @@ async def _worker(
     try:
         notifier = build_notifier(
             settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
-            policy=StaticPolicy(policy),
+            policy=directory,
         )  # fmt: skip
     except ValueError as exc:  # a webhook secret malformed or not configured: bad input
         log.error("alerts: %s", exc)
         await handle.close()
         await store.close()
         return EXIT_BAD_INPUT
-    loops: list[Loop] = [worker]
+    loops: list[Loop] = [worker, watch]
     if forwarding is not None:
         loops.append(forwarding[0])
         log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
@@ -170,8 +189,8 @@ async def _worker(
             len(settings.alerts.webhooks),
         )
     alerter = ForecastAlerter(
-        redis=handle.client, keys=keys, series=LedgerSeries(store), policy=StaticPolicy(policy),
-        clock=SystemClock(),
+        redis=handle.client, keys=keys, series=LedgerSeries(store), policy=directory,
+        clock=SystemClock(), customer_ids=directory.records.id_chunks,
     )  # fmt: skip
     loops.append(ForecastLoop(alerter, interval_s=forecast_interval_s))
 
@@ -257,10 +276,10 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not out.is_dir():
         print(f"export: --out {out} is not a directory", file=sys.stderr)
         return EXIT_BAD_INPUT
-    customer = loaded.policy.customers.get(args.customer)
-    window = period.window(customer.billing_day if customer else None)
 
     async def go() -> int:
+        billing_day = await _billing_day(loaded, args.customer)
+        window = period.window(billing_day)
         store = await open_store(loaded.settings.billing.dsn, default_sqlite_path=args.sqlite_path)
         try:
             invoice = await build_invoice(store, args.customer, window)
@@ -280,9 +299,26 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         return asyncio.run(go())
-    except (ValueError, BillingStoreError, ExportMismatch, OSError) as exc:
+    except (ValueError, BillingStoreError, ExportMismatch, OSError, RedisError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+async def _billing_day(loaded: LoadedConfig, customer_id: str) -> int | None:
+    """The customer's billing day: the policy file's, else the directory's (when a Redis is
+    configured), else none (calendar months)."""
+    customer = loaded.policy.customers.get(customer_id)
+    if customer is not None or loaded.settings.redis.url is None:
+        return None if customer is None else customer.billing_day
+    handle = await open_redis(loaded.settings.redis)
+    try:
+        s = loaded.settings.redis
+        keys = KeySpace(prefix=s.key_prefix, partitions=s.partitions)
+        directory = await open_directory(redis=handle.client, keys=keys, config=loaded)
+        found = await directory.customer(customer_id)
+    finally:
+        await handle.close()
+    return None if found is None else found.billing_day
 
 
 # -- reconcile ---------------------------------------------------------------------------------
@@ -309,11 +345,13 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         try:
             handle = await open_redis(s.redis)
             try:
+                keys = KeySpace(prefix=s.redis.key_prefix, partitions=s.redis.partitions)
+                directory = await open_directory(redis=handle.client, keys=keys, config=loaded)
                 report = await reconcile(
-                    redis=handle.client, store=store, policy=loaded.policy, period=period,
-                    keys=KeySpace(prefix=s.redis.key_prefix, partitions=s.redis.partitions),
-                    customers=[args.customer] if args.customer else None,
+                    redis=handle.client, store=store, policy=directory, period=period,
+                    keys=keys, customers=[args.customer] if args.customer else None,
                     now=SystemClock().now(), grace=timedelta(seconds=s.redis.period_grace_s),
+                    directory_ids=directory.records.id_chunks,
                 )  # fmt: skip
             finally:
                 await handle.close()

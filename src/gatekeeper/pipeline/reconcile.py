@@ -14,14 +14,15 @@ a window boundary shows up as equal and opposite differences in the two windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingStore, PeriodArg
-from gatekeeper.model import Period, Policy
+from gatekeeper.engine.ports import PolicySource
+from gatekeeper.model import Period
 from gatekeeper.periods import Window, window_for
 from gatekeeper.store.keys import KeySpace
 
@@ -59,18 +60,27 @@ async def reconcile(
     redis: Redis,
     keys: KeySpace,
     store: BillingStore,
-    policy: Policy,
+    policy: PolicySource,
     period: PeriodArg,
     customers: Sequence[str] | None,
     now: datetime,
     grace: timedelta,
+    directory_ids: Callable[[], AsyncIterator[list[str]]] | None = None,
 ) -> ReconcileReport:
-    """Compare every counter of the period; read-only on both sides. Raises store/redis errors."""
+    """Compare every counter of the period; read-only on both sides. Raises store/redis errors.
+
+    `customers` None: every customer of the directory (`directory_ids`, a chunk at a time;
+    None = those of `policy.current()`) and every customer the store billed in the period."""
     report = ReconcileReport()
     if customers is None:
         windows = [period.window(day) for day in (None, *range(1, 32))]
         since, until = min(w.start for w in windows), max(w.end for w in windows)
-        customers = sorted(set(policy.customers) | set(await store.customers(since, until)))
+        known_ids = set(policy.current().customers)
+        if directory_ids is not None:
+            async for chunk in directory_ids():
+                known_ids.update(chunk)
+        customers = sorted(known_ids | set(await store.customers(since, until)))
+    prices = policy.current().prices
 
     async def compare(
         c: str, counter: str, feature: str | None, key: str, w: Window, stored: int
@@ -85,12 +95,12 @@ async def reconcile(
             report.differences.append(Difference(c, counter, feature, w, value, stored))
 
     for c in customers:
-        known = policy.customers.get(c)
+        known = await policy.customer(c)
         window = period.window(known.billing_day if known else None)
         sums = await store.usage_sums(c, window.start, window.end)
         spent = sum(s.amount_nano for s in sums.values())
         await compare(c, "spend", None, keys.spend(c, window.token), window, spent)
-        for f, price in sorted(policy.prices.items()):
+        for f, price in sorted(prices.items()):
             if len(price.tiers) > 1:
                 billed = sums[f].billable if f in sums else 0
                 await compare(c, "billed_units", f, keys.billed_units(c, f, window.token),

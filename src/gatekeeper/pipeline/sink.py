@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
-from gatekeeper.billing.types import BilledEvent
 from gatekeeper.clock import Clock, to_us
 from gatekeeper.events import UsageEvent
 from gatekeeper.pipeline.deadletter import DeadLetter
@@ -57,7 +56,7 @@ class BillingSink:
         was acknowledged and the caller retries the whole batch (the store makes that a no-op
         for what did commit).
         """
-        good: list[tuple[Entry, BilledEvent]] = []
+        parsed: list[tuple[Entry, UsageEvent]] = []
         bad: list[tuple[Entry, str]] = []
         for entry in entries:
             try:
@@ -66,7 +65,9 @@ class BillingSink:
                 self.stats.errors["parse"] += 1
                 bad.append((entry, f"unparseable: {exc}"))
                 continue
-            good.append((entry, self._calendar.bill(event, entry.id)))
+            parsed.append((entry, event))
+        await self._calendar.prepare(event.customer for _, event in parsed)
+        good = [(entry, self._calendar.bill(event, entry.id)) for entry, event in parsed]
         done = [e for e, _ in good]
         try:
             result = await self._store.record([b for _, b in good])

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
 from gatekeeper.clock import Clock
+from gatekeeper.errors import StoreUnavailable
 from gatekeeper.pipeline.capacity import Capacity
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerHealth, WorkerStats
@@ -39,7 +40,7 @@ __all__ = ["BILLING_GROUP", "BillingWorker", "WorkerFailed", "WorkerOptions", "c
 log = logging.getLogger(__name__)
 
 BILLING_GROUP = "gatekeeper-billing"
-_EXPECTED = (BillingStoreError, RedisError, OSError)
+_EXPECTED = (BillingStoreError, RedisError, OSError, StoreUnavailable)
 
 
 def consumer_name() -> str:

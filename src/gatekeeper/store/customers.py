@@ -112,6 +112,7 @@ class RecordChange(Generic[T]):
     result: T
     record: CustomerRecord | None
     audit: AuditRecord | None = None
+    write: bool = True  # False: answer `result` and write nothing
 
 
 @dataclass(slots=True)
@@ -187,8 +188,8 @@ class CustomerRecords:
             counts = await pipe.execute()
         return sum(int(n) for n in counts)
 
-    async def scan(self, *, chunk: int = _CHUNK) -> AsyncIterator[CustomerRecord]:
-        """Every record, partition by partition in id order (export, backup)."""
+    async def id_chunks(self, *, chunk: int = _CHUNK) -> AsyncIterator[list[str]]:
+        """Every customer id, `chunk` at a time, partition by partition in id order."""
         for partition in range(self._keys.partitions):
             low = "-"
             while True:
@@ -200,11 +201,16 @@ class CustomerRecords:
                 ]
                 if not ids:
                     break
-                records = await self.get_many(ids)
-                for customer in ids:
-                    if customer in records:
-                        yield records[customer]
+                yield ids
                 low = f"({ids[-1]}"
+
+    async def scan(self, *, chunk: int = _CHUNK) -> AsyncIterator[CustomerRecord]:
+        """Every record, partition by partition in id order (export, backup)."""
+        async for ids in self.id_chunks(chunk=chunk):
+            records = await self.get_many(ids)
+            for customer in ids:
+                if customer in records:
+                    yield records[customer]
 
     # ---- writes --------------------------------------------------------------------------
     async def change(
@@ -224,6 +230,8 @@ class CustomerRecords:
         for _ in range(_RETRIES):
             before = await self.get(customer)
             outcome = compute(before)
+            if not outcome.write:
+                return outcome.result
             put = _Put(before, outcome.record, outcome.audit)
             written = await self._write([put], channel=channel)
             if written[0]:

@@ -1,8 +1,11 @@
-"""The run-time directory in Redis: plan and customer documents, API tokens, customer webhooks.
+"""The small part of the run-time directory in Redis, read whole: plan documents set through
+the API, API tokens, customers' own webhook endpoints. (Customers and their keys are records of
+their own, `store.customers`.)
 
-Every change is one optimistic transaction (WATCH the directory, read it, compute, MULTI): the
+Every change is one optimistic transaction (WATCH these hashes, read them, compute, MULTI): the
 new entries, their audit records and an invalidation message commit together or not at all, and
-two concurrent changes never overwrite each other (the loser retries on the fresh state).
+two concurrent changes never overwrite each other (the loser retries on the fresh state). All
+of it lives in one slot (`{ctl}`), also on a Cluster.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from gatekeeper.access import TokenRecord
-from gatekeeper.config.compose import Changes, Doc
+from gatekeeper.config.compose import Doc
 from gatekeeper.model import frozen_map
 from gatekeeper.store.keys import KeySpace
 
@@ -50,9 +53,10 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryState:
-    """Everything set through the API (documents are plain JSON; None = removed)."""
+    """Plans, tokens and webhooks set through the API (plan documents are plain JSON; None =
+    the file's plan removed)."""
 
-    changes: Changes = field(default_factory=Changes)
+    plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
     tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)  # by sha256
     webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
 
@@ -63,7 +67,6 @@ class Mutation(Generic[T]):
 
     result: T
     plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
-    customers: Mapping[str, Doc | None] = field(default_factory=frozen_map)
     tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)
     webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
     audit: tuple[AuditRecord, ...] = ()
@@ -81,30 +84,22 @@ class DirectoryStore:
     def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
-        self._watched = (
-            keys.directory_plans(),
-            keys.directory_customers(),
-            keys.api_tokens(),
-            keys.customer_webhooks(),
-        )
+        self._watched = (keys.directory_plans(), keys.api_tokens(), keys.customer_webhooks())
 
     async def load(self) -> DirectoryState:
-        """The whole directory. Raises redis errors."""
+        """Plans, tokens and webhooks. Raises redis errors."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in self._watched:
                 pipe.hgetall(key)
-            plans, customers, tokens, hooks = await pipe.execute()
-        return self._state(plans, customers, tokens, hooks)
+            plans, tokens, hooks = await pipe.execute()
+        return self._state(plans, tokens, hooks)
 
     @staticmethod
     def _state(
-        plans: Mapping[Any, Any],
-        customers: Mapping[Any, Any],
-        tokens: Mapping[Any, Any],
-        hooks: Mapping[Any, Any],
+        plans: Mapping[Any, Any], tokens: Mapping[Any, Any], hooks: Mapping[Any, Any]
     ) -> DirectoryState:
         return DirectoryState(
-            changes=Changes(plans=frozen_map(_docs(plans)), customers=frozen_map(_docs(customers))),
+            plans=frozen_map(_docs(plans)),
             tokens=frozen_map(
                 {_text(k): TokenRecord.from_json(_text(v)) for k, v in tokens.items()}
             ),
@@ -118,14 +113,13 @@ class DirectoryStore:
 
         Retries when another process changed the directory in between. Raises redis errors.
         """
-        plans_key, customers_key, tokens_key, hooks_key = self._watched
+        plans_key, tokens_key, hooks_key = self._watched
         for _ in range(_RETRIES):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(*self._watched)
                     state = self._state(
                         await pipe.hgetall(plans_key),
-                        await pipe.hgetall(customers_key),
                         await pipe.hgetall(tokens_key),
                         await pipe.hgetall(hooks_key),
                     )
@@ -135,8 +129,6 @@ class DirectoryStore:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     for name, doc in mutation.plans.items():
                         pipe.hset(plans_key, name, json.dumps(doc, sort_keys=True))
-                    for name, doc in mutation.customers.items():
-                        pipe.hset(customers_key, name, json.dumps(doc, sort_keys=True))
                     for digest, token in mutation.tokens.items():
                         pipe.hset(tokens_key, digest, token.to_json())
                     for customer, hooks in mutation.webhooks.items():
@@ -153,10 +145,27 @@ class DirectoryStore:
     async def audit(
         self, *, after: str | None = None, limit: int = 100
     ) -> list[tuple[str, dict[str, str]]]:
-        """Audit records, newest first, older than the entry id `after` when given."""
+        """Audit records, newest first, older than the entry id `after` when given: the
+        catalog's and tokens' stream merged with every partition's customer stream (entry ids
+        are times, so they order across streams). O(partitions × limit)."""
         high = "+" if after is None else f"({after}"
-        rows: Any = await self._redis.xrevrange(self._keys.audit_stream(), high, "-", count=limit)
-        return [
-            (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
-            for entry_id, fields in rows
+        streams = [
+            self._keys.audit_stream(),
+            *(self._keys.directory_audit(p) for p in range(self._keys.partitions)),
         ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xrevrange(stream, high, "-", count=limit)
+            replies: Any = await pipe.execute()
+        rows = [
+            (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            for reply in replies
+            for entry_id, fields in reply
+        ]
+        rows.sort(key=lambda row: _entry_order(row[0]), reverse=True)
+        return rows[:limit]
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -116,6 +116,11 @@ class KeySpace:
         """String: digest of the policy file's customers last reconciled into the directory."""
         return f"{self._control()}:dir:seed"
 
+    def directory_seed_ids(self) -> str:
+        """Set: the ids of the policy file's customers last reconciled (its size is the
+        file's, not the directory's)."""
+        return f"{self._control()}:dir:seed:ids"
+
     # envoyproxy/ratelimit-compatible fixed windows (gatekeeper.ratelimit)
     def ratelimit(self, domain: str, descriptor_key: str, window_start: int) -> str:
         """String: hits of one descriptor in the fixed window starting at `window_start` (epoch s).

@@ -1,0 +1,96 @@
+"""Keeping a process's directory cache true: the invalidation channel, applied.
+
+`customer:<id>` drops that customer; any other message goes to `on_other` (plans, tokens,
+webhooks or the policy file changed). A lost connection is retried with backoff; when it is
+back, everything held is forgotten (messages published meanwhile are lost) and `on_other` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gatekeeper.directory.live import LiveDirectory
+
+__all__ = ["CUSTOMER_PREFIX", "InvalidationLoop", "listen_invalidations"]
+
+log = logging.getLogger(__name__)
+CUSTOMER_PREFIX = b"customer:"
+
+
+async def listen_invalidations(
+    *,
+    redis: Redis,
+    channel: str,
+    directory: LiveDirectory,
+    on_other: Callable[[bytes], Awaitable[None]],
+    max_delay_s: float = 5.0,
+) -> None:
+    """Runs until cancelled; raises only what it cannot survive (a bug in `on_other`)."""
+    delay = 0.1
+    while True:
+        pubsub = redis.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            if delay > 0.1:  # back after an outage: catch up on what we missed
+                directory.clear()
+                await on_other(b"")
+                log.info("invalidation listener reconnected")
+            delay = 0.1
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                data = bytes(message.get("data") or b"")
+                if data.startswith(CUSTOMER_PREFIX):
+                    directory.invalidate(data[len(CUSTOMER_PREFIX) :].decode(errors="replace"))
+                else:
+                    await on_other(data)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+        finally:
+            # bounded: a close that waits on a dead connection must not hold up a stop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call,unused-ignore]
+
+
+class InvalidationLoop:
+    """`listen_invalidations` as a loop with `run()` and `stop()` (the worker's commands)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        channel: str,
+        directory: LiveDirectory,
+        on_other: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self._args = (redis, channel, directory, on_other)
+        self._stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        redis, channel, directory, on_other = self._args
+        listening = asyncio.create_task(
+            listen_invalidations(
+                redis=redis, channel=channel, directory=directory, on_other=on_other
+            )
+        )
+        stopped = asyncio.create_task(self._stopped.wait())
+        try:
+            done, _ = await asyncio.wait({listening, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if listening in done:
+                listening.result()  # it ended: raise what ended it
+        finally:
+            for task in (listening, stopped):
+                task.cancel()
+            await asyncio.gather(listening, stopped, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopped.set()

@@ -1,0 +1,203 @@
+"""The policy source of a serving process: the catalog in memory, customers from the directory
+through a bounded cache.
+
+The catalog (features, prices, plans, routes) is small and held whole; a plan change swaps it,
+and each cached customer is compiled again under the new catalog when it is next asked for
+(lazily: a plan of 100,000 customers is not recompiled 100,000 times at once). Customers and
+API key pointers come from Redis (`store.customers`) on a miss: one round trip, shared by every
+request that misses on the same customer meanwhile, never holding up the others. A change
+announced on the invalidation channel drops that customer on every process; a process that
+lost the channel drops everything (`clear`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from gatekeeper.config.customers import parse_customer
+from gatekeeper.config.errors import ConfigError
+from gatekeeper.directory.cache import Lru
+from gatekeeper.errors import StoreUnavailable
+from gatekeeper.model import ApiKey, Customer, Policy, frozen_map
+from gatekeeper.store.customers import CustomerRecord, CustomerRecords
+
+__all__ = ["DirectoryStats", "LiveDirectory"]
+
+log = logging.getLogger(__name__)
+
+_NO_KEYS: Mapping[str, ApiKey] = frozen_map()
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A customer as this process holds it (record None = there is no such customer)."""
+
+    record: CustomerRecord | None
+    catalog: Policy | None = None  # what `customer` was compiled under
+    customer: Customer | None = None
+    keys: Mapping[str, ApiKey] = field(default_factory=lambda: _NO_KEYS)  # by SHA-256
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryStats:
+    size: int
+    capacity: int
+    hits: int
+    misses: int
+    evictions: int
+    compile_failures: int
+
+
+class LiveDirectory:
+    """PolicySource over the customer directory. `capacity`: customers held at most;
+    `unknown_key_ttl_s`: how long a key hash found in no record is remembered as unknown (a key
+    created meanwhile works after at most that long)."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Policy,
+        records: CustomerRecords,
+        capacity: int = 100_000,
+        unknown_key_ttl_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = catalog
+        self._records = records
+        self._customers: Lru[str, _Entry] = Lru(capacity)
+        self._pointers: Lru[str, tuple[str | None, float]] = Lru(capacity)
+        self._unknown_ttl = unknown_key_ttl_s
+        self._monotonic = monotonic
+        self._filling: dict[str, asyncio.Future[_Entry]] = {}
+        self._epoch = 0  # +1 per invalidation: a fill that raced one is used once, not kept
+        self.compile_failures = 0
+
+    @property
+    def records(self) -> CustomerRecords:
+        return self._records
+
+    # ---- the catalog ---------------------------------------------------------------------
+    def current(self) -> Policy:
+        return self._catalog
+
+    def set_catalog(self, catalog: Policy) -> None:
+        """A new catalog (file reload, a plan set through the API): every held customer is
+        compiled again under it when next asked for."""
+        self._catalog = catalog
+
+    # ---- customers -----------------------------------------------------------------------
+    def cached_customer(self, customer_id: str) -> Customer | None:
+        entry = self._customers.get(customer_id)
+        if entry is None or entry.record is None:
+            return None
+        if entry.catalog is not self._catalog:
+            entry = self._compiled(entry.record)
+            self._customers.put(customer_id, entry)
+        return entry.customer
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        return (await self._entry(customer_id)).customer
+
+    async def record(self, customer_id: str) -> CustomerRecord | None:
+        """The customer's stored record (its document in the file's shape), None if none."""
+        return (await self._entry(customer_id)).record
+
+    def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        pointer = self._pointers.get(sha256_hex)
+        if pointer is None or pointer[0] is None:
+            return None
+        entry = self._customers.get(pointer[0])
+        if entry is None or entry.record is None:
+            return None
+        if entry.catalog is not self._catalog:
+            return None  # compiled again on the awaited path
+        key = entry.keys.get(sha256_hex)
+        return None if key is None or entry.customer is None else (entry.customer, key)
+
+    async def key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
+        owner = await self._owner_id(sha256_hex)
+        if owner is None:
+            return None
+        entry = await self._entry(owner)
+        key = entry.keys.get(sha256_hex)
+        return None if key is None or entry.customer is None else (entry.customer, key)
+
+    # ---- invalidation --------------------------------------------------------------------
+    def invalidate(self, customer_id: str) -> None:
+        """The customer changed somewhere: ask the directory again next time."""
+        self._epoch += 1
+        self._customers.discard(customer_id)
+
+    def clear(self) -> None:
+        """Messages may have been missed (the channel was lost): forget everything held."""
+        self._epoch += 1
+        self._customers.clear()
+        self._pointers.clear()
+
+    def stats(self) -> DirectoryStats:
+        c = self._customers
+        return DirectoryStats(
+            len(c), c.capacity, c.hits, c.misses, c.evictions, self.compile_failures
+        )
+
+    # ---- filling -------------------------------------------------------------------------
+    async def _entry(self, customer_id: str) -> _Entry:
+        entry = self._customers.get(customer_id)
+        if entry is not None:
+            if entry.record is not None and entry.catalog is not self._catalog:
+                entry = self._compiled(entry.record)
+                self._customers.put(customer_id, entry)
+            return entry
+        pending = self._filling.get(customer_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fill(customer_id))
+            self._filling[customer_id] = pending
+            pending.add_done_callback(lambda _: self._filling.pop(customer_id, None))
+        return await asyncio.shield(pending)
+
+    async def _fill(self, customer_id: str) -> _Entry:
+        epoch = self._epoch
+        try:
+            record = await self._records.get(customer_id)
+        except RedisError as exc:
+            raise StoreUnavailable(f"directory unavailable: {exc}") from exc
+        entry = _Entry(None) if record is None else self._compiled(record)
+        if epoch == self._epoch:  # no change announced while we read: keep it
+            self._customers.put(customer_id, entry)
+        return entry
+
+    async def _owner_id(self, sha256_hex: str) -> str | None:
+        pointer = self._pointers.get(sha256_hex)
+        now = self._monotonic()
+        if pointer is not None and (pointer[0] is not None or now < pointer[1]):
+            return pointer[0]
+        try:
+            owner = await self._records.owner_of_key(sha256_hex)
+        except RedisError as exc:
+            raise StoreUnavailable(f"directory unavailable: {exc}") from exc
+        self._pointers.put(sha256_hex, (owner, now + self._unknown_ttl))
+        return owner
+
+    def _compiled(self, record: CustomerRecord) -> _Entry:
+        catalog = self._catalog
+        try:
+            customer = parse_customer(
+                record.id,
+                record.doc,
+                plans=catalog.plans,
+                features=catalog.features,
+                check_cap_ceiling=False,
+            )
+        except ConfigError as exc:
+            # kept in the directory for an operator to fix; refused like an unknown customer
+            self.compile_failures += 1
+            log.error("directory entry customers.%s left out: %s", record.id, exc)
+            return _Entry(record, catalog, None, _NO_KEYS)
+        keys = frozen_map({k.sha256: k for k in customer.api_keys})
+        return _Entry(record, catalog, customer, keys)

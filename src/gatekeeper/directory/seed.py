@@ -1,0 +1,117 @@
+"""The policy file's customers reconciled into the directory at start (and on a file reload).
+
+A file customer becomes a record of source `file`. A record the API changed since (source
+`api`) is left as it is: the API's change wins, as it did when it was made. A file customer
+removed from the file is removed from the directory, unless the API changed it. The file's
+digest is kept, so a start with the same file writes nothing and reads almost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from gatekeeper.config.compose import Doc
+from gatekeeper.store.customers import (
+    CustomerRecord,
+    CustomerRecords,
+    DirectoryConflict,
+    RecordChange,
+    Source,
+)
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["SeedResult", "seed_customers"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    written: int
+    removed: int
+    skipped: bool  # the same file as last time: nothing to do
+    refused: tuple[str, ...] = ()  # customers whose key hash another customer holds
+
+
+def _digest(docs: Mapping[str, Doc]) -> str:
+    text = json.dumps(docs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unchanged(existing: CustomerRecord, new: CustomerRecord) -> bool:
+    """Leave an existing record alone: the API changed it, or it already says this."""
+    return existing.source is Source.API or existing.doc == new.doc
+
+
+async def seed_customers(
+    *,
+    redis: Redis,
+    keys: KeySpace,
+    records: CustomerRecords,
+    docs: Mapping[str, Doc],
+    updated_at: str,
+) -> SeedResult:
+    """Reconcile the file's customer documents into the directory. Raises redis errors."""
+    digest = _digest(docs)
+    marker = keys.directory_seed()
+    if _text(await redis.get(marker)) == digest:
+        return SeedResult(0, 0, skipped=True)
+    channel = keys.invalidate_channel()
+    batch = [
+        CustomerRecord(cid, doc, Source.FILE, updated_at=updated_at) for cid, doc in docs.items()
+    ]
+    written = 0
+    refused: list[str] = []
+    for start in range(0, len(batch), _CHUNK):
+        chunk = batch[start : start + _CHUNK]
+        try:
+            written += len(await records.put_many(chunk, channel=channel, keep=_unchanged))
+        except DirectoryConflict:  # one by one, to name (and leave out) the customers at fault
+            for record in chunk:
+                try:
+                    written += len(
+                        await records.put_many([record], channel=channel, keep=_unchanged)
+                    )
+                except DirectoryConflict as exc:
+                    log.error("file customer %s left out of the directory: %s", record.id, exc)
+                    refused.append(record.id)
+    removed = await _remove_dropped(redis, keys, records, set(docs))
+    await redis.set(marker, digest)
+    return SeedResult(written, removed, skipped=False, refused=tuple(refused))
+
+
+async def _remove_dropped(
+    redis: Redis, keys: KeySpace, records: CustomerRecords, current: set[str]
+) -> int:
+    """Remove the file customers of the previous seed that the file no longer lists (those the
+    API changed since are kept); remember this seed's ids."""
+    seeded = keys.directory_seed_ids()
+    previous = {_text(x) or "" async for x in redis.sscan_iter(seeded, count=1000)}
+    removed = 0
+    for customer in sorted(previous - current):
+
+        def drop(before: CustomerRecord | None) -> RecordChange[bool]:
+            if before is None or before.source is Source.API:
+                return RecordChange(False, before, write=False)
+            return RecordChange(True, None)
+
+        if await records.change(customer, drop, channel=keys.invalidate_channel()):
+            removed += 1
+    ids = sorted(current)
+    await redis.delete(seeded)
+    for start in range(0, len(ids), _CHUNK):
+        await redis.sadd(seeded, *ids[start : start + _CHUNK])
+    return removed
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
