@@ -16,6 +16,7 @@ import yaml
 
 __all__ = ["Note", "NotePath", "render"]
 
+LINE_BREAKS = "\n\r\x85\u2028\u2029"  # YAML's (1.1)
 # a path into the document: mapping keys and sequence indexes
 NotePath = tuple[str | int, ...]
 
@@ -92,5 +93,14 @@ def _scalar(value: object) -> str:
         return "{}" if isinstance(value, Mapping) else "[]"
     if value is not None and not isinstance(value, str | int | float | bool):
         raise TypeError(f"cannot write {type(value).__name__} as YAML")
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True)
-    return text.removesuffix("\n").removesuffix("\n...").strip()
+    text = _dump(value, style=None)
+    # PyYAML breaks a plain or single-quoted string with line breaks over lines: double quotes
+    # escape them
+    return _dump(value, style='"') if any(c in text for c in LINE_BREAKS) else text
+
+
+def _dump(value: object, *, style: str | None) -> str:
+    text = yaml.safe_dump(
+        value, default_flow_style=True, default_style=style, width=1 << 30, allow_unicode=True
+    )
+    return text.removesuffix("\n").removesuffix("\n...")
