@@ -185,6 +185,11 @@ def options_from_args(args: argparse.Namespace) -> EnvoyConfigOptions:
     listen = args.listen or str(SIDECAR_LISTEN if args.sidecar else DEFAULTS.listen)
     admin = None if args.admin == "none" else parse_address(args.admin, option="--admin")
     collector = args.otel_collector
+    if not (args.ext_authz or args.settlement or args.rate_limit):
+        # a plain proxy is a valid EnvoyConfigOptions (the bench's "Envoy alone"), not a request
+        raise OptionsError(
+            "nothing for gatekeeper to do: drop --no-ext-authz, or add --settlement or --rate-limit"
+        )
     return EnvoyConfigOptions(
         mode=Mode(args.mode),
         ext_authz=args.ext_authz,

@@ -142,10 +142,6 @@ class EnvoyConfigOptions:
             raise OptionsError("--sidecar needs ext_authz (drop --no-ext-authz)")
         if self.sidecar and self.admin is None:
             raise OptionsError("--sidecar needs --admin: its readiness listener proxies /ready")
-        if not (self.ext_authz or self.settlement or self.rate_limit):
-            raise OptionsError(
-                "nothing for gatekeeper to do: enable ext_authz, --settlement or --rate-limit"
-            )
 
     @property
     def needs_grpc_cluster(self) -> bool:
