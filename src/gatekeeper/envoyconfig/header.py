@@ -82,7 +82,7 @@ def _diagram(o: EnvoyConfigOptions) -> list[str]:
 
 
 def _at(address: Address) -> str:
-    return f"{address.host}:{address.port or '<any free port>'}"
+    return str(address) if address.port else f"{address} (any free port)"
 
 
 def _notes(o: EnvoyConfigOptions) -> list[str]:
