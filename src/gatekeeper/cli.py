@@ -17,6 +17,7 @@ from gatekeeper.apiclient import KEYS, USAGE
 from gatekeeper.benchmark.command import BENCH
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.demo import DEMO
+from gatekeeper.envoyconfig import command as envoy_config
 from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
 from gatekeeper.ratelimit import load_ratelimit_config
 from gatekeeper.serve import add_serve_arguments, run_serve
@@ -91,6 +92,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(*EXPORT),
     Subcommand(*RECONCILE),
     Subcommand(*BENCH),
+    Subcommand(
+        name="envoy-config",
+        help=envoy_config.HELP,
+        add_arguments=envoy_config.add_arguments,
+        run=envoy_config.run_envoy_config,
+    ),
     Subcommand(*DEMO),
     Subcommand(*KEYS),
     Subcommand(*USAGE),

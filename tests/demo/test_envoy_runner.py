@@ -23,9 +23,9 @@ def test_the_demo_bootstrap_is_packaged() -> None:
 @pytest.mark.parametrize("name", PACKAGED_NAMES)
 def test_packaged_bootstrap_is_a_byte_copy_of_envoy_dir(name: str) -> None:
     # envoy/ is the single source; the package ships a copy so an installed `gatekeeper demo`
-    # has it. Fix a failure with: cp envoy/NAME src/gatekeeper/data/envoy/NAME
+    # has it. Both are generated: fix a failure with scripts/gen-envoy
     assert (PACKAGED / name).read_bytes() == (REPO / "envoy" / name).read_bytes(), (
-        f"src/gatekeeper/data/envoy/{name} differs from envoy/{name}: copy envoy/{name} over it"
+        f"src/gatekeeper/data/envoy/{name} differs from envoy/{name}: run scripts/gen-envoy"
     )
     assert packaged_bootstrap(name) == yaml.safe_load((REPO / "envoy" / name).read_text())
 

@@ -1,8 +1,10 @@
-"""End-to-end pieces: a real Envoy from a shipped config, an LLM-like upstream, gatekeeper.
+"""End-to-end pieces: a real Envoy from a generated bootstrap, an LLM-like upstream, gatekeeper.
 
-Envoy runs through gatekeeper.envoy_runner: the shipped config under envoy/ is re-addressed
-(listener and admin on free ports, clusters at the test's servers), so the file is exactly what
-the tests exercise.
+Envoy's bootstrap is made by `gatekeeper envoy-config`'s generator from the flags of a shipped
+preset (src/gatekeeper/envoyconfig/presets.py, whose outputs are envoy/*.yaml) with the test's
+ports — listener and admin on free ports, clusters at the test's servers — and any option a test
+changes (a longer ext_authz timeout, failure_mode_allow), so the e2e suite runs on generated
+configs, in both ext_authz modes.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from aiohttp import web
 
 from gatekeeper import envoy_runner as runner
+from gatekeeper.envoyconfig import Address
+from gatekeeper.envoyconfig.build import build, document
+from gatekeeper.envoyconfig.command import parse_options
+from gatekeeper.envoyconfig.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_DIR = REPO / "envoy"
@@ -37,20 +42,27 @@ def envoy_binary() -> str:
 
 
 @contextlib.contextmanager
-def running_envoy(template: str, *, clusters: dict[str, int], mutate=None):  # type: ignore[no-untyped-def]
-    """An Envoy from envoy/<template>, re-addressed: listener and admin on free ports, the named
-    clusters (those the template has) pointed at the given ports."""
-    config = yaml.safe_load((ENVOY_DIR / template).read_text())
-    if mutate is not None:
-        mutate(config)
-    names = {cluster["name"] for cluster in config["static_resources"]["clusters"]}
-    bootstrap = runner.readdress(
-        config,
-        listener=0,
-        admin=0,
-        clusters={name: port for name, port in clusters.items() if name in names},
+def running_envoy(
+    preset: str,
+    *,
+    upstream_port: int,
+    grpc_port: int | None = None,
+    authz_http_port: int | None = None,
+    **changes: Any,
+):  # type: ignore[no-untyped-def]
+    """An Envoy from the generator: `preset`'s options with listener and admin on free ports,
+    gatekeeper and the upstream at the given ports, and `changes` (option name → value)."""
+    base = parse_options(PRESETS[preset])
+    options = replace(
+        base,
+        listen=Address("127.0.0.1", 0),
+        admin=Address("127.0.0.1", 0),
+        upstream=Address("127.0.0.1", upstream_port),
+        grpc_port=grpc_port or base.grpc_port,
+        authz_http_port=authz_http_port or base.authz_http_port,
+        **changes,
     )
-    with runner.EnvoyProcess(bootstrap) as envoy:
+    with runner.EnvoyProcess(document(build(options))) as envoy:
         yield envoy
 
 
@@ -107,35 +119,19 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def ext_authz_filter(config: dict[str, Any]) -> dict[str, Any]:
-    """The ext_authz filter's typed_config in a rendered front-proxy bootstrap."""
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    for f in hcm["typed_config"]["http_filters"]:
-        if f["name"] == "envoy.filters.http.ext_authz":
-            return f["typed_config"]  # type: ignore[no-any-return]
-    raise KeyError("ext_authz filter not found")
-
-
-def slow_authz_timeout(config: dict[str, Any]) -> None:
-    """A 5 s ext_authz timeout, for bursts a loaded 2-core machine answers slowly."""
-    f = ext_authz_filter(config)
-    if "grpc_service" in f:
-        f["grpc_service"]["timeout"] = "5s"
-    else:
-        f["http_service"]["server_uri"]["timeout"] = "5s"
-
-
 # ext_authz transports: the same tests run through both (DESIGN §6: identical answers)
-MODES = {"http": "front-proxy.yaml", "grpc": "front-proxy-grpc.yaml"}
+MODES = {"http": "envoy/front-proxy.yaml", "grpc": "envoy/front-proxy-grpc.yaml"}
 
 
 def front_proxy(
-    mode: str, *, grpc_port: int, authz_http_port: int, upstream_port: int, mutate=None
+    mode: str, *, grpc_port: int, authz_http_port: int, upstream_port: int, **changes: Any
 ):  # type: ignore[no-untyped-def]
-    """A running Envoy front proxy in `mode` (http | grpc) pointed at gatekeeper and upstream."""
-    clusters = {
-        "gatekeeper": grpc_port,
-        "gatekeeper_authz_http": authz_http_port,
-        "upstream": upstream_port,
-    }
-    return running_envoy(MODES[mode], clusters=clusters, mutate=mutate)
+    """A running Envoy front proxy in `mode` (http | grpc) pointed at gatekeeper and upstream,
+    generated from the shipped front proxy's options with `changes`."""
+    return running_envoy(
+        MODES[mode],
+        upstream_port=upstream_port,
+        grpc_port=grpc_port,
+        authz_http_port=authz_http_port,
+        **changes,
+    )

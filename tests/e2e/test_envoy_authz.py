@@ -1,11 +1,11 @@
-"""Through a real Envoy (envoy/front-proxy.yaml): admitted, denied right, charged."""
+"""Through a real Envoy (the shipped front proxies, generated): admitted, denied right, charged."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.model import Period
 from gatekeeper.periods import window_for
 from tests.conftest import RedisTarget
-from tests.e2e.harness import MODES, Upstream, client, front_proxy, slow_authz_timeout, wait_for
+from tests.e2e.harness import MODES, Upstream, client, front_proxy, wait_for
 
 POLICY = Path(__file__).with_name("policy.yaml")
 pytestmark = pytest.mark.e2e
@@ -62,7 +62,7 @@ async def stack(
             grpc_port=app.grpc_port,
             authz_http_port=app.authz_http_port,
             upstream_port=upstream.port,
-            mutate=slow_authz_timeout,  # a 200-request burst on 2 cores must not time out
+            authz_timeout=timedelta(seconds=5),  # a 200-request burst on 2 cores must not time out
         ) as envoy:
             yield Stack(app, upstream, envoy.url, redis, request.param, envoy.admin_url)
     finally:

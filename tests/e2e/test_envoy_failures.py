@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -18,7 +19,6 @@ from tests.e2e.harness import (
     MODES,
     Upstream,
     client,
-    ext_authz_filter,
     free_port,
     front_proxy,
     wait_for,
@@ -51,13 +51,13 @@ async def _start(env: dict[str, str]) -> App:
     )
 
 
-def _proxy(mode: str, app: App, upstream: Upstream, mutate=None):  # type: ignore[no-untyped-def]
+def _proxy(mode: str, app: App, upstream: Upstream, **changes: Any):  # type: ignore[no-untyped-def]
     return front_proxy(
         mode,
         grpc_port=app.grpc_port,
         authz_http_port=app.authz_http_port,
         upstream_port=upstream.port,
-        mutate=mutate,
+        **changes,
     )
 
 
@@ -155,10 +155,7 @@ async def test_gatekeeper_down_envoy_failure_mode_allow_decides(
     env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
     app = await _start(env)
 
-    def mutate(config):  # type: ignore[no-untyped-def]
-        ext_authz_filter(config)["failure_mode_allow"] = allow
-
-    with _proxy(mode, app, upstream, mutate=mutate) as envoy:
+    with _proxy(mode, app, upstream, failure_mode_allow=allow) as envoy:
         assert (await _post(envoy.url))[0] == 200
         await app.stop(0.2)  # gatekeeper killed
         status, _, _ = await _post(envoy.url)

@@ -32,7 +32,7 @@ async def envoy_url(
     upstream = await Upstream().start()
     try:
         with running_envoy(
-            "rate-limit.yaml", clusters={"gatekeeper": app.grpc_port, "upstream": upstream.port}
+            "envoy/rate-limit.yaml", grpc_port=app.grpc_port, upstream_port=upstream.port
         ) as envoy:
             yield envoy.url, upstream
     finally:
