@@ -15,6 +15,7 @@ from gatekeeper.tracing.tracer import (
     DecisionSpan,
     RedisSpan,
     Tracing,
+    end_span,
 )
 from gatekeeper.tracing.w3c import format_traceparent, from_headers, from_pairs
 
@@ -29,6 +30,7 @@ __all__ = [
     "Tracing",
     "TracingConfig",
     "TracingConfigError",
+    "end_span",
     "format_traceparent",
     "from_headers",
     "from_pairs",

@@ -56,6 +56,7 @@ __all__ = [
     "DecisionSpan",
     "RedisSpan",
     "Tracing",
+    "end_span",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ def _sampler(config: TracingConfig) -> Sampler:
 def _error(span: Span, exc: BaseException) -> None:
     # the type only: an exception's text could carry request data (never key material)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+
+def end_span(span: Span, error: BaseException | None = None) -> None:
+    """End `span`, with an ERROR status naming the exception's type when `error` is given."""
+    if error is not None:
+        _error(span, error)
+    span.end()
 
 
 class DecisionSpan:
