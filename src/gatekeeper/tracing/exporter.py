@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from gatekeeper.tracing.config import JSON, TracingConfig
-from gatekeeper.tracing.otlp import encode_json, encode_protobuf
+from gatekeeper.tracing.otlp import KeyValueCache, encode_json, encode_protobuf
 
 __all__ = ["OtlpHttpSpanExporter"]
 
@@ -41,7 +41,7 @@ class OtlpHttpSpanExporter(SpanExporter):
         """`post` sends one request and returns its HTTP status (tests inject one)."""
         self._config = config
         self._json = config.protocol == JSON
-        self._encode = encode_json if self._json else encode_protobuf
+        self._cache: KeyValueCache = {}  # encoded attributes that repeat (bounded)
         self._context = (
             ssl.create_default_context(cafile=config.certificate) if config.certificate else None
         )
@@ -60,7 +60,7 @@ class OtlpHttpSpanExporter(SpanExporter):
             return int(exc.code)
 
     def _request(self, spans: Sequence[ReadableSpan]) -> urllib.request.Request:
-        body = self._encode(spans)
+        body = encode_json(spans) if self._json else encode_protobuf(spans, self._cache)
         headers = {"Content-Type": "application/json" if self._json else "application/x-protobuf"}
         headers["User-Agent"] = "gatekeeper-otlp-exporter"
         if self._config.compression == "gzip":

@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, SpanContext
 
 from gatekeeper.tracing.protobuf import Writer
 
-__all__ = ["encode_json", "encode_protobuf"]
+__all__ = ["KeyValueCache", "encode_json", "encode_protobuf"]
 
 # Span.flags / Link.flags: the W3C trace flags in bits 0-7, plus whether the parent (or the
 # linked span) is remote (SpanFlags in trace.proto)
@@ -71,14 +71,36 @@ def _any_value(value: object) -> bytes:
     return bytes(w)
 
 
-def _key_values(attributes: Mapping[str, object] | None, number: int = 1) -> bytes:
-    """Repeated KeyValue (as field `number` of the enclosing message)."""
+KeyValueCache = dict[tuple[str, type, object], bytes]
+_KV_CACHE_MAX = 4096  # encoded KeyValues kept (outcomes, plans, db.*: they repeat)
+
+
+def _key_value(key: str, value: object, cache: KeyValueCache) -> bytes:
+    hashable = isinstance(value, str | bool | int | float)
+    if hashable and (found := cache.get((key, type(value), value))) is not None:
+        return found
+    kv = Writer()
+    kv.string(1, key)
+    kv.message(2, _any_value(value))
+    encoded = bytes(kv)
+    if hashable:
+        if len(cache) >= _KV_CACHE_MAX:
+            cache.clear()
+        cache[key, type(value), value] = encoded
+    return encoded
+
+
+def _key_values(
+    attributes: Mapping[str, object] | None,
+    number: int = 1,
+    cache: KeyValueCache | None = None,
+) -> bytes:
+    """Repeated KeyValue (as field `number` of the enclosing message); `cache` keeps the
+    encoding of scalar attributes across calls (bounded)."""
     w = Writer()
+    memo: KeyValueCache = {} if cache is None else cache
     for key, value in (attributes or {}).items():
-        kv = Writer()
-        kv.string(1, key)
-        kv.message(2, _any_value(value))
-        w.message(number, bytes(kv))
+        w.message(number, _key_value(key, value, memo))
     return bytes(w)
 
 
@@ -94,7 +116,7 @@ def _link(link: Link) -> bytes:
     return bytes(w)
 
 
-def _span(span: ReadableSpan) -> bytes:
+def _span(span: ReadableSpan, cache: KeyValueCache) -> bytes:
     ctx = span.context
     assert ctx is not None
     parent = span.parent
@@ -108,7 +130,7 @@ def _span(span: ReadableSpan) -> bytes:
     w.varint(6, span.kind.value + 1)  # SpanKind: the SDK's INTERNAL=0, OTLP's INTERNAL=1
     w.fixed64(7, span.start_time or 0)
     w.fixed64(8, span.end_time or 0)
-    w.raw(_key_values(span.attributes, 9))
+    w.raw(_key_values(span.attributes, 9, cache))
     w.varint(10, span.dropped_attributes)
     for event in span.events:
         e = Writer()
@@ -137,8 +159,10 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
     return bytes(w)
 
 
-def encode_protobuf(spans: Sequence[ReadableSpan]) -> bytes:
-    """`ExportTraceServiceRequest` bytes (Content-Type: application/x-protobuf)."""
+def encode_protobuf(spans: Sequence[ReadableSpan], cache: KeyValueCache | None = None) -> bytes:
+    """`ExportTraceServiceRequest` bytes (Content-Type: application/x-protobuf). `cache`: a
+    dict the caller keeps across calls, holding encoded scalar span attributes (bounded)."""
+    cache = {} if cache is None else cache
     request = Writer()
     for resource, scopes in _group(spans):
         rs = Writer()
@@ -149,7 +173,7 @@ def encode_protobuf(spans: Sequence[ReadableSpan]) -> bytes:
             ss = Writer()
             ss.message(1, _scope(scope))
             for span in members:
-                ss.message(2, _span(span))
+                ss.message(2, _span(span, cache))
             ss.string(3, (scope.schema_url or "") if scope is not None else "")
             rs.message(2, bytes(ss))
         rs.string(3, resource.schema_url or "")

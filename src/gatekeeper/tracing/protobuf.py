@@ -9,6 +9,7 @@ A nested message is its encoded bytes written length-delimited.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 __all__ = ["Writer", "varint"]
@@ -19,6 +20,8 @@ _U64 = (1 << 64) - 1
 
 def varint(value: int) -> bytes:
     """Base-128 varint of `value` (a negative value as its 64-bit two's complement)."""
+    if 0 <= value < 0x80:
+        return _SMALL[value]
     value &= _U64
     out = bytearray()
     while value > 0x7F:
@@ -28,6 +31,10 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
+@functools.cache  # field numbers x wire types: a few dozen entries
 def _tag(number: int, wire: int) -> bytes:
     return varint((number << 3) | wire)
 
