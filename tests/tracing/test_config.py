@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gatekeeper.cli import main
 from gatekeeper.tracing import TracingConfigError, parse_tracing_env
 
 BASE = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
@@ -92,3 +93,12 @@ def test_a_bad_value_names_its_variable(extra: dict[str, str], variable: str) ->
 def test_grpc_protocol_error_says_what_to_do() -> None:
     with pytest.raises(TracingConfigError, match=r"http/protobuf.*4318"):
         parse_tracing_env(BASE | {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_refuse_a_bad_variable_before_starting_anything(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = BASE | {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert main([command], env=env) == 2
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in capsys.readouterr().err
