@@ -1,7 +1,7 @@
 """CPU of each process per request through Envoy at saturation: where the time goes.
 
     .venv/bin/python bench/cpu_per_request.py [--seconds 6] [--connections 32] [--repeat 2]
-        [alone] [noop-http] [gk-http] [noop-grpc] [gk-grpc]
+        [alone] [noop-http] [gk-http] [noop-grpc] [gk-grpc] [gk-http-traced] [gk-grpc-traced]
 
 Starts what `gatekeeper bench` starts (its Redis, upstream Envoy, no-op authorizers, gatekeeper
 serve with 1 worker, one front Envoy per configuration, from the same bootstraps and policy),
@@ -12,6 +12,13 @@ machine's busy time (wrk itself, interrupts, anything else running; the counters
 10 ms, so runs of a few seconds leave it a few µs either way); `idle` the share of both
 cores nobody used. `EVALSHA` is Redis's own time per script call over the run (INFO
 commandstats). bench/README.md ("Where the time goes") has tables made with it.
+
+`gk-http-traced` / `gk-grpc-traced` run a second `gatekeeper serve` with tracing on
+(OTEL_EXPORTER_OTLP_ENDPOINT at bench/otlp_sink.py, a local sink that accepts and discards;
+OTEL_TRACES_SAMPLER=always_on: every decision is a span, exported): its `authz` column beside
+`gk-http`'s is the cost of tracing on (the exporter runs in gatekeeper's own process; the
+sink's CPU falls in `wrk, k.`). Every other gatekeeper runs with the OTEL_* variables removed
+from its environment, so tracing is off there whatever the shell has set.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,11 +40,14 @@ from gatekeeper.benchmark.bootstraps import front, upstream
 from gatekeeper.benchmark.command import cpu_ticks
 from gatekeeper.benchmark.loadgen import Load, run_wrk
 from gatekeeper.benchmark.policy import ROUTE_PATH, BenchPolicy, ratelimit_config_text
-from gatekeeper.benchmark.processes import Processes
+from gatekeeper.benchmark.processes import Processes, free_port, wait_until
 from gatekeeper.benchmark.scenarios.envoy import request_headers
 from gatekeeper.benchmark.stack import start_envoy, start_gatekeeper, start_noop
 
-CONFIGURATIONS = ("alone", "noop-http", "gk-http", "noop-grpc", "gk-grpc")
+CONFIGURATIONS = (
+    "alone", "noop-http", "gk-http", "noop-grpc", "gk-grpc", "gk-http-traced", "gk-grpc-traced",
+)  # fmt: skip
+_SINK = Path(__file__).with_name("otlp_sink.py")
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -111,6 +122,27 @@ async def _row(
     )
 
 
+def _untraced(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+
+
+def _start_sink(processes: Processes) -> int:
+    """bench/otlp_sink.py on a free port; returns the port once it listens."""
+    port = free_port()
+    child = processes.spawn("otlp-sink", [sys.executable, str(_SINK), "--port", str(port)])
+    wait_until(
+        lambda: child.log_path.read_text().startswith("ready"),
+        what=f"OTLP sink; log: {child.log_path}", timeout_s=10, alive=child.alive,
+    )  # fmt: skip
+    return port
+
+
+def _sink_count(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=2) as r:
+        requests, size = r.read().decode().split()
+    return f"OTLP sink: {requests} export requests, {int(size) / 1e6:.1f} MB"
+
+
 async def _measure(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gatekeeper-cpu-"))
     processes = Processes(workdir)
@@ -124,19 +156,35 @@ async def _measure(args: argparse.Namespace) -> None:
         ratelimit = processes.workdir / "ratelimit"
         ratelimit.mkdir()
         (ratelimit / "bench.yaml").write_text(ratelimit_config_text())
-        env = dict(os.environ)
+        env = _untraced(os.environ)
         up = start_envoy(processes, upstream(), name="upstream", concurrency=1)
         noop = start_noop(processes, env)
         gk = start_gatekeeper(
             processes, name="gatekeeper", policy=policy, ratelimit_config=ratelimit,
             redis_url=redis_url, prefix=f"cpu-{uuid.uuid4().hex[:8]}", workers=1, env=env,
         )  # fmt: skip
+        traced = gk
+        sink = None
+        if any(name.endswith("-traced") for name in args.configurations):
+            sink = _start_sink(processes)
+            traced_env = env | {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink}",
+                "OTEL_TRACES_SAMPLER": "always_on",
+                "OTEL_SERVICE_NAME": "gatekeeper-bench",
+            }
+            traced = start_gatekeeper(
+                processes, name="gatekeeper-traced", policy=policy, ratelimit_config=ratelimit,
+                redis_url=redis_url, prefix=f"cpu-{uuid.uuid4().hex[:8]}", workers=1,
+                env=traced_env,
+            )  # fmt: skip
         authorizers = {
             "alone": ("alone", 0, 0),
             "noop-http": ("http", noop.http_port, noop.pid),
             "gk-http": ("http", gk.http_port, gk.pid),
             "noop-grpc": ("grpc", noop.grpc_port, noop.pid),
             "gk-grpc": ("grpc", gk.grpc_port, gk.pid),
+            "gk-http-traced": ("http", traced.http_port, traced.pid),
+            "gk-grpc-traced": ("grpc", traced.grpc_port, traced.pid),
         }
         fronts = {}
         for name in args.configurations:
@@ -157,6 +205,8 @@ async def _measure(args: argparse.Namespace) -> None:
                     "upstream": _tree(up.pid or 0),
                 }
                 print(await _row(name, envoy.url, groups, redis, load, args.seconds), flush=True)
+        if sink is not None:
+            print(_sink_count(sink))
     finally:
         if redis is not None:
             redis.close()

@@ -33,7 +33,7 @@ from gatekeeper.edge import Authorizer, OfflineBacklog
 from gatekeeper.engine import DecisionEngine
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
-from gatekeeper.grpc.authz import AuthorizationServicer
+from gatekeeper.grpc.authz import AuthorizationServicer, TracedAuthorizationServicer
 from gatekeeper.grpc.ratelimit_servicer import add_to_server as add_ratelimit
 from gatekeeper.grpc.server import GrpcServer
 from gatekeeper.http.api import build_api
@@ -51,6 +51,8 @@ from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
+from gatekeeper.tracing import Tracing
+from gatekeeper.tracing.edge import TracedAuthorizer
 
 __all__ = ["App", "Supervisor"]
 
@@ -109,12 +111,16 @@ class App:
         clock: Clock | None = None,
         billing_sqlite_path: str | None = None,
         share_ports: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         """`billing_sqlite_path`: the SQLite billing store the API reads when no
         GATEKEEPER_BILLING_DSN is set (None: no billing store, those endpoints answer 404).
         `share_ports`: this process is one of `serve --workers N`, which listen on the same
-        ports (SO_REUSEPORT); otherwise a port already taken fails the start."""
+        ports (SO_REUSEPORT); otherwise a port already taken fails the start.
+        `tracing`: decisions become spans (None, the default: tracing off, and the decision
+        path is built without any of it). The caller shuts it down after stop()."""
         self.config = config
+        self.tracing = tracing
         self.share_ports = share_ports
         self.billing_sqlite_path = billing_sqlite_path
         self.clock = clock or SystemClock()
@@ -170,7 +176,8 @@ class App:
         """Start every server; ports default to the settings (0 = any free port)."""
         settings = self.config.settings
         self.redis = await open_redis(settings.redis)
-        store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis)
+        tracing = self.tracing
+        store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis, tracer=tracing)
         await self._open_directory(store.keys)
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
         if settings.failure_mode is FailureMode.OPEN:
@@ -186,14 +193,24 @@ class App:
             observe=self.metrics.decision_seconds.labels().observe,
         )
         self.als = AccessLogServicer(self.engine, charge_5xx=settings.edge.charge_5xx)
+        authz = (
+            AuthorizationServicer(self.authorizer, settings.edge)
+            if tracing is None
+            else TracedAuthorizationServicer(
+                self.authorizer,
+                settings.edge,
+                TracedAuthorizer(self.authorizer, tracing, name="ext_authz grpc"),
+            )
+        )
         self.grpc = GrpcServer(
-            authz=AuthorizationServicer(self.authorizer, settings.edge),
+            authz=authz,
             als=self.als,
             api=GatekeeperServicer(
                 engine=self.engine,
                 policy=self.policy,
                 feed=UsageFeed(redis=self.redis.client, keys=store.keys),
                 clock=self.clock,
+                tracing=tracing,
             ),
             extra=self._extra_services(),
             reuse_port=self.share_ports,
@@ -201,7 +218,11 @@ class App:
         )
         bind = host or settings.server.host
         await self.grpc.start(bind, settings.server.grpc_port if grpc_port is None else grpc_port)
-        self.authz_http = AuthzHttpServer(self.authorizer.check)
+        self.authz_http = AuthzHttpServer(
+            self.authorizer.check
+            if tracing is None
+            else TracedAuthorizer(self.authorizer, tracing, name="ext_authz http").check
+        )
         await self.authz_http.start(
             bind,
             settings.server.authz_http_port if authz_http_port is None else authz_http_port,
@@ -363,9 +384,11 @@ class App:
             keys=KeySpace(prefix=redis_settings.key_prefix, partitions=redis_settings.partitions),
             clock=self.clock,
             max_series=settings.ratelimit_metric_series,
+            tracer=self.tracing,
         )
         self.ratelimit = service
-        return [(RLS_SERVICE, lambda server: add_ratelimit(server, service))]
+        tracing = self.tracing
+        return [(RLS_SERVICE, lambda server: add_ratelimit(server, service, tracing))]
 
     async def _listen_invalidations(self, keys: KeySpace) -> None:
         """Apply what other processes announce on the invalidation channel: `customer:<id>`

@@ -60,6 +60,9 @@ class UsageEvent:
     overage: bool = False
     estimate: int | None = None  # adjustments only
     actual: int | None = None  # adjustments only
+    # the decision span's W3C context, when the deciding process traced it (else ""): the
+    # worker's spans link to it; nothing stores or forwards it
+    traceparent: str = ""
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> UsageEvent:
@@ -86,6 +89,7 @@ class UsageEvent:
                 overage=_text(fields, "overage", "0") == "1",
                 estimate=int(estimate) if estimate else None,
                 actual=int(actual) if actual else None,
+                traceparent=_text(fields, "traceparent", ""),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad usage stream entry: {exc}") from exc
@@ -113,6 +117,7 @@ class AlertEvent:
     period_end: datetime
     time: datetime
     decision_id: str
+    traceparent: str = ""  # as UsageEvent.traceparent
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> AlertEvent:
@@ -132,6 +137,7 @@ class AlertEvent:
                 period_end=from_us(int(_text(fields, "period_end_us"))),
                 time=from_us(int(_text(fields, "time_us"))),
                 decision_id=_text(fields, "decision_id"),
+                traceparent=_text(fields, "traceparent", ""),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad alert stream entry: {exc}") from exc

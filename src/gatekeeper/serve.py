@@ -16,6 +16,7 @@ from gatekeeper.app import App
 from gatekeeper.billing import DEFAULT_SQLITE_PATH
 from gatekeeper.config import ConfigError, LoadedConfig, load_or_report
 from gatekeeper.store.embedded import EmbeddedRedis
+from gatekeeper.tracing import Tracing, TracingConfigError, parse_tracing_env
 
 __all__ = ["add_serve_arguments", "run_serve"]
 
@@ -51,8 +52,23 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shared-ports", action="store_true", help=argparse.SUPPRESS)
 
 
-async def _serve_one(config: LoadedConfig, args: argparse.Namespace) -> int:
-    app = App(config, billing_sqlite_path=args.sqlite_path, share_ports=args.shared_ports)
+async def _serve_one(
+    config: LoadedConfig, args: argparse.Namespace, tracing: Tracing | None = None
+) -> int:
+    app = App(
+        config,
+        billing_sqlite_path=args.sqlite_path,
+        share_ports=args.shared_ports,
+        tracing=tracing,
+    )
+    try:
+        return await _serve_app(app, config, args)
+    finally:
+        if tracing is not None:  # export what is queued, bounded
+            await tracing.aclose()
+
+
+async def _serve_app(app: App, config: LoadedConfig, args: argparse.Namespace) -> int:
     try:
         await app.start(
             host=args.host,
@@ -132,16 +148,25 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config = load_or_report(args.config, env, _stderr)
     if config is None:
         return 2
+    try:  # checked here, so a bad variable stops `--workers N` before any child starts
+        tracing_config = parse_tracing_env(env, service_name="gatekeeper")
+    except TracingConfigError as exc:
+        _stderr(f"tracing: {exc}")
+        return 2
     workers = args.workers or config.settings.server.workers
     if workers > 1:
-        return _run_workers(config, args, env, workers)
+        return _run_workers(config, args, env, workers)  # each child traces on its own
     try:
         import uvloop  # optional: faster event loop
 
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    return asyncio.run(_serve_one(config, args))
+    tracing = None
+    if tracing_config is not None:
+        log.info("tracing on: OTLP (%s) to %s", tracing_config.protocol, tracing_config.endpoint)
+        tracing = Tracing(tracing_config)
+    return asyncio.run(_serve_one(config, args, tracing))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from gatekeeper.notify import (
 )
 from gatekeeper.settings import Secret
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.tracing import Tracing
 from tests.engine.policies import cap, flat, metered, plan, policy
 
 
@@ -68,6 +69,7 @@ def make_notifier(
     consumer: str = "n1",
     log: DeliveryLog | None = None,
     policy_: Policy | None = None,
+    tracing: Tracing | None = None,
     **settings: Any,
 ) -> AlertNotifier:
     defaults: dict[str, Any] = {
@@ -86,4 +88,5 @@ def make_notifier(
         log_sink=log if log is not None else MemoryDeliveryLog(),
         policy=StaticPolicy(policy_) if policy_ is not None else None,
         clock=clock,
+        tracing=tracing,
     )

@@ -92,6 +92,16 @@ class Authorizer:
             self._observe(perf_counter() - started)
         return answer
 
+    def features(self, request: EdgeRequest) -> tuple[str, ...]:
+        """The features `request` asks for (required, then metered), () when its usage cannot
+        be resolved. For tracing: not on the untraced decision path."""
+        policy = self._policy.current()
+        try:
+            usage = resolve_usage(policy, self._of(policy).routes, request)
+        except BadRequest:
+            return ()
+        return tuple(dict.fromkeys((*usage.requires, *(m.feature for m in usage.meters))))
+
     async def _check(self, request: EdgeRequest) -> Answer:
         policy = self._policy.current()
         try:

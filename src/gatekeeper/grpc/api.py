@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -21,8 +22,12 @@ from gatekeeper.engine import (
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.events import UsageEvent
 from gatekeeper.store.feed import UsageFeed
+from gatekeeper.tracing.w3c import from_pairs
 from gatekeeper.v1 import gatekeeper_pb2 as pb
 from gatekeeper.v1 import gatekeeper_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
 
 __all__ = ["GatekeeperServicer"]
 
@@ -82,11 +87,15 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
         policy: PolicySource,
         feed: UsageFeed,
         clock: Clock | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: on — each Check is a decision span, child of the caller's W3C context
+        (gRPC metadata `traceparent`/`tracestate`)."""
         self._engine = engine
         self._policy = policy
         self._feed = feed
         self._clock = clock or SystemClock()
+        self._tracing = tracing
 
     async def _customer(self, api_key: str, customer_id: str) -> str | IdentityFailure:
         """Raises StoreUnavailable."""
@@ -98,6 +107,25 @@ class GatekeeperServicer(pb_grpc.GatekeeperServicer):
         return customer_id or IdentityFailure.MISSING
 
     async def Check(
+        self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckResponse:
+        if self._tracing is None:
+            return await self._check(request, context)
+        parent = from_pairs(context.invocation_metadata() or ())
+        with self._tracing.decision("gatekeeper.v1.Gatekeeper/Check", parent) as scope:
+            response = await self._check(request, context)
+            scope.annotate(
+                outcome=pb.Outcome.Name(response.outcome).lower(),
+                customer=response.customer_id,
+                features=tuple(
+                    dict.fromkeys((*request.requires, *(m.feature for m in request.meters)))
+                ),
+                decision_id=response.decision_id,
+                plan=response.plan,
+            )
+        return response
+
+    async def _check(
         self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckResponse:
         try:

@@ -6,6 +6,8 @@ xds-protos (upb) messages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz
@@ -16,7 +18,15 @@ from gatekeeper.edge import Answer, Authorizer, EdgeRequest
 from gatekeeper.model import frozen_map
 from gatekeeper.settings import EdgeSettings
 
-__all__ = ["EXT_AUTHZ_NAMESPACE", "AuthorizationServicer", "to_edge_request"]
+if TYPE_CHECKING:
+    from gatekeeper.tracing.edge import TracedAuthorizer
+
+__all__ = [
+    "EXT_AUTHZ_NAMESPACE",
+    "AuthorizationServicer",
+    "TracedAuthorizationServicer",
+    "to_edge_request",
+]
 
 EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -94,6 +104,27 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):
         self, request: authz.CheckRequest, context: grpc.aio.ServicerContext
     ) -> authz.CheckResponse:
         answer = await self._authorizer.check(to_edge_request(request, self._settings))
+        if answer.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
+        return to_check_response(answer)
+
+
+class TracedAuthorizationServicer(AuthorizationServicer):
+    """Check in a decision span (tracing on): its parent is the W3C context in the call's
+    metadata (Envoy's ext_authz span), else in the HTTP request headers Envoy forwarded."""
+
+    def __init__(
+        self, authorizer: Authorizer, settings: EdgeSettings, traced: TracedAuthorizer
+    ) -> None:
+        super().__init__(authorizer, settings)
+        self._traced = traced
+
+    async def Check(
+        self, request: authz.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> authz.CheckResponse:
+        answer = await self._traced.check(
+            to_edge_request(request, self._settings), context.invocation_metadata() or ()
+        )
         if answer.unavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "usage store unavailable")
         return to_check_response(answer)

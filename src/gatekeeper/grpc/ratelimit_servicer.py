@@ -8,6 +8,7 @@ down → UNAVAILABLE, so Envoy's rate limit filter applies its own `failure_mode
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
@@ -23,11 +24,16 @@ from gatekeeper.ratelimit.service import (
     RateLimitResult,
     RateLimitService,
 )
+from gatekeeper.tracing.w3c import from_pairs
+
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
 
 __all__ = ["RateLimitServicer", "add_to_server", "to_response"]
 
 log = logging.getLogger(__name__)
 
+_RLS_METHOD = "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 _PB_UNIT = rls_pb2.RateLimitResponse.RateLimit.Unit
 _CODE = {
     Code.OK: rls_pb2.RateLimitResponse.OK,
@@ -78,10 +84,34 @@ def to_response(result: RateLimitResult) -> rls_pb2.RateLimitResponse:
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
     """The gRPC face of `RateLimitService` (grpc.aio)."""
 
-    def __init__(self, service: RateLimitService) -> None:
+    def __init__(self, service: RateLimitService, tracing: Tracing | None = None) -> None:
+        """`tracing`: on — each call is a decision span, child of the W3C context in the call's
+        gRPC metadata (if any); its attributes name the domain and the descriptors' entry keys
+        (never their values, which may be client data) and the overall code."""
         self._service = service
+        self._tracing = tracing
 
     async def ShouldRateLimit(
+        self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext
+    ) -> rls_pb2.RateLimitResponse:
+        if self._tracing is None:
+            return await self._should_rate_limit(request, context)
+        parent = from_pairs(context.invocation_metadata() or ())
+        with self._tracing.decision(_RLS_METHOD, parent) as scope:
+            response = await self._should_rate_limit(request, context)
+            span = scope.span
+            if span.is_recording():
+                span.set_attribute("gatekeeper.ratelimit.domain", request.domain)
+                span.set_attribute(
+                    "gatekeeper.ratelimit.descriptors",
+                    [",".join(e.key for e in d.entries) for d in request.descriptors],
+                )
+            scope.annotate(
+                outcome=rls_pb2.RateLimitResponse.Code.Name(response.overall_code).lower()
+            )
+        return response
+
+    async def _should_rate_limit(
         self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext
     ) -> rls_pb2.RateLimitResponse:
         try:
@@ -103,8 +133,10 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
         return to_response(result)
 
 
-def add_to_server(server: grpc.aio.Server, service: RateLimitService) -> RateLimitServicer:
+def add_to_server(
+    server: grpc.aio.Server, service: RateLimitService, tracing: Tracing | None = None
+) -> RateLimitServicer:
     """Register ShouldRateLimit on `server` (before it starts); returns the servicer."""
-    servicer = RateLimitServicer(service)
+    servicer = RateLimitServicer(service, tracing)
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
     return servicer

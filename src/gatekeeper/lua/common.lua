@@ -148,7 +148,17 @@ local function fire_thresholds(key, thr, limit, used, emit)
   end
 end
 
+-- ARGV[2], only when tracing is on: the decision span's W3C traceparent. Every event appended
+-- carries it as a last `traceparent` field, so the worker's spans can link to the decision.
+-- Without it TRACE is empty and unpack(TRACE) adds nothing.
+local TRACE = {}
+if ARGV[2] then TRACE = {'traceparent', ARGV[2]} end
+
 local function alert(stream, fields)
+  if ARGV[2] then
+    fields[#fields + 1] = 'traceparent'
+    fields[#fields + 1] = ARGV[2]
+  end
   redis.call('XADD', stream, '*', unpack(fields))
 end
 

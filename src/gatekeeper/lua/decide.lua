@@ -5,6 +5,7 @@
 -- KEYS[4] reservation record (written only when a meter reserves)
 -- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
+-- ARGV[2] (optional, tracing on): the decision span's traceparent, added to every event (common.lua)
 -- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
 --       idem_ttl_ms, reservation_ttl_ms, currency, mode, grace_ms, n_meters, meter..., spend
 --   mode 0 = decide; 1 = force: record an admission decided elsewhere (fail-open replay),
@@ -116,7 +117,8 @@ if admitted then
         'feature', m.feature, 'unit', m.unit, 'quantity', fmt(m.qty),
         'granted', fmt(m.granted), 'billable', fmt(m.billable), 'amount_nano', fmt(m.cost),
         'currency', currency, 'decision_id', decision_id, 'request_id', request_id,
-        'idempotency_key', idem_key, 'time_us', now_s, 'overage', over and '1' or '0')
+        'idempotency_key', idem_key, 'time_us', now_s, 'overage', over and '1' or '0',
+        unpack(TRACE))
     end
   end
   apply_spend(spend, total, emit, now)

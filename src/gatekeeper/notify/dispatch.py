@@ -14,10 +14,16 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gatekeeper.notify.http import AttemptResult, WebhookClient
 from gatekeeper.notify.settings import Endpoint, NotifierSettings
+from gatekeeper.tracing.tracer import end_span
+
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
 
 __all__ = ["Dispatcher", "Finished", "Job"]
 
@@ -42,6 +48,8 @@ class Job:
     last_status: int | None = None
     last_error: str | None = None
     seq: int = field(default=0)
+    # traceparents of the decisions whose alerts it carries (tracing on): the delivery's links
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +62,12 @@ class Finished:
 class Dispatcher:
     """Queues jobs and starts due ones as tasks. Not thread-safe; one event loop."""
 
-    def __init__(self, *, client: WebhookClient, settings: NotifierSettings) -> None:
+    def __init__(
+        self, *, client: WebhookClient, settings: NotifierSettings, tracing: Tracing | None = None
+    ) -> None:
+        """`tracing`: each attempt is a CLIENT span linked to the decisions of its alerts."""
         self._client = client
+        self._tracing = tracing
         self._settings = settings
         self._queue: list[Job] = []
         self._seq = itertools.count()
@@ -117,15 +129,47 @@ class Dispatcher:
             self._busy[ep.id] -= 1
             return Finished(job, AttemptResult(False, False, None, ep.held, 0.0), now)
         try:
-            result = await self._client.post(
-                ep.url, job.webhook_id, job.body, ep.secrets, public_only=public_only
-            )
+            if self._tracing is None:
+                result = await self._client.post(
+                    ep.url, job.webhook_id, job.body, ep.secrets, public_only=public_only
+                )
+            else:
+                result = await self._traced_post(self._tracing, job, public_only)
         except Exception as exc:  # a bug in the client must not lose the job: retry it
             log.exception("webhook attempt crashed: endpoint=%s id=%s", ep.display, job.webhook_id)
             result = AttemptResult(False, True, None, f"{type(exc).__name__}: {exc}", 0.0)
         finally:
             self._busy[ep.id] -= 1
         return Finished(job, result, now)
+
+    async def _traced_post(self, tracing: Tracing, job: Job, public_only: bool) -> AttemptResult:
+        ep = job.endpoint
+        span = tracing.linked(
+            "webhook delivery",
+            job.links,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gatekeeper.webhook_id": job.webhook_id,
+                "gatekeeper.endpoint": ep.id,
+                "gatekeeper.customer": job.customer,
+                "gatekeeper.attempt": job.attempts,
+            },
+        )
+        try:
+            result = await self._client.post(
+                ep.url, job.webhook_id, job.body, ep.secrets, public_only=public_only
+            )
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        if result.status is not None:
+            span.set_attribute("http.response.status_code", result.status)
+        if not result.ok:
+            # the status only: an error's text may name the endpoint's address
+            why = f"HTTP {result.status}" if result.status is not None else "no response"
+            span.set_status(Status(StatusCode.ERROR, why))
+        end_span(span)
+        return result
 
     def finished(self) -> list[Finished]:
         """Results of the attempts that completed since the last call (in no set order)."""

@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aiohttp
 from redis.asyncio import Redis
@@ -47,6 +47,9 @@ from gatekeeper.notify.state import AlertMutes, NotifyState
 from gatekeeper.notify.streams import GROUP, GroupReader, StreamEntry
 from gatekeeper.store.keys import KeySpace
 
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
+
 __all__ = ["AlertNotifier"]
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class AlertNotifier:
     consumer: this process's stable name in the group (keep it across restarts).
     policy: supplies units and the currency for payloads (optional).
     partitions: which partitions to read (default all).
+    tracing: each delivery attempt is a span linked to the decisions of its alerts.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class AlertNotifier:
         max_tracked: int = 10_000,
         customer_endpoints: Callable[[], Awaitable[Sequence[Endpoint]]] | None = None,
         refresh_s: float = 2.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._settings = settings
@@ -106,7 +111,7 @@ class AlertNotifier:
         self._client = WebhookClient(
             clock=self._clock, timeout_s=settings.timeout_s, session=session
         )
-        self._dispatch = Dispatcher(client=self._client, settings=settings)
+        self._dispatch = Dispatcher(client=self._client, settings=settings, tracing=tracing)
         self._consumer = consumer
         self._read_slice_ms = max(1, read_slice_ms)
         self._max_tracked = max_tracked

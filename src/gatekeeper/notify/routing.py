@@ -165,6 +165,7 @@ class Router:
                     mark_ids=mark,
                     covers=tuple(todo),
                     due=now,
+                    links=tuple(t.alert.traceparent for t in todo if t.alert.traceparent),
                 )
             )
         return jobs

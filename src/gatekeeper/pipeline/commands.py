@@ -46,6 +46,7 @@ from gatekeeper.pipeline.reconcile import reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
 from gatekeeper.store.connection import open_redis
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.tracing import Tracing, TracingConfigError
 
 __all__ = ["EXPORT", "RECONCILE", "WORKER", "CommandSpec"]
 
@@ -121,7 +122,18 @@ def run_worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return asyncio.run(_worker(loaded, options, args.sqlite_path, env, args.forecast_interval))
+    try:
+        tracing = Tracing.from_env(env, service_name="gatekeeper-worker")
+    except TracingConfigError as exc:
+        print(f"worker: tracing: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return asyncio.run(
+            _worker(loaded, options, args.sqlite_path, env, args.forecast_interval, tracing)
+        )
+    finally:
+        if tracing is not None:  # export what is queued (bounded by the export timeout)
+            tracing.shutdown()
 
 
 async def _worker(
@@ -130,6 +142,7 @@ async def _worker(
     sqlite_path: str,
     env: Mapping[str, str],
     forecast_interval_s: float = 900.0,
+    tracing: Tracing | None = None,
 ) -> int:
     settings = loaded.settings
     try:
@@ -164,6 +177,7 @@ async def _worker(
     worker = BillingWorker(
         redis=handle.client, store=store, keys=keys,
         calendar=BillingCalendar(directory), clock=SystemClock(), options=options,
+        tracing=tracing,
     )  # fmt: skip
     forwarding = build_forwarder(
         settings.forwarder, redis=handle.client, keys=keys, consumer=options.consumer
@@ -171,7 +185,7 @@ async def _worker(
     try:
         notifier = build_notifier(
             settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
-            policy=directory,
+            policy=directory, tracing=tracing,
         )  # fmt: skip
     except ValueError as exc:  # a webhook secret malformed or not configured: bad input
         log.error("alerts: %s", exc)

@@ -22,6 +22,7 @@ from gatekeeper.notify.customer_endpoints import CustomerEndpoints
 from gatekeeper.settings import AlertSettings, ForwarderSection
 from gatekeeper.store.directory import DirectoryStore
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.tracing import Tracing
 
 __all__ = ["build_forwarder", "build_notifier"]
 
@@ -77,6 +78,7 @@ def build_notifier(
     keys: KeySpace,
     consumer: str,
     policy: PolicySource,
+    tracing: Tracing | None = None,
 ) -> AlertNotifier | None:
     """The webhook notifier: the operator's endpoints (settings) and customers' own (API).
 
@@ -100,4 +102,5 @@ def build_notifier(
         log_sink=RedisDeliveryLog(redis=redis, keys=keys),
         policy=policy,
         customer_endpoints=CustomerEndpoints(DirectoryStore(redis=redis, keys=keys)),
+        tracing=tracing,
     )

@@ -12,15 +12,23 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
+from gatekeeper.billing.protocol import RecordResult
+from gatekeeper.billing.types import BilledEvent
 from gatekeeper.clock import Clock, to_us
 from gatekeeper.events import UsageEvent
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerStats
 from gatekeeper.pipeline.streams import Entry
+from gatekeeper.tracing.tracer import end_span
+
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
 
 __all__ = ["BillingSink"]
 
@@ -39,8 +47,11 @@ class BillingSink:
         max_tries: int,
         clock: Clock,
         stats: WorkerStats,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: each batch's commit is a span linked to the decisions of its events."""
         self._redis = redis
+        self._tracing = tracing
         self._store = store
         self._calendar = calendar
         self._dead = dead_letter
@@ -70,7 +81,7 @@ class BillingSink:
         good = [(entry, self._calendar.bill(event, entry.id)) for entry, event in parsed]
         done = [e for e, _ in good]
         try:
-            result = await self._store.record([b for _, b in good])
+            result = await self._record([b for _, b in good])
         except BillingStoreError as exc:
             if exc.transient:
                 raise
@@ -96,6 +107,26 @@ class BillingSink:
         self.stats.duplicates += duplicates
         for entry, reason in bad:
             await self._give_up_or_retry(entry, reason)
+
+    async def _record(self, billed: list[BilledEvent]) -> RecordResult:
+        """One store transaction for the batch; traced: a span linked to each decision."""
+        if self._tracing is None:
+            return await self._store.record(billed)
+        span = self._tracing.linked(
+            "billing commit",
+            (b.event.traceparent for b in billed),
+            kind=SpanKind.CONSUMER,
+            attributes={"gatekeeper.events": len(billed)},
+        )
+        try:
+            result = await self._store.record(billed)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        span.set_attribute("gatekeeper.inserted", result.inserted)
+        span.set_attribute("gatekeeper.duplicates", result.duplicates)
+        end_span(span)
+        return result
 
     async def _ack(self, entries: Sequence[Entry]) -> None:
         by_stream: dict[str, list[str]] = defaultdict(list)

@@ -20,6 +20,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -34,6 +35,9 @@ from gatekeeper.pipeline.sink import BillingSink
 from gatekeeper.pipeline.streams import Entry, autoclaim, ensure_group, read_group
 from gatekeeper.pipeline.trim import StreamTrimmer
 from gatekeeper.store.keys import KeySpace
+
+if TYPE_CHECKING:
+    from gatekeeper.tracing import Tracing
 
 __all__ = ["BILLING_GROUP", "BillingWorker", "WorkerFailed", "WorkerOptions", "consumer_name"]
 
@@ -81,7 +85,9 @@ class BillingWorker:
         calendar: BillingCalendar,
         clock: Clock,
         options: WorkerOptions | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """`tracing`: each batch committed is a span linked to its events' decisions."""
         self.options = opts = options or WorkerOptions()
         self._redis = redis
         self._streams = keys.all_usage_streams()
@@ -90,7 +96,7 @@ class BillingWorker:
         dead = DeadLetter(redis=redis, keys=keys, group=opts.group, consumer=opts.consumer)
         self.sink = BillingSink(
             redis=redis, store=store, calendar=calendar, dead_letter=dead, group=opts.group,
-            max_tries=opts.max_tries, clock=clock, stats=self.stats,
+            max_tries=opts.max_tries, clock=clock, stats=self.stats, tracing=tracing,
         )  # fmt: skip
         self._trimmer = StreamTrimmer(redis=redis, streams=self._streams)
         self._stopping = asyncio.Event()

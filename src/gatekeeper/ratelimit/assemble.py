@@ -13,6 +13,7 @@ from gatekeeper.ratelimit.service import RateLimitService
 from gatekeeper.ratelimit.stats import DEFAULT_MAX_SERIES, StatsTable
 from gatekeeper.ratelimit.store import RedisCounterStore
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.redis_store import ScriptTracer
 
 __all__ = ["open_ratelimit"]
 
@@ -24,16 +25,18 @@ def open_ratelimit(
     keys: KeySpace,
     clock: Clock,
     max_series: int = DEFAULT_MAX_SERIES,
+    tracer: ScriptTracer | None = None,
 ) -> tuple[RateLimitService, ConfigWatcher]:
     """Load the config at `path` (blocking: called once at start) into a service counting in
-    `redis`, with a watcher (not started) that reloads it while serving.
+    `redis`, with a watcher (not started) that reloads it while serving. `tracer`: tracing
+    on — each script call is a child span of the ShouldRateLimit span.
 
     Raises ConfigError (every issue, with file and line) for a config that does not load.
     """
     seen = fingerprint(path)  # before loading: a change made meanwhile is seen by the watcher
     service = RateLimitService(
         load_ratelimit_config(path),
-        RedisCounterStore(redis=redis, keys=keys),
+        RedisCounterStore(redis=redis, keys=keys, tracer=tracer),
         clock,
         stats=StatsTable(max_series=max_series),
     )

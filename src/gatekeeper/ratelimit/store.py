@@ -23,6 +23,7 @@ from redis.crc import key_slot
 from gatekeeper.ratelimit.service import Counter
 from gatekeeper.store.argpack import array_header, pack_values
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.redis_store import ScriptTracer
 from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["RedisCounterStore", "descriptor_key"]
@@ -40,8 +41,17 @@ def descriptor_key(entries: Sequence[tuple[str, str]]) -> str:
 class RedisCounterStore:
     """`CounterStore` on Redis (>= 6.2) or Valkey. Errors are redis-py's, raised as they come."""
 
-    def __init__(self, *, redis: Redis, keys: KeySpace, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: KeySpace,
+        cluster: bool = False,
+        tracer: ScriptTracer | None = None,
+    ) -> None:
+        """`tracer`: tracing on — each script call is a child span of the ShouldRateLimit span."""
         self._redis = redis
+        self._tracer = tracer
         self._keys = keys
         self._cluster = cluster
         self._script: LuaScript = load_script("ratelimit")
@@ -76,5 +86,13 @@ class RedisCounterStore:
         packed = array_header(2 * len(counters)) + pack_values(
             v for c in counters for v in (c.hits, c.window_seconds)
         )
-        reply = await self._script.run(self._redis, keys, [packed])
+        span = self._tracer.redis(self._script.name) if self._tracer is not None else None
+        try:
+            reply = await self._script.run(self._redis, keys, [packed])
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
         return [int(value) for value in reply]

@@ -7,6 +7,7 @@ through redis-py; either way a store failure is a StoreUnavailable.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,18 +32,41 @@ from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
 
-__all__ = ["RedisDecisionStore"]
+__all__ = ["RedisDecisionStore", "ScriptSpan", "ScriptTracer"]
 
 # decide.lua's leading ARGV values: now, decision id, customer, plan, request id, idempotency
 # key, idempotency flag, idempotency TTL, reservation TTL, currency, mode
 DECIDE_HEAD_FIELDS = 11
 
 
+class ScriptSpan(Protocol):
+    """A span around one script call (gatekeeper.tracing.RedisSpan)."""
+
+    @property
+    def traceparent(self) -> str: ...  # the decision span's W3C context, for the streams
+
+    def end(self, error: BaseException | None = None) -> None: ...
+
+
+class ScriptTracer(Protocol):
+    """Spans for script calls (gatekeeper.tracing.Tracing); given only when tracing is on."""
+
+    def redis(self, script: str) -> ScriptSpan | None: ...
+
+
 class RedisDecisionStore:
     def __init__(
-        self, *, redis: Redis, settings: RedisSettings, autopipeline: AutoPipeline | None = None
+        self,
+        *,
+        redis: Redis,
+        settings: RedisSettings,
+        autopipeline: AutoPipeline | None = None,
+        tracer: ScriptTracer | None = None,
     ) -> None:
+        """`tracer`: tracing on — each decision's EVALSHA is a child span of the decision
+        span, and the decision's traceparent rides in its usage and alert events (ARGV[2])."""
         self._redis = redis
+        self._tracer = tracer
         if autopipeline is None and isinstance(redis, GatekeeperRedis):
             autopipeline = redis.autopipeline
         self._pipe = autopipeline
@@ -87,8 +111,29 @@ class RedisDecisionStore:
             body=body,
             idempotency_scope=idempotency_scope,
         )
-        reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
+        if self._tracer is None:
+            reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
+        else:
+            reply = await self._traced_call(self._tracer, enc.keys, enc.argv, enc.counters_resp)
         return decode_decide(reply)
+
+    async def _traced_call(
+        self, tracer: ScriptTracer, keys: list[str], args: list[bytes], counters_resp: bytes
+    ) -> list[bytes]:
+        """decide.lua in a CLIENT span; ARGV[2] = the decision's traceparent (decide.lua adds
+        it to the events it appends). Untraced when no decision span is recording."""
+        span = tracer.redis(self._decide.name)
+        if span is None:
+            return await self._call(self._decide, keys, args, counters_resp)
+        try:
+            reply = await self._call(
+                self._decide, keys, [*args, span.traceparent.encode()], counters_resp
+            )
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.end()
+        return reply
 
     def _head_tail(self, idempotency_key: str | None, currency: str, mode: int) -> bytes:
         """decide.lua's head after the request id: idempotency key and flag, the two TTLs,
