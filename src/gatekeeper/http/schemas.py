@@ -113,7 +113,14 @@ COMPONENTS: dict[str, Schema] = {
         extra=False,
     ),
     "ApiKey": _obj(
-        {"id": STR, "label": STR, "revoked": BOOL, "created_at": _null(STR)}, ("id", "revoked")
+        {
+            "id": STR,
+            "label": STR,
+            "revoked": BOOL,
+            "created_at": _null(STR),
+            "expires_at": _null(STR),
+        },
+        ("id", "revoked"),
     ),
     "IssuedKey": _obj(
         {
@@ -122,19 +129,27 @@ COMPONENTS: dict[str, Schema] = {
             "label": STR,
             "revoked": BOOL,
             "created_at": _null(STR),
+            "expires_at": _null(STR),
             "replaces": STR,
         },
         ("id", "key"),
     ),
     "ApiKeys": _obj({"api_keys": _list(ref("ApiKey"))}, ("api_keys",)),
     "KeyInput": _obj(
-        {"id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}}, (), extra=False
+        {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+        (),
+        extra=False,
     ),
     "CustomerSummary": _obj(
         {"id": STR, "plan": STR, "source": STR, "billing_day": _null(INT), "api_keys": INT},
         ("id", "plan"),
     ),
-    "Customers": _obj({"customers": _list(ref("CustomerSummary"))}, ("customers",)),
+    "Customers": _obj(
+        {"customers": _list(ref("CustomerSummary")), "next_cursor": _null(STR)}, ("customers",)
+    ),
     "Customer": _obj(
         {
             "id": STR,
