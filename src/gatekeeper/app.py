@@ -25,10 +25,11 @@ from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.config.yamlsrc import YMap
 from gatekeeper.controls import SpendControls
-from gatekeeper.directory.catalog import catalog_root, seed_documents
+from gatekeeper.directory.catalog import catalog_root
+from gatekeeper.directory.key_usage import KeyUsage
 from gatekeeper.directory.listener import listen_invalidations
 from gatekeeper.directory.live import LiveDirectory
-from gatekeeper.directory.seed import seed_customers
+from gatekeeper.directory.seed import reconcile_directory
 from gatekeeper.edge import Authorizer, OfflineBacklog
 from gatekeeper.engine import DecisionEngine
 from gatekeeper.grpc.als import AccessLogServicer
@@ -125,6 +126,7 @@ class App:
         self.billing_sqlite_path = billing_sqlite_path
         self.clock = clock or SystemClock()
         self._directory: LiveDirectory | None = None
+        self.key_usage: KeyUsage | None = None
         self.redis: RedisHandle | None = None
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
@@ -191,6 +193,7 @@ class App:
             backlog=self.backlog,
             stats=self.stats,
             observe=self.metrics.decision_seconds.labels().observe,
+            key_used=None if self.key_usage is None else self.key_usage.touch,
         )
         self.als = AccessLogServicer(self.engine, charge_5xx=settings.edge.charge_5xx)
         authz = (
@@ -255,6 +258,7 @@ class App:
             engine=self.engine,
             billing=self.billing_store,
             clock=self.clock,
+            key_usage=self.key_usage,
         )
         admin = self.admin
         http_app = build_api(
@@ -288,6 +292,8 @@ class App:
         await site.start()
         self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys))
+        assert self.key_usage is not None
+        self.supervisor.start("key-last-used", self.key_usage.run())
         if self.ratelimit_watcher is not None:
             self.supervisor.start("ratelimit-config", self.ratelimit_watcher.run())
         for name in self.supervisor.tasks:  # a failures series (0) for every supervised task
@@ -331,24 +337,17 @@ class App:
         )
         await self.admin.refresh()
         self.controls = SpendControls(admin=self.admin)
+        self.key_usage = KeyUsage(redis=self.redis.client, keys=keys, clock=self.clock)
 
     async def _seed(self, root: YMap | None, records: CustomerRecords, keys: KeySpace) -> None:
-        if root is None:
-            return
         assert self.redis is not None
-        result = await seed_customers(
+        await reconcile_directory(
             redis=self.redis.client,
             keys=keys,
             records=records,
-            docs=seed_documents(root),
+            root=root,
             updated_at=self.clock.now().isoformat(),
         )
-        if not result.skipped:
-            log.info(
-                "policy file customers reconciled into the directory: %d written, %d removed",
-                result.written,
-                result.removed,
-            )
 
     async def billing_store(self) -> BillingStore | None:
         """The billing store the API reads (events, invoices, revenue, alerts), opened on first
@@ -453,6 +452,9 @@ class App:
         if self.ratelimit_watcher is not None:
             self.ratelimit_watcher.stop()
         await self.supervisor.stop()
+        if self.key_usage is not None:  # the last minute's key uses, best effort and bounded
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.key_usage.flush(), 2.0)
         if self.billing is not None:
             await self.billing.close()
         if self.redis is not None:

@@ -244,6 +244,8 @@ class CustomerAdmin:
             )
 
         created: bool = await self.commit(customer_id, compute)
+        if created:  # an id the policy file also lists is the API's customer from now on
+            await self._records.forget_seed(customer_id, removed=False)
         return created
 
     async def patch_customer(self, actor: Actor, customer_id: str, body: object) -> None:
@@ -262,7 +264,11 @@ class CustomerAdmin:
         await self.edit_customer(actor, customer_id, "customer.update", edit)
 
     async def delete_customer(self, actor: Actor, customer_id: str) -> None:
+        """Delete the customer; one the policy file lists is not brought back by a later seed."""
         self.require_admin(actor)
+        record = await self._directory.record(customer_id)
+        if record is not None and record.source is Source.FILE:
+            await self._records.forget_seed(customer_id, removed=True)
         await self.edit_customer(actor, customer_id, "customer.delete", lambda doc: (None, None))
 
     # ---- API keys ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ applies a change at once; every other process on the message.
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -47,6 +48,11 @@ TOKEN_PREFIX = "gkt_"
 _KINDS = frozenset(kind.value for kind in AlertKind)
 MAX_WEBHOOKS = 10
 _object = object_body
+log = logging.getLogger(__name__)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
 
 
 class AdminService(CustomerAdmin):
@@ -69,6 +75,7 @@ class AdminService(CustomerAdmin):
         self._root = root
         self._allow_private_webhooks = allow_private_webhooks
         self._state = DirectoryState()
+        self._built: tuple[YMap, dict[str, Doc | None]] | None = None  # what the catalog is of
         self.rejected: dict[str, str] = {}  # "plans.x" -> why the API's plan was left out
 
     # ---- state -------------------------------------------------------------------------
@@ -81,13 +88,18 @@ class AdminService(CustomerAdmin):
     def set_root(self, root: YMap | None) -> None:
         """The policy file was read again: its catalog, with the API's plans, from now on."""
         self._root = root
+        self._built = None
         self._apply(self._state)
 
     def _apply(self, state: DirectoryState) -> None:
+        """Swap the catalog when the file or the API's plans changed (a token or webhook
+        change keeps it: a new catalog makes every process plan its customers again)."""
         self._state = state
-        if self._root is None:
-            return
         plans = dict(state.plans)
+        built = self._built
+        if self._root is None or (built and built[0] is self._root and built[1] == plans):
+            return
+        self._built = (self._root, dict(plans))
         self.rejected = {}
         for _ in range(len(plans) + 1):
             try:
@@ -98,11 +110,12 @@ class AdminService(CustomerAdmin):
                     name
                     for issue in exc.issues
                     for name in plans
-                    if issue.path.startswith(key_path("plans", name))
+                    if _under(issue.path, key_path("plans", name))
                 } or set(plans)
                 for name in faulty:
                     plans.pop(name)
                     self.rejected[key_path("plans", name)] = str(exc)
+                    log.error("plan %s set through the API left out: %s", name, exc)
 
     @property
     def policy(self) -> Policy:
@@ -163,7 +176,7 @@ class AdminService(CustomerAdmin):
             for issue in exc.issues:
                 if issue.path == prefix:
                     own.append(FieldError("id", issue.message))
-                elif issue.path.startswith((prefix + ".", prefix + "[")):
+                elif _under(issue.path, prefix):
                     own.append(FieldError(issue.path[len(prefix) + 1 :], issue.message))
                 else:
                     other.append(f"{issue.path}: {issue.message}")

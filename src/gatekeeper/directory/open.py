@@ -10,9 +10,9 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from gatekeeper.config import ConfigError, LoadedConfig
-from gatekeeper.directory.catalog import build_catalog, catalog_root, seed_documents
+from gatekeeper.directory.catalog import build_catalog, catalog_root
 from gatekeeper.directory.live import LiveDirectory
-from gatekeeper.directory.seed import seed_customers
+from gatekeeper.directory.seed import reconcile_directory
 from gatekeeper.model import Policy, frozen_map
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import DirectoryStore
@@ -50,12 +50,12 @@ async def open_directory(
     """`seed_at`: reconcile the policy file's customers into the directory first (as `serve`
     does at start; a no-op when the same file was reconciled before). Raises redis errors."""
     records = CustomerRecords(redis=redis, keys=keys)
-    if seed_at is not None and config.root is not None:
-        await seed_customers(
+    if seed_at is not None:
+        await reconcile_directory(
             redis=redis,
             keys=keys,
             records=records,
-            docs=seed_documents(config.root),
+            root=config.root,
             updated_at=seed_at.isoformat(),
         )
     return LiveDirectory(

@@ -1,8 +1,9 @@
 """The policy file's customers reconciled into the directory at start (and on a file reload).
 
 A file customer becomes a record of source `file`. A record the API changed since (source
-`api`) is left as it is: the API's change wins, as it did when it was made. A file customer
-removed from the file is removed from the directory, unless the API changed it. The file's
+`api`) is left as it is: the API's change wins, as it did when it was made; a file customer
+the API deleted stays deleted. A file customer removed from the file is removed from the
+directory, unless the API changed it. The file's
 digest is kept, so a start with the same file writes nothing and reads almost nothing.
 """
 
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from gatekeeper.config.compose import Doc
+from gatekeeper.config.yamlsrc import YMap
+from gatekeeper.directory.catalog import seed_documents
+from gatekeeper.directory.migrate import migrate_legacy_directory
 from gatekeeper.store.customers import (
     CustomerRecord,
     CustomerRecords,
@@ -26,7 +30,7 @@ from gatekeeper.store.customers import (
 )
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["SeedResult", "seed_customers"]
+__all__ = ["SeedResult", "reconcile_directory", "seed_customers"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 2_000
@@ -64,8 +68,11 @@ async def seed_customers(
     if _text(await redis.get(marker)) == digest:
         return SeedResult(0, 0, skipped=True)
     channel = keys.invalidate_channel()
+    deleted = await records.removed_seeds()  # deleted through the API: not brought back
     batch = [
-        CustomerRecord(cid, doc, Source.FILE, updated_at=updated_at) for cid, doc in docs.items()
+        CustomerRecord(cid, doc, Source.FILE, updated_at=updated_at)
+        for cid, doc in docs.items()
+        if cid not in deleted
     ]
     written = 0
     refused: list[str] = []
@@ -115,3 +122,33 @@ def _text(value: object) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def reconcile_directory(
+    *,
+    redis: Redis,
+    keys: KeySpace,
+    records: CustomerRecords,
+    root: YMap | None,
+    updated_at: str,
+) -> SeedResult:
+    """What every command that opens the directory for writing does first: the policy file's
+    customers reconciled (`seed_customers`), then the customers an older gatekeeper kept in
+    whole-directory hashes moved into records (`migrate_legacy_directory`, once)."""
+    result = SeedResult(0, 0, skipped=True)
+    if root is not None:
+        result = await seed_customers(
+            redis=redis,
+            keys=keys,
+            records=records,
+            docs=seed_documents(root),
+            updated_at=updated_at,
+        )
+        if not result.skipped:
+            log.info(
+                "policy file customers reconciled into the directory: %d written, %d removed",
+                result.written,
+                result.removed,
+            )
+    await migrate_legacy_directory(redis=redis, keys=keys, records=records, updated_at=updated_at)
+    return result

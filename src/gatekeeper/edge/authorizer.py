@@ -58,9 +58,11 @@ class Authorizer:
         backlog: OfflineBacklog | None = None,
         stats: DecisionStats | None = None,
         observe: Callable[[float], None] | None = None,
+        key_used: Callable[[str, str], None] | None = None,
     ) -> None:
         """`stats`: per-process decision statistics for the dashboard (counted in memory).
-        `observe`: called with each decision's duration in seconds (a metrics histogram)."""
+        `observe`: called with each decision's duration in seconds (a metrics histogram).
+        `key_used(customer, key id)`: an API key identified a caller (its last-used time)."""
         self._policy = policy
         self._engine = engine
         self._settings = settings
@@ -68,6 +70,7 @@ class Authorizer:
         self._backlog = backlog
         self._stats = stats
         self._observe = observe
+        self._key_used = key_used
         self._derived: _PolicyDerived | None = None
         self.counts: dict[str, int] = {}  # answers by outcome code
         self.store_errors = 0  # decisions the store could not answer (StoreUnavailable)
@@ -112,6 +115,8 @@ class Authorizer:
             return self._closed()
         if isinstance(who, IdentityFailure):
             return answer_unauthorized(who.value)
+        if who.key_id is not None and self._key_used is not None:
+            self._key_used(who.customer_id, who.key_id)
         derived = self._of(policy)
         try:
             usage = resolve_usage(policy, derived.routes, request)

@@ -24,6 +24,7 @@ from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.types import EventQuery
 from gatekeeper.clock import Clock
 from gatekeeper.controls import SpendCapError, SpendControls, cap_ceiling
+from gatekeeper.directory.key_usage import KeyUsage
 from gatekeeper.engine import DecisionEngine, PolicySource
 from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
 from gatekeeper.http import views
@@ -115,6 +116,7 @@ class Handlers:
         engine: DecisionEngine,
         billing: Callable[[], Awaitable[BillingStore | None]],
         clock: Clock,
+        key_usage: KeyUsage | None = None,
     ) -> None:
         self._admin = admin
         self._policy = policy
@@ -122,6 +124,7 @@ class Handlers:
         self._engine = engine
         self._billing = billing
         self._clock = clock
+        self._key_usage = key_usage
 
     # ---- helpers ---------------------------------------------------------------------
     @staticmethod
@@ -207,7 +210,8 @@ class Handlers:
     # ---- customers ---------------------------------------------------------------------
     async def _customer_json(self, customer: Customer) -> dict[str, Any]:
         source = await self._admin.customer_source(customer.id)
-        return views.customer_view(customer, source=source)
+        used = await self._key_usage.last_used(customer.id) if self._key_usage else None
+        return views.customer_view(customer, source=source, last_used=used)
 
     async def customers(self, request: web.Request) -> web.Response:
         """A page of customers in id order (`limit`, `cursor` = the previous page's

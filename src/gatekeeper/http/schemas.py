@@ -119,6 +119,7 @@ COMPONENTS: dict[str, Schema] = {
             "revoked": BOOL,
             "created_at": _null(STR),
             "expires_at": _null(STR),
+            "last_used_at": _null(STR),
         },
         ("id", "revoked"),
     ),

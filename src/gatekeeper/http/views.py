@@ -3,8 +3,8 @@ instants as ISO 8601 UTC, counts as integers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.billing.types import InvoiceLine, LedgerRow, LoggedAlert, StoredEvent
@@ -112,6 +112,10 @@ def _grant_view(grant: Grant) -> Json:
     }
 
 
+def _epoch_iso(seconds: int | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
 def customer_list_view(record: CustomerRecord) -> Json:
     """One line of the customer list, read from the stored record (no compilation)."""
     doc = record.doc
@@ -126,7 +130,11 @@ def customer_list_view(record: CustomerRecord) -> Json:
     }
 
 
-def customer_view(customer: Customer, *, source: str = "file") -> Json:
+def customer_view(
+    customer: Customer, *, source: str = "file", last_used: Mapping[str, int] | None = None
+) -> Json:
+    """`last_used`: key id -> when the key last identified a caller (epoch seconds)."""
+    used = last_used or {}
     own = customer.spend_cap
     return {
         "id": customer.id,
@@ -151,6 +159,7 @@ def customer_view(customer: Customer, *, source: str = "file") -> Json:
                 "revoked": k.revoked,
                 "created_at": _iso(k.created_at),
                 "expires_at": _iso(k.expires_at),
+                "last_used_at": _epoch_iso(used.get(k.id)),
             }
             for k in customer.api_keys
         ],

@@ -212,6 +212,18 @@ class CustomerRecords:
                 if customer in records:
                     yield records[customer]
 
+    # ---- seed customers deleted through the API -------------------------------------------
+    async def forget_seed(self, customer: str, removed: bool) -> None:
+        """`removed` True: the policy file's seed must not bring `customer` back; False: it may
+        again (the id was created through the API)."""
+        key = self._keys.directory_seed_removed()
+        await (self._redis.sadd(key, customer) if removed else self._redis.srem(key, customer))
+
+    async def removed_seeds(self) -> set[str]:
+        """Ids of file customers deleted through the API (as many as were deleted)."""
+        key = self._keys.directory_seed_removed()
+        return {_text(x) async for x in self._redis.sscan_iter(key, count=1000)}
+
     # ---- writes --------------------------------------------------------------------------
     async def change(
         self,

@@ -106,6 +106,10 @@ class KeySpace:
         """Stream: the audit records of the partition's customers (keys, caps, documents)."""
         return f"{self._base(partition)}:audit"
 
+    def key_last_used(self, customer: str) -> str:
+        """Hash: key id -> when the key was last used (epoch seconds, to the minute or so)."""
+        return f"{self._customer(customer)}:keyused:{customer}"
+
     def key_owner(self, sha256_hex: str) -> str:
         """String: the customer id an API key hash belongs to. A pointer only: the customer's
         record says whether the key is live (so a stale pointer grants nothing). No hash tag:
@@ -115,6 +119,11 @@ class KeySpace:
     def directory_seed(self) -> str:
         """String: digest of the policy file's customers last reconciled into the directory."""
         return f"{self._control()}:dir:seed"
+
+    def directory_seed_removed(self) -> str:
+        """Set: ids of the policy file's customers deleted through the API (a later seed does
+        not bring them back; creating the id again through the API lifts it)."""
+        return f"{self._control()}:dir:seed:removed"
 
     def directory_seed_ids(self) -> str:
         """Set: the ids of the policy file's customers last reconciled (its size is the

@@ -1,0 +1,93 @@
+"""When each API key was last used: kept coarsely (to the minute by default), off the hot path.
+
+A decision only notes the key in memory, at most once per interval per key (a dict lookup);
+a background loop writes the notes to Redis every interval, one hash per customer in the
+customer's slot (`KeySpace.key_last_used`). What a process notes is bounded by `capacity`
+keys: past it, the oldest notes are dropped (a key used again is noted again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gatekeeper.clock import Clock
+from gatekeeper.directory.cache import Lru
+from gatekeeper.store.keys import KeySpace
+
+__all__ = ["KeyUsage"]
+
+log = logging.getLogger(__name__)
+_CHUNK = 500
+
+
+class KeyUsage:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: KeySpace,
+        clock: Clock,
+        interval_s: float = 60.0,
+        capacity: int = 100_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._interval = interval_s
+        self._monotonic = monotonic
+        self._noted: Lru[tuple[str, str], float] = Lru(capacity)  # key -> when noted (mono)
+        self._pending: dict[tuple[str, str], int] = {}  # key -> epoch seconds to write
+        self._capacity = capacity
+
+    def touch(self, customer: str, key_id: str) -> None:
+        """The key was used now (cheap; at most one note per key per interval)."""
+        key = (customer, key_id)
+        now = self._monotonic()
+        noted = self._noted.get(key)
+        if noted is not None and now - noted < self._interval:
+            return
+        self._noted.put(key, now)
+        if len(self._pending) < self._capacity:
+            self._pending[key] = int(self._clock.now().timestamp())
+
+    async def flush(self) -> int:
+        """Write the notes taken since the last flush; returns how many. Raises redis errors
+        (the notes are kept for the next flush)."""
+        pending, self._pending = self._pending, {}
+        items = sorted(pending.items())
+        try:
+            for start in range(0, len(items), _CHUNK):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for (customer, key_id), at in items[start : start + _CHUNK]:
+                        pipe.hset(self._keys.key_last_used(customer), key_id, at)
+                    await pipe.execute()
+        except Exception:
+            for key, at in items:
+                self._pending.setdefault(key, at)
+            raise
+        return len(items)
+
+    async def run(self) -> None:
+        """Flush every interval until cancelled; a Redis failure is logged and retried."""
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except (RedisError, OSError) as exc:
+                log.warning("key last-used times not written yet: %s", exc)
+
+    async def last_used(self, customer: str) -> dict[str, int]:
+        """Key id -> last use (epoch seconds) as stored. Raises redis errors."""
+        raw = await self._redis.hgetall(self._keys.key_last_used(customer))
+        return {_text(k): int(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
