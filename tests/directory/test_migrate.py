@@ -43,6 +43,8 @@ async def test_old_hashes_move_into_records_once(redis: Redis, key_prefix: str) 
         keys.spend_cap_overrides(),
         mapping={"acme": json.dumps({"amount_nano": 25_000_000_000, "action": "block"})},
     )
+    hook = {"id": "wh-1", "url": "https://example.com/h", "kinds": [], "secret": "whsec_x"}
+    await redis.hset(keys.customer_webhooks(), mapping={"initech": json.dumps([hook])})
     for _ in range(2):  # the second start finds nothing left to move
         await reconcile_directory(
             redis=redis, keys=keys, records=records, root=FILE.root, updated_at="2026-12-07"
@@ -52,6 +54,9 @@ async def test_old_hashes_move_into_records_once(redis: Redis, key_prefix: str) 
         assert newco.doc["description"] == "made through the API"
         assert acme is not None and acme.doc["spend_cap"] == {"amount": "25.00", "action": "block"}
         assert await records.get("hooli") is None
-        assert (await records.get("initech")).source is Source.FILE  # type: ignore[union-attr]
-    assert not await redis.exists(keys.directory_customers(), keys.spend_cap_overrides())
+        initech = await records.get("initech")
+        assert initech is not None and initech.webhooks == (hook,)
+    assert not await redis.exists(
+        keys.directory_customers(), keys.spend_cap_overrides(), keys.customer_webhooks()
+    )
     assert await redis.exists(keys.directory_customers() + ":migrated")

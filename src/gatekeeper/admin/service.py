@@ -1,7 +1,7 @@
 """The admin service: every change an operator or a customer makes through the API.
 
-Customers, their keys, thresholds and caps are records of their own (`admin.customers`). Plans,
-tokens and customers' webhook endpoints are small and read whole (`store.directory`): a plan is
+Customers, their keys, thresholds, caps and webhook endpoints are records of their own
+(`admin.customers`). Plans and tokens are small and read whole (`store.directory`): a plan is
 validated by composing it into the policy file's catalog (features, prices, plans, routes —
 never the file's customers) and parsing that with `check-config`'s own parser, then committed
 with its audit record and an invalidation message in one Redis transaction. The acting process
@@ -11,10 +11,11 @@ applies a change at once; every other process on the message.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -39,6 +40,7 @@ from gatekeeper.events import AlertKind
 from gatekeeper.model import Policy
 from gatekeeper.notify.addresses import url_host_problem
 from gatekeeper.notify.signing import generate_secret
+from gatekeeper.store.customers import CustomerRecord, RecordChange, Source
 from gatekeeper.store.directory import DirectoryState, DirectoryStore, Mutation
 
 __all__ = ["CUSTOMER_FIELDS", "AdminService", "IssuedSecret"]
@@ -80,7 +82,7 @@ class AdminService(CustomerAdmin):
 
     # ---- state -------------------------------------------------------------------------
     async def refresh(self) -> DirectoryState:
-        """Load plans, tokens and webhooks; swap the catalog. Raises redis errors."""
+        """Load plans and tokens; swap the catalog. Raises redis errors."""
         state = await self._store.load()
         self._apply(state)
         return state
@@ -92,8 +94,8 @@ class AdminService(CustomerAdmin):
         self._apply(self._state)
 
     def _apply(self, state: DirectoryState) -> None:
-        """Swap the catalog when the file or the API's plans changed (a token or webhook
-        change keeps it: a new catalog makes every process plan its customers again)."""
+        """Swap the catalog when the file or the API's plans changed (a token change keeps
+        it: a new catalog makes every process plan its customers again)."""
         self._state = state
         plans = dict(state.plans)
         built = self._built
@@ -128,9 +130,6 @@ class AdminService(CustomerAdmin):
 
     def tokens(self) -> list[TokenRecord]:
         return sorted(self._state.tokens.values(), key=lambda t: (t.created_at, t.id))
-
-    def webhooks(self, customer_id: str) -> tuple[Mapping[str, object], ...]:
-        return self._state.webhooks.get(customer_id, ())
 
     def plan_source(self, name: str) -> str:
         return "api" if name in self._state.plans else "file"
@@ -291,7 +290,36 @@ class AdminService(CustomerAdmin):
         view: Mapping[str, object] = await self._commit(compute)
         return view
 
-    # ---- customer webhooks -------------------------------------------------------------
+    # ---- customer webhooks (part of the customer's record) ------------------------------
+    async def webhooks(self, customer_id: str) -> tuple[Mapping[str, object], ...]:
+        record = await self._directory.record(customer_id)
+        return () if record is None else record.webhooks
+
+    def _edit_webhooks(
+        self,
+        actor: Actor,
+        customer_id: str,
+        edit: Callable[[tuple[Mapping[str, Any], ...]], tuple[Any, ...]],
+        what: str,
+        before_after: Callable[[tuple[Mapping[str, Any], ...]], tuple[object, object]],
+    ) -> Callable[[CustomerRecord | None], RecordChange[None]]:
+        """The change of the customer's record that replaces its webhooks by `edit(them)`."""
+
+        def compute(before: CustomerRecord | None) -> RecordChange[None]:
+            if before is None:
+                raise NotFound(f"no customer {customer_id!r}")
+            old, new = before_after(before.webhooks)
+            record = dataclasses.replace(
+                before,
+                webhooks=edit(before.webhooks),
+                source=Source.API,
+                updated_at=self._clock.now().isoformat(),
+            )
+            audit = self.audit(actor, what, f"customer:{customer_id}", old, new)
+            return RecordChange(None, record, audit)
+
+        return compute
+
     async def add_webhook(self, actor: Actor, customer_id: str, body: object) -> IssuedSecret:
         await self.require_manage(actor, customer_id)
         fields = _object(body, ("url", "kinds"))
@@ -313,43 +341,42 @@ class AdminService(CustomerAdmin):
             "created_at": self._clock.now().isoformat(),
         }
 
-        def compute(state: DirectoryState) -> Mutation[None]:
-            hooks = tuple(state.webhooks.get(customer_id, ()))
+        def add(hooks: tuple[Mapping[str, Any], ...]) -> tuple[Any, ...]:
             if len(hooks) >= MAX_WEBHOOKS:
                 raise Conflict(f"at most {MAX_WEBHOOKS} webhook endpoints per customer")
-            return Mutation(
-                result=None,
-                webhooks={customer_id: (*hooks, hook)},
-                audit=(
-                    self.audit(
-                        actor, "webhook.create", f"customer:{customer_id}", None, webhook_view(hook)
-                    ),
-                ),
-            )
+            return (*hooks, hook)
 
-        await self._commit(compute)
+        await self.commit(
+            customer_id,
+            self._edit_webhooks(
+                actor, customer_id, add, "webhook.create", lambda _: (None, webhook_view(hook))
+            ),
+        )
         return IssuedSecret(str(hook["id"]), secret, webhook_view(hook))
 
     async def remove_webhook(self, actor: Actor, customer_id: str, hook_id: str) -> None:
         await self.require_manage(actor, customer_id)
 
-        def compute(state: DirectoryState) -> Mutation[None]:
-            hooks = tuple(state.webhooks.get(customer_id, ()))
-            kept = tuple(h for h in hooks if h.get("id") != hook_id)
-            if len(kept) == len(hooks):
+        def gone(hooks: tuple[Mapping[str, Any], ...]) -> Mapping[str, Any]:
+            found = next((h for h in hooks if h.get("id") == hook_id), None)
+            if found is None:
                 raise NotFound(f"no webhook {hook_id!r}")
-            gone = next(h for h in hooks if h.get("id") == hook_id)
-            return Mutation(
-                result=None,
-                webhooks={customer_id: kept},
-                audit=(
-                    self.audit(
-                        actor, "webhook.delete", f"customer:{customer_id}", webhook_view(gone), None
-                    ),
-                ),
-            )
+            return found
 
-        await self._commit(compute)
+        def drop(hooks: tuple[Mapping[str, Any], ...]) -> tuple[Any, ...]:
+            target = gone(hooks)
+            return tuple(h for h in hooks if h is not target)
+
+        await self.commit(
+            customer_id,
+            self._edit_webhooks(
+                actor,
+                customer_id,
+                drop,
+                "webhook.delete",
+                lambda hooks: (webhook_view(gone(hooks)), None),
+            ),
+        )
 
     async def audit_log(self, *, after: str | None, limit: int) -> list[tuple[str, dict[str, str]]]:
         return await self._store.audit(after=after, limit=limit)

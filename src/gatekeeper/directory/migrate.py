@@ -1,7 +1,8 @@
 """Customers set through the API by a gatekeeper from before the directory had records.
 
 Those lived as whole documents in one hash (`{ctl}:dir:customers`, "null" = a file customer
-removed) and own spend caps in another (`{ctl}:overrides:spend_cap`). At start they become
+removed), own spend caps in another (`{ctl}:overrides:spend_cap`) and customers' webhook
+endpoints in a third (`{ctl}:dir:webhooks`). At start they become
 records, once, after the file's customers were reconciled (so a cap or a removal applies to
 the right record); the old hashes are then renamed `…:migrated` (kept, never read again).
 """
@@ -38,7 +39,7 @@ def _cap_document(raw: Any) -> dict[str, str] | None:
 
 
 def _merge(
-    customer: str, doc: Any, cap: Any, updated_at: str
+    customer: str, doc: Any, cap: Any, hooks: Any, updated_at: str
 ) -> Callable[[CustomerRecord | None], RecordChange[bool]]:
     """The change that moves one old entry: `doc` None = the API had removed this (file)
     customer; `...` = no old document, only a cap set on the record seeded from the file."""
@@ -55,7 +56,9 @@ def _merge(
             new = dict(doc)
         if own_cap is not None:
             new["spend_cap"] = own_cap
-        return RecordChange(True, CustomerRecord(customer, new, Source.API, updated_at=updated_at))
+        webhooks = tuple(hooks) if isinstance(hooks, list) else (before.webhooks if before else ())
+        record = CustomerRecord(customer, new, Source.API, updated_at=updated_at, webhooks=webhooks)
+        return RecordChange(True, record)
 
     return compute
 
@@ -65,18 +68,22 @@ async def migrate_legacy_directory(
 ) -> int:
     """Move the old hashes' customers and caps into records; returns how many customers were
     written. A no-op once done. Raises redis errors."""
-    old_docs, old_caps = keys.directory_customers(), keys.spend_cap_overrides()
-    if not await redis.exists(old_docs, old_caps):
+    old = (keys.directory_customers(), keys.spend_cap_overrides(), keys.customer_webhooks())
+    if not await redis.exists(*old):
         return 0
-    docs = {_text(k): json.loads(_text(v)) for k, v in (await redis.hgetall(old_docs)).items()}
-    caps = {_text(k): json.loads(_text(v)) for k, v in (await redis.hgetall(old_caps)).items()}
+    docs, caps, hooks = [
+        {_text(k): json.loads(_text(v)) for k, v in (await redis.hgetall(key)).items()}
+        for key in old
+    ]
     channel = keys.invalidate_channel()
     moved = 0
-    for customer in sorted(set(docs) | set(caps)):
-        compute = _merge(customer, docs.get(customer, ...), caps.get(customer), updated_at)
+    for customer in sorted(set(docs) | set(caps) | set(hooks)):
+        compute = _merge(
+            customer, docs.get(customer, ...), caps.get(customer), hooks.get(customer), updated_at
+        )
         written: bool = await records.change(customer, compute, channel=channel)
         moved += written
-    for key in (old_docs, old_caps):
+    for key in old:
         if await redis.exists(key):
             await redis.rename(key, key + ":migrated")
     log.info("moved %d customers of the old directory hashes into records", moved)

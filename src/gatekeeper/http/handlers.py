@@ -384,7 +384,7 @@ class Handlers:
     # ---- customer webhooks -------------------------------------------------------------
     async def webhooks(self, request: web.Request) -> web.Response:
         customer = await self.customer(request)
-        hooks = self._admin.webhooks(customer.id)
+        hooks = await self._admin.webhooks(customer.id)
         return _json({"webhooks": [webhook_view(h) for h in hooks]})
 
     async def add_webhook(self, request: web.Request) -> web.Response:

@@ -1,14 +1,15 @@
 """Customers' own webhook endpoints, set through the API (`/v1/customers/{id}/webhooks`) and
-kept in the directory in Redis, as notifier Endpoints that receive only their customer's alerts."""
+kept in each customer's directory record, as notifier Endpoints that receive only their
+customer's alerts (looked up per alert's customer, never all at once)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 
+from gatekeeper.directory.live import LiveDirectory
 from gatekeeper.notify.settings import Endpoint
 from gatekeeper.settings import Secret
-from gatekeeper.store.directory import DirectoryStore
 
 __all__ = ["CustomerEndpoints", "endpoints_of"]
 
@@ -38,11 +39,14 @@ def endpoints_of(webhooks: Mapping[str, tuple[Mapping[str, object], ...]]) -> li
 
 
 class CustomerEndpoints:
-    """`await CustomerEndpoints(directory)()`: the current customer endpoints."""
+    """`await CustomerEndpoints(directory)(customer)`: that customer's own endpoints, from its
+    record in the directory (held by the directory's bounded cache, dropped on its change)."""
 
-    def __init__(self, directory: DirectoryStore) -> None:
+    def __init__(self, directory: LiveDirectory) -> None:
         self._directory = directory
 
-    async def __call__(self) -> list[Endpoint]:
-        state = await self._directory.load()
-        return endpoints_of(state.webhooks)
+    async def __call__(self, customer: str) -> list[Endpoint]:
+        record = await self._directory.record(customer)
+        if record is None or not record.webhooks:
+            return []
+        return endpoints_of({customer: record.webhooks})

@@ -86,8 +86,7 @@ class AlertNotifier:
         partitions: Sequence[int] | None = None,
         read_slice_ms: int = 100,
         max_tracked: int = 10_000,
-        customer_endpoints: Callable[[], Awaitable[Sequence[Endpoint]]] | None = None,
-        refresh_s: float = 2.0,
+        customer_endpoints: Callable[[str], Awaitable[Sequence[Endpoint]]] | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
@@ -102,12 +101,12 @@ class AlertNotifier:
         self._state = NotifyState(redis=redis, keys=keys, dedupe_ttl_s=settings.dedupe_ttl_s)
         self.mutes = AlertMutes(redis=redis, keys=keys)
         self._router = Router(
-            state=self._state, mutes=self.mutes, endpoints=endpoints, settings=settings
+            state=self._state,
+            mutes=self.mutes,
+            endpoints=endpoints,
+            settings=settings,
+            own=customer_endpoints,
         )
-        self._operator_endpoints = tuple(endpoints)
-        self._customer_endpoints = customer_endpoints
-        self._refresh_s = refresh_s
-        self._next_refresh = 0.0
         self._client = WebhookClient(
             clock=self._clock, timeout_s=settings.timeout_s, session=session
         )
@@ -207,7 +206,6 @@ class AlertNotifier:
         due attempts, ack what is resolved. Returns entries acked. Raises redis errors."""
         self._progress = False
         await self._reader.ensure_groups()
-        await self._refresh_endpoints()
         await self._apply_results()
         entries = await self._read(block_ms)
         now = self._clock.now()
@@ -223,18 +221,6 @@ class AlertNotifier:
         await asyncio.sleep(0)  # let fresh attempts start before the next read blocks
         await self._apply_results()
         return await self._ack_done()
-
-    async def _refresh_endpoints(self) -> None:
-        """Every `refresh_s`: the operator's endpoints plus the customers' own (from the API's
-        directory). A malformed customer endpoint is skipped and logged."""
-        if self._customer_endpoints is None:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._next_refresh:
-            return
-        self._next_refresh = loop.time() + self._refresh_s
-        extra = await self._customer_endpoints()
-        self._router.set_endpoints((*self._operator_endpoints, *extra))
 
     async def _read(self, block_ms: int | None) -> list[StreamEntry]:
         entries: list[StreamEntry] = []

@@ -10,7 +10,7 @@ twice, digests included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,12 +58,20 @@ class Router:
         mutes: AlertMutes,
         endpoints: Sequence[Endpoint],
         settings: NotifierSettings,
+        own: Callable[[str], Awaitable[Sequence[Endpoint]]] | None = None,
     ) -> None:
+        """`endpoints`: the operator's; `own(customer)`: that customer's own endpoints."""
         self._state = state
         self._mutes = mutes
         self._endpoints = tuple(endpoints)
+        self._own = own
         self._settings = settings
         self._held: dict[str, Held] = {}
+
+    async def _candidates(self, customer: str) -> tuple[Endpoint, ...]:
+        if self._own is None:
+            return self._endpoints
+        return (*self._endpoints, *await self._own(customer))
 
     def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
         """Replace the endpoints (customers add and remove their own at run time)."""
@@ -86,7 +94,9 @@ class Router:
         if alert.kind.value in await self._mutes.muted(alert.customer):
             return "muted"
         targets = [
-            e for e in self._endpoints if e.accepts(alert.kind.value) and e.serves(alert.customer)
+            e
+            for e in await self._candidates(alert.customer)
+            if e.accepts(alert.kind.value) and e.serves(alert.customer)
         ]
         if not targets:
             return "no endpoint accepts this kind"
@@ -112,7 +122,7 @@ class Router:
             held = self._held[customer]
             targets = [
                 e
-                for e in self._endpoints
+                for e in await self._candidates(customer)
                 if e.serves(customer) and any(e.accepts(t.alert.kind) for t in held.items)
             ]
             jobs.extend(await self._jobs(targets, held.items, now, window_end=held.end))

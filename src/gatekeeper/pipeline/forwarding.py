@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
-from gatekeeper.engine import PolicySource
+from gatekeeper.directory.live import LiveDirectory
 from gatekeeper.forward.consumer import UsageForwarder
 from gatekeeper.forward.http import DeadLetter, HttpForwarder
 from gatekeeper.forward.settings import ForwarderSettings
@@ -20,7 +20,6 @@ from gatekeeper.notify import (
 )
 from gatekeeper.notify.customer_endpoints import CustomerEndpoints
 from gatekeeper.settings import AlertSettings, ForwarderSection
-from gatekeeper.store.directory import DirectoryStore
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.tracing import Tracing
 
@@ -77,10 +76,11 @@ def build_notifier(
     redis: Redis,
     keys: KeySpace,
     consumer: str,
-    policy: PolicySource,
+    policy: LiveDirectory,
     tracing: Tracing | None = None,
 ) -> AlertNotifier | None:
-    """The webhook notifier: the operator's endpoints (settings) and customers' own (API).
+    """The webhook notifier: the operator's endpoints (settings) and customers' own (API,
+    read from each alert's customer's record in `policy`, the directory).
 
     Raises ValueError naming `alerts.webhooks[i]` when a signing secret is malformed or not
     configured; logs an error for each endpoint whose secret variable is unset (held).
@@ -101,6 +101,6 @@ def build_notifier(
         consumer=consumer,
         log_sink=RedisDeliveryLog(redis=redis, keys=keys),
         policy=policy,
-        customer_endpoints=CustomerEndpoints(DirectoryStore(redis=redis, keys=keys)),
+        customer_endpoints=CustomerEndpoints(policy),
         tracing=tracing,
     )

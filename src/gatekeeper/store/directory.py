@@ -1,6 +1,6 @@
 """The small part of the run-time directory in Redis, read whole: plan documents set through
-the API, API tokens, customers' own webhook endpoints. (Customers and their keys are records of
-their own, `store.customers`.)
+the API and API tokens. (Customers, their keys and webhook endpoints are records of their own,
+`store.customers`.)
 
 Every change is one optimistic transaction (WATCH these hashes, read them, compute, MULTI): the
 new entries, their audit records and an invalidation message commit together or not at all, and
@@ -53,12 +53,11 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryState:
-    """Plans, tokens and webhooks set through the API (plan documents are plain JSON; None =
-    the file's plan removed)."""
+    """Plans and tokens set through the API (plan documents are plain JSON; None = the file's
+    plan removed)."""
 
     plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
     tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)  # by sha256
-    webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,6 @@ class Mutation(Generic[T]):
     result: T
     plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
     tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)
-    webhooks: Mapping[str, tuple[Mapping[str, object], ...]] = field(default_factory=frozen_map)
     audit: tuple[AuditRecord, ...] = ()
 
 
@@ -84,26 +82,23 @@ class DirectoryStore:
     def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
-        self._watched = (keys.directory_plans(), keys.api_tokens(), keys.customer_webhooks())
+        self._watched = (keys.directory_plans(), keys.api_tokens())
 
     async def load(self) -> DirectoryState:
-        """Plans, tokens and webhooks. Raises redis errors."""
+        """Plans and tokens. Raises redis errors."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in self._watched:
                 pipe.hgetall(key)
-            plans, tokens, hooks = await pipe.execute()
-        return self._state(plans, tokens, hooks)
+            plans, tokens = await pipe.execute()
+        return self._state(plans, tokens)
 
     @staticmethod
-    def _state(
-        plans: Mapping[Any, Any], tokens: Mapping[Any, Any], hooks: Mapping[Any, Any]
-    ) -> DirectoryState:
+    def _state(plans: Mapping[Any, Any], tokens: Mapping[Any, Any]) -> DirectoryState:
         return DirectoryState(
             plans=frozen_map(_docs(plans)),
             tokens=frozen_map(
                 {_text(k): TokenRecord.from_json(_text(v)) for k, v in tokens.items()}
             ),
-            webhooks=frozen_map({_text(k): tuple(json.loads(_text(v))) for k, v in hooks.items()}),
         )
 
     async def change(
@@ -113,15 +108,13 @@ class DirectoryStore:
 
         Retries when another process changed the directory in between. Raises redis errors.
         """
-        plans_key, tokens_key, hooks_key = self._watched
+        plans_key, tokens_key = self._watched
         for _ in range(_RETRIES):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(*self._watched)
                     state = self._state(
-                        await pipe.hgetall(plans_key),
-                        await pipe.hgetall(tokens_key),
-                        await pipe.hgetall(hooks_key),
+                        await pipe.hgetall(plans_key), await pipe.hgetall(tokens_key)
                     )
                     mutation = compute(state)
                     if not isinstance(mutation, Mutation):
@@ -131,8 +124,6 @@ class DirectoryStore:
                         pipe.hset(plans_key, name, json.dumps(doc, sort_keys=True))
                     for digest, token in mutation.tokens.items():
                         pipe.hset(tokens_key, digest, token.to_json())
-                    for customer, hooks in mutation.webhooks.items():
-                        pipe.hset(hooks_key, customer, json.dumps(list(hooks), sort_keys=True))
                     for record in mutation.audit:
                         pipe.xadd(self._keys.audit_stream(), record.fields())  # type: ignore[arg-type]
                     pipe.publish(self._keys.invalidate_channel(), INVALIDATE_DIRECTORY)

@@ -147,7 +147,8 @@ class KeySpace:
         return f"{self.prefix}:{{ctl}}"
 
     def spend_cap_overrides(self) -> str:
-        """Hash: customer -> JSON of the cap the customer set (amount_nano, action)."""
+        """Hash (before the directory's records; read once to migrate them): customer -> JSON
+        of the cap the customer set (amount_nano, action)."""
         return f"{self._control()}:overrides:spend_cap"
 
     def audit_stream(self) -> str:
@@ -159,7 +160,8 @@ class KeySpace:
         return f"{self._control()}:dir:plans"
 
     def directory_customers(self) -> str:
-        """Hash: customer id -> JSON customer document set through the API ("null" = removed)."""
+        """Hash (before the directory's records; read once to migrate them): customer id ->
+        JSON customer document set through the API ("null" = removed)."""
         return f"{self._control()}:dir:customers"
 
     def api_tokens(self) -> str:
@@ -167,7 +169,8 @@ class KeySpace:
         return f"{self._control()}:dir:tokens"
 
     def customer_webhooks(self) -> str:
-        """Hash: customer id -> JSON list of the customer's own webhook endpoints."""
+        """Hash (before the directory's records; read once to migrate them): customer id ->
+        JSON list of the customer's own webhook endpoints."""
         return f"{self._control()}:dir:webhooks"
 
     def forward_dead_letter(self) -> str:
