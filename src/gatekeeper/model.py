@@ -249,6 +249,7 @@ class Customer:
     grants: tuple[Grant, ...] = ()
     spend_cap: CustomerSpendCap | None = None
     api_keys: tuple[ApiKey, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=frozen_map)  # labels: CRM id, region
 
     @property
     def effective_spend_cap(self) -> SpendCap | None:

@@ -40,7 +40,7 @@ from gatekeeper.store.directory import AuditRecord
 
 __all__ = ["CUSTOMER_FIELDS", "CustomerAdmin", "IssuedSecret", "key_view", "object_body"]
 
-CUSTOMER_FIELDS = ("plan", "billing_day", "overrides", "grants", "description")
+CUSTOMER_FIELDS = ("plan", "billing_day", "overrides", "grants", "description", "metadata")
 KEY_PREFIX = "gk_"
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_KEYS = 100  # API keys a customer may hold (revoked ones included)

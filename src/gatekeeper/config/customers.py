@@ -14,7 +14,14 @@ from datetime import UTC, date, datetime
 
 from gatekeeper.config.errors import ConfigError, ConfigIssue, Issues, did_you_mean
 from gatekeeper.config.features import RESERVED_FEATURE_NAMES, Catalog
-from gatekeeper.config.fields import Section, describe, expect_map, section_map, section_seq
+from gatekeeper.config.fields import (
+    Section,
+    describe,
+    expect_map,
+    expect_str,
+    section_map,
+    section_seq,
+)
 from gatekeeper.config.plans import EntitlementBuilder, parse_rate_limits, parse_spend_cap
 from gatekeeper.config.yamlsrc import Node, Scalar, YMap, item_path, key_path, load_yaml
 from gatekeeper.model import (
@@ -26,6 +33,7 @@ from gatekeeper.model import (
     FeatureType,
     Grant,
     Plan,
+    frozen_map,
 )
 from gatekeeper.money import format_nano
 
@@ -43,7 +51,11 @@ _CUSTOMER_KEYS = (
     "spend_cap",
     "api_keys",
     "description",
+    "metadata",
 )
+_METADATA_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+MAX_METADATA = 50  # entries per customer
+MAX_METADATA_VALUE = 512  # characters
 
 
 @dataclass(slots=True)
@@ -141,6 +153,7 @@ def _customer(
     grants = _grants(sec, catalog)
     api_keys = _api_keys(sec, hashes)
     cap = None if entitlements is None else _own_cap(sec, entitlements, check_cap_ceiling)
+    metadata = _metadata(sec)
     if entitlements is None:
         return None
     return Customer(
@@ -151,7 +164,32 @@ def _customer(
         grants=grants,
         spend_cap=cap,
         api_keys=api_keys,
+        metadata=metadata,
     )
+
+
+def _metadata(sec: Section) -> Mapping[str, str]:
+    """Free-form labels of the customer (CRM id, region, ...): text keys to text values."""
+    base = sec.path_of("metadata")
+    found: dict[str, str] = {}
+    node = section_map(sec.get("metadata"), base, sec.issues)
+    entries = list(node or ())
+    if len(entries) > MAX_METADATA:
+        sec.issues.add(base, node.line if node else None, f"at most {MAX_METADATA} entries")
+        return frozen_map()
+    for entry in entries:
+        path = key_path(base, entry.key)
+        if not _METADATA_KEY.fullmatch(entry.key):
+            sec.issues.add(
+                path, entry.key_line, "keys are letters, digits, '.', '_', ':', '/', '-' (≤ 64)"
+            )
+            continue
+        value = expect_str(entry.value, path, sec.issues, what="a text value")
+        if value is not None and len(value) > MAX_METADATA_VALUE:
+            sec.issues.add(path, entry.key_line, f"at most {MAX_METADATA_VALUE} characters")
+        elif value is not None:
+            found[entry.key] = value
+    return frozen_map(found)
 
 
 def _overrides(sec: Section, plan: Plan, catalog: Catalog) -> Plan:

@@ -38,6 +38,12 @@ def _null(schema: Schema) -> Schema:
 
 _PERCENTS = _list({"type": "integer", "minimum": 1, "maximum": 1000})
 _YAMLISH = {"type": "object", "description": "same shape as in the policy file"}
+_METADATA = {
+    "type": "object",
+    "description": "free-form labels: at most 50, keys ≤ 64 characters, text values ≤ 512",
+    "additionalProperties": {"type": "string", "maxLength": 512},
+    "maxProperties": 50,
+}
 
 COMPONENTS: dict[str, Schema] = {
     "Problem": _obj(
@@ -171,6 +177,7 @@ COMPONENTS: dict[str, Schema] = {
                 }
             ),
             "api_keys": _list(ref("ApiKey")),
+            "metadata": _METADATA,
         },
         ("id", "plan", "entitlements", "api_keys"),
     ),
@@ -181,6 +188,7 @@ COMPONENTS: dict[str, Schema] = {
             "overrides": _YAMLISH,
             "grants": _list(_YAMLISH),
             "description": STR,
+            "metadata": _METADATA,
         },
         (),
         extra=False,
@@ -193,6 +201,7 @@ COMPONENTS: dict[str, Schema] = {
             "overrides": _YAMLISH,
             "grants": _list(_YAMLISH),
             "description": STR,
+            "metadata": _METADATA,
         },
         ("id", "plan"),
         extra=False,

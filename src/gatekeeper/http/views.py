@@ -163,6 +163,7 @@ def customer_view(
             }
             for k in customer.api_keys
         ],
+        "metadata": dict(customer.metadata),
     }
 
 

@@ -1,0 +1,62 @@
+"""The directory through the API: customer metadata, the customer list by pages, key expiry
+and last use."""
+
+from __future__ import annotations
+
+from gatekeeper.edge.request import EdgeRequest
+from tests.api.conftest import Api, key_of
+
+
+async def test_metadata_is_kept_validated_and_shown(api: Api) -> None:
+    status, body = await api.call(
+        "PATCH", "/v1/customers/busy", body={"metadata": {"crm": "C-1042", "region": "eu"}}
+    )
+    assert status == 200 and body["metadata"] == {"crm": "C-1042", "region": "eu"}, body
+    status, body = await api.call("GET", "/v1/customers/busy")
+    assert body["metadata"] == {"crm": "C-1042", "region": "eu"}
+    status, problem = await api.call(
+        "PATCH", "/v1/customers/busy", body={"metadata": {"crm": ["C-1"], "x" * 70: "v"}}
+    )
+    assert status == 422, problem
+    fields = sorted(e["field"] for e in problem["errors"])
+    assert fields[0] == "metadata.crm" and fields[1].startswith("metadata"), problem
+
+
+async def test_the_customer_list_pages_by_cursor_and_plan(api: Api) -> None:
+    for i in range(7):
+        status, _ = await api.call(
+            "POST", "/v1/customers", body={"id": f"p{i:02d}", "plan": "free"}
+        )
+        assert status == 201
+    status, everyone = await api.call("GET", "/v1/customers", limit="1000")
+    ids = [c["id"] for c in everyone["customers"]]
+    assert ids == sorted(ids) and everyone["next_cursor"] is None
+    walked: list[str] = []
+    cursor = None
+    for _ in range(len(ids)):
+        params = {"limit": "3"} if cursor is None else {"limit": "3", "cursor": cursor}
+        status, page = await api.call("GET", "/v1/customers", **params)
+        assert status == 200 and len(page["customers"]) <= 3
+        walked += [c["id"] for c in page["customers"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == ids
+    status, free = await api.call("GET", "/v1/customers", plan="free", limit="1000")
+    assert {f"p{i:02d}" for i in range(7)} <= {c["id"] for c in free["customers"]}
+    assert all(c["plan"] == "free" for c in free["customers"])
+    status, problem = await api.call("GET", "/v1/customers", cursor="{bad}")
+    assert status == 422 and problem["errors"][0]["field"] == "cursor"
+
+
+async def test_keys_show_expiry_and_last_use(api: Api) -> None:
+    status, problem = await api.call(
+        "POST", "/v1/customers/busy/api-keys", body={"expires_at": "2001-01-01T00:00:00Z"}
+    )
+    assert status == 422 and problem["errors"][0]["field"] == "expires_at"
+    assert api.app.authorizer is not None and api.app.key_usage is not None
+    await api.app.authorizer.check(EdgeRequest("GET", "/v1/models", {"x-api-key": key_of("busy")}))
+    await api.app.key_usage.flush()
+    status, keys = await api.call("GET", "/v1/customers/busy/api-keys")
+    (busy,) = [k for k in keys["api_keys"] if k["id"] == "busy"]
+    assert busy["last_used_at"] is not None and busy["expires_at"] is None
