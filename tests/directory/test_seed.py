@@ -4,6 +4,8 @@ an unchanged file = nothing to do."""
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 
 from gatekeeper.config import parse_config
@@ -60,3 +62,18 @@ async def test_the_file_seeds_and_the_api_wins(redis: Redis, key_prefix: str) ->
     assert c is None  # deleted through the API: not brought back
     assert await records.get("d") is None  # no longer in the file
     assert await records.get("e") is not None
+
+
+async def test_processes_starting_together_seed_once(redis: Redis, key_prefix: str) -> None:
+    keys = KeySpace(prefix=key_prefix, partitions=4)
+    records = CustomerRecords(redis=redis, keys=keys)
+    customers = "".join(f"  c{i}: {{plan: free}}\n" for i in range(300))
+    root = _root(customers)
+    results = await asyncio.gather(
+        *(
+            reconcile_directory(redis=redis, keys=keys, records=records, root=root, updated_at="t")
+            for _ in range(4)
+        )
+    )
+    assert sorted(r.skipped for r in results) == [False, True, True, True]
+    assert sum(r.written for r in results) == 300 and await records.count() == 300

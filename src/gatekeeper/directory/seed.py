@@ -9,9 +9,11 @@ digest is kept, so a start with the same file writes nothing and reads almost no
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ __all__ = ["SeedResult", "reconcile_directory", "seed_customers"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 2_000
+_LOCK_S = 120  # how long one process may seed before another takes over
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +65,39 @@ async def seed_customers(
     docs: Mapping[str, Doc],
     updated_at: str,
 ) -> SeedResult:
-    """Reconcile the file's customer documents into the directory. Raises redis errors."""
+    """Reconcile the file's customer documents into the directory. Raises redis errors.
+
+    One process at a time (`serve --workers N` starts N at once): the others wait for its
+    result (up to `_LOCK_S`; if it died meanwhile, one of them takes over)."""
     digest = _digest(docs)
+    marker, lock = keys.directory_seed(), keys.directory_seed_lock()
+    token = uuid.uuid4().hex
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * _LOCK_S
+    while True:
+        if _text(await redis.get(marker)) == digest:
+            return SeedResult(0, 0, skipped=True)
+        if await redis.set(lock, token, nx=True, ex=_LOCK_S):
+            break
+        if loop.time() > deadline:
+            raise TimeoutError("another process has been seeding the directory for too long")
+        await asyncio.sleep(0.2)
+    try:
+        return await _seed(redis, keys, records, docs, digest, updated_at)
+    finally:
+        if _text(await redis.get(lock)) == token:
+            await redis.delete(lock)
+
+
+async def _seed(
+    redis: Redis,
+    keys: KeySpace,
+    records: CustomerRecords,
+    docs: Mapping[str, Doc],
+    digest: str,
+    updated_at: str,
+) -> SeedResult:
     marker = keys.directory_seed()
-    if _text(await redis.get(marker)) == digest:
-        return SeedResult(0, 0, skipped=True)
     channel = keys.invalidate_channel()
     deleted = await records.removed_seeds()  # deleted through the API: not brought back
     batch = [

@@ -120,6 +120,10 @@ class KeySpace:
         """String: digest of the policy file's customers last reconciled into the directory."""
         return f"{self._control()}:dir:seed"
 
+    def directory_seed_lock(self) -> str:
+        """String (TTL): the process reconciling the policy file's customers right now."""
+        return f"{self._control()}:dir:seed:lock"
+
     def directory_seed_removed(self) -> str:
         """Set: ids of the policy file's customers deleted through the API (a later seed does
         not bring them back; creating the id again through the API lifts it)."""
