@@ -191,3 +191,11 @@ async def test_pages_walk_every_customer_once_in_id_order(
                 break
             after = page[-1]
         assert walked == expected
+
+
+async def test_a_pointer_left_behind_does_not_block_the_key(redis: Redis, key_prefix: str) -> None:
+    records = _records(redis, key_prefix)
+    channel = f"{key_prefix}:invalidate"
+    await redis.set(records.keys.key_owner(SHA_A), "ghost")  # as a crash mid-change leaves it
+    await records.change("acme", _put(_doc("pro", SHA_A)), channel=channel)
+    assert await records.owner_of_key(SHA_A) == "acme"

@@ -324,9 +324,10 @@ class CustomerRecords:
         return done
 
     async def _claim(self, claims: Sequence[tuple[str, str]]) -> None:
-        """Point each new key hash at its customer; a hash another customer holds is refused
-        (nothing of this batch is written then; hashes claimed for it point to customers that
-        do not list them, which grants nothing)."""
+        """Point each new key hash at its customer; a hash another customer's record lists is
+        refused (nothing of this batch is written then; hashes claimed for it point to customers
+        that do not list them, which grants nothing), a pointer whose customer no longer lists
+        the hash is taken over."""
         if not claims:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -335,10 +336,16 @@ class CustomerRecords:
                 pipe.get(self._keys.key_owner(digest))
             replies = await pipe.execute()
         for (digest, customer), owner in zip(claims, replies[1::2], strict=True):
-            if _text(owner) != customer:
+            holder = _text(owner)
+            if holder == customer:
+                continue
+            held = await self.get(holder)
+            if held is not None and digest in held.key_hashes:
                 raise DirectoryConflict(
                     f"an API key with hash {digest[:12]}… is another customer's"
                 )
+            # a pointer left behind (its customer no longer lists the key): take it over
+            await self._redis.set(self._keys.key_owner(digest), customer)
 
     def _queue_put(self, pipe: Any, put: _Put, channel: str) -> None:
         record = put.after or put.before
