@@ -60,3 +60,12 @@ async def test_keys_show_expiry_and_last_use(api: Api) -> None:
     status, keys = await api.call("GET", "/v1/customers/busy/api-keys")
     (busy,) = [k for k in keys["api_keys"] if k["id"] == "busy"]
     assert busy["last_used_at"] is not None and busy["expires_at"] is None
+
+
+async def test_a_limit_beyond_exact_counting_is_refused_not_a_500(api: Api) -> None:
+    body = {"entitlements": {"api_access": True, "chat_requests": {"limit": 10**30}}}
+    status, problem = await api.call("PUT", "/v1/plans/huge", body=body)
+    assert status == 422, problem
+    assert problem["errors"][0]["field"] == "entitlements.chat_requests.limit", problem
+    status, _ = await api.call("GET", "/v1/plans/huge")
+    assert status == 404

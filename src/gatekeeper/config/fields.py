@@ -69,12 +69,26 @@ def int_range(lo: int | None, hi: int | None) -> str:
     return "an integer"
 
 
+MAX_EXACT = 2**53 - 1
+"""The largest integer a policy may hold: the decision script counts in Lua numbers (IEEE
+doubles), exact only up to 2**53."""
+
+
 def expect_int(
     node: Node, path: str, issues: Issues, *, lo: int | None = None, hi: int | None = None
 ) -> int | None:
+    """An integer within lo..hi, and never above MAX_EXACT."""
     value = node.value if isinstance(node, Scalar) else None
     if isinstance(value, bool) or not isinstance(value, int) or not _within(value, lo, hi):
         issues.add(path, node.line, f"expected {int_range(lo, hi)}, got {describe(node)}")
+        return None
+    if value > MAX_EXACT:
+        issues.add(
+            path,
+            node.line,
+            f"at most {MAX_EXACT} (2**53 - 1: counts are exact only up to there), "
+            f"got {describe(node)}",
+        )
         return None
     return value
 
