@@ -69,3 +69,14 @@ async def test_a_limit_beyond_exact_counting_is_refused_not_a_500(api: Api) -> N
     assert problem["errors"][0]["field"] == "entitlements.chat_requests.limit", problem
     status, _ = await api.call("GET", "/v1/plans/huge")
     assert status == 404
+
+
+async def test_an_empty_body_is_refused_where_one_is_required(api: Api) -> None:
+    status, before = await api.call("GET", "/v1/plans/free")
+    for method, path in (("PUT", "/v1/plans/free"), ("PATCH", "/v1/customers/busy")):
+        status, problem = await api.call(method, path)
+        assert status == 422 and problem["errors"][0]["field"] == "body", problem
+    status, after = await api.call("GET", "/v1/plans/free")
+    assert after == before  # nothing emptied
+    status, issued = await api.call("POST", "/v1/customers/busy/api-keys")  # body optional
+    assert status == 201, issued
