@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 __all__ = [
+    "MAX_COUNT",
     "NO_STRINGS",
     "Anchor",
     "ApiKey",
@@ -50,6 +51,10 @@ def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
     """A read-only view of a copy of `items` (frozen dataclasses hold these, never dicts)."""
     return MappingProxyType(dict(items or {}))
 
+
+MAX_COUNT = 2**53 - 1
+"""The largest count or quantity anything may hold: the decision script counts in Lua numbers
+(IEEE doubles), exact only up to 2**53."""
 
 NO_STRINGS: Mapping[str, str] = frozen_map()
 """The empty read-only str -> str map: the default of NamedTuple fields (built once)."""

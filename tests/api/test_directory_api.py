@@ -80,3 +80,18 @@ async def test_an_empty_body_is_refused_where_one_is_required(api: Api) -> None:
     assert after == before  # nothing emptied
     status, issued = await api.call("POST", "/v1/customers/busy/api-keys")  # body optional
     assert status == 201, issued
+
+
+async def test_hostile_json_bodies_are_422_not_500(api: Api) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    long_number = '{"billing_day": ' + "1" * 100_000 + "}"
+    for raw in (deep, long_number, '{"plan": 1e99999}'):
+        async with api.session.patch(
+            api.base + "/v1/customers/busy",
+            data=raw,
+            headers={
+                "authorization": "Bearer bootstrap-operator-token",
+                "content-type": "application/json",
+            },
+        ) as response:
+            assert response.status == 422, (raw[:40], await response.text())

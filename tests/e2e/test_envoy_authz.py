@@ -168,9 +168,10 @@ async def test_spend_cap_is_402(stack: Stack) -> None:
     assert h["content-type"] == "application/problem+json"
 
 
-async def test_malformed_cost_header_is_400(stack: Stack) -> None:
+@pytest.mark.parametrize("count", ["lots", "-1", str(2**63), "9" * 5000])
+async def test_malformed_cost_header_is_400(stack: Stack, count: str) -> None:
     status, _, body = await post(
-        stack.url, {**key("busy"), "x-token-count": "lots"}, "/v1/embeddings"
+        stack.url, {**key("busy"), "x-token-count": count}, "/v1/embeddings"
     )
     assert status == 400 and "x-token-count" in json.loads(body)["detail"]
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from gatekeeper.config.errors import Issues, did_you_mean
 from gatekeeper.config.yamlsrc import Node, Scalar, YMap, YSeq, key_path
+from gatekeeper.model import MAX_COUNT
 from gatekeeper.money import MAX_SCRIPT_NANO, MoneyError, format_nano, parse_nano
 
 __all__ = [
@@ -69,9 +70,7 @@ def int_range(lo: int | None, hi: int | None) -> str:
     return "an integer"
 
 
-MAX_EXACT = 2**53 - 1
-"""The largest integer a policy may hold: the decision script counts in Lua numbers (IEEE
-doubles), exact only up to 2**53."""
+MAX_EXACT = MAX_COUNT  # the largest integer a policy may hold (model.MAX_COUNT)
 
 
 def expect_int(

@@ -9,7 +9,15 @@ from typing import NamedTuple
 
 from gatekeeper.edge.request import EdgeRequest
 from gatekeeper.engine import MeterRequest
-from gatekeeper.model import NO_STRINGS, FeatureType, Policy, Route, RouteMeter, frozen_map
+from gatekeeper.model import (
+    MAX_COUNT,
+    NO_STRINGS,
+    FeatureType,
+    Policy,
+    Route,
+    RouteMeter,
+    frozen_map,
+)
 
 __all__ = ["BadRequest", "RouteTable", "Usage", "resolve_usage"]
 
@@ -67,9 +75,19 @@ def _header_int(request: EdgeRequest, header: str, default: int | None) -> int:
         raise BadRequest(
             f"header {header} must be a non-negative integer, got {raw[:32]!r}"
         ) from None
-    if value < 0:
-        raise BadRequest(f"header {header} must be a non-negative integer, got {value}")
+    if value < 0 or value > MAX_COUNT:
+        raise BadRequest(
+            f"header {header} must be an integer from 0 to {MAX_COUNT}, got {raw.strip()[:32]}"
+        )
     return value
+
+
+def _context_cost(ctx: Mapping[str, str]) -> int | None:
+    """`cost` of Envoy's context_extensions: a count gatekeeper holds exactly, else none."""
+    raw = ctx.get("cost", "")
+    if not raw.isdigit() or len(raw) > 16 or int(raw) > MAX_COUNT:
+        return None
+    return int(raw)
 
 
 def _meter(request: EdgeRequest, m: RouteMeter) -> tuple[MeterRequest, str | None]:
@@ -90,11 +108,11 @@ def _from_context(policy: Policy, request: EdgeRequest) -> Usage:
         return Usage(requires=requires)
     if feature is None or feature.type is not FeatureType.METERED:
         return Usage(requires=(*requires, name))
+    cost = _context_cost(ctx)
     if "cost_header" in ctx:
-        default = int(ctx["cost"]) if ctx.get("cost", "").isdigit() else None
-        quantity = _header_int(request, ctx["cost_header"], default)
+        quantity = _header_int(request, ctx["cost_header"], cost)
     else:
-        quantity = int(ctx["cost"]) if ctx.get("cost", "").isdigit() else 1
+        quantity = 1 if cost is None else cost
     settle = ctx.get("settle_header", "").strip().lower()
     meter = MeterRequest(name, quantity, reserve=bool(settle))
     return Usage(
