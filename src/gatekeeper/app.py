@@ -234,9 +234,12 @@ class App:
         client = self.redis.client
         grpc_server, authz_http = self.grpc, self.authz_http
 
+        api_failures: dict[str, int] = {}  # route -> API requests whose handler raised
+
         def handler_failures() -> dict[tuple[str, str], int]:
             found = {("grpc", method): n for method, n in grpc_server.handler_failures.items()}
             found["authz_http", "check"] = authz_http.handler_failures
+            found.update({("api", route): n for route, n in api_failures.items()})
             return found
 
         self.metrics.expose(
@@ -271,6 +274,7 @@ class App:
             ),
             ready=lambda: self.healthy,
             metrics=self.metrics.registry.render,
+            failures=api_failures,
         )
         self.dashboard = mount_dashboard(
             http_app,

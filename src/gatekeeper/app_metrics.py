@@ -158,7 +158,7 @@ class ServeMetrics:
         r.counter_reading(
             "gatekeeper_handler_failures_total",
             "Requests whose handler raised an unexpected exception (a bug, logged with its "
-            "traceback; answered 500 or UNKNOWN), by server (grpc, authz_http) and method.",
+            "traceback; answered 500 or UNKNOWN), by server (grpc, authz_http, api) and method.",
             lambda: {key: float(n) for key, n in handler_failures().items()},
             ("server", "method"),
         )

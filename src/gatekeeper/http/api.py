@@ -4,7 +4,10 @@
 Health and metrics live outside `/v1`: no token, not in the OpenAPI document. Every `/v1`
 call but the document needs a bearer token (see `auth.py`); access per operation is in the
 route table (`routes.py`). A customer token asking for another customer gets 404, never
-the data. Errors are problem+json: 401, 403, 404, 409, 422 (naming each field), 503.
+the data. Before a handler runs, its path and query parameters and its JSON body are checked
+against the published document (`schema_check.py`, bounds in `bodies.py`). Errors are
+problem+json: 401, 403, 404, 409, 413, 422 (naming each field), 503; anything else a handler
+raises is a bug: logged with its traceback, counted, and answered 500 without details.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from redis.exceptions import RedisError
 
 from gatekeeper.access import Role
 from gatekeeper.admin import AdminError, Conflict, InputError, NotFound
+from gatekeeper.admin.errors import FieldError
 from gatekeeper.billing.protocol import BillingStoreError
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.http.auth import ACTOR, Authenticator, bearer
+from gatekeeper.http.bodies import MAX_BODY_BYTES, read_body
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.http.problems import invalid_fields, problem
-from gatekeeper.http.routes import Access, Operation, openapi_document, operations
+from gatekeeper.http.routes import PATH_PARAMS, Access, Operation, openapi_document, operations
+from gatekeeper.http.schema_check import SchemaChecker, coerce_param
+from gatekeeper.http.schemas import ref
 from gatekeeper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["build_api"]
@@ -56,11 +63,34 @@ def _forbidden(op_access: Access, request: web.Request) -> web.Response | None:
     return None
 
 
-def _guard(op: Operation) -> Handler:
+async def _invalid_input(
+    op: Operation, request: web.Request, checker: SchemaChecker
+) -> list[FieldError]:
+    """Every fault of the request's path, query and body against the operation's document
+    (the body is read here, within its bounds, and handed to the handler parsed)."""
+    errors: list[FieldError] = []
+    for name, raw in request.match_info.items():
+        schema = PATH_PARAMS.get(name)
+        if schema is not None:
+            errors += checker.errors(schema, raw, name)
+    for param in op.query:
+        text = request.query.get(param.name)
+        if text is not None:
+            errors += checker.errors(param.schema, coerce_param(param.schema, text), param.name)
+    if op.body is not None:
+        body = await read_body(request, required=op.body_required)
+        errors += checker.errors(ref(op.body), body)
+    return errors
+
+
+def _guard(op: Operation, checker: SchemaChecker) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         refused = _forbidden(op.access, request)
         if refused is not None:
             return refused
+        errors = await _invalid_input(op, request, checker)
+        if errors:
+            return invalid_fields(errors)
         return await op.handler(request)
 
     return handle
@@ -73,11 +103,21 @@ def build_api(
     ready: Callable[[], bool],
     metrics: Callable[[], str] | None = None,
     extra: Callable[[web.Application], None] | None = None,
+    failures: dict[str, int] | None = None,
 ) -> web.Application:
     """The aiohttp application; `extra` adds routes (dashboard, streams) behind the same auth.
-    `metrics` renders the Prometheus text served at `/metrics` (None: no such route)."""
+    `metrics` renders the Prometheus text served at `/metrics` (None: no such route).
+    `failures` counts, by route, requests whose handler raised an unexpected exception."""
     ops = operations(handlers)
     document = openapi_document(ops, _version())
+    checker = SchemaChecker(document["components"]["schemas"])
+    for name, schema in document["components"]["schemas"].items():
+        checker.check_supported(schema, f"#/components/schemas/{name}")
+    for path_ops in document["paths"].values():
+        for op_doc in path_ops.values():
+            for param in op_doc["parameters"]:
+                checker.check_supported(param["schema"])
+    failed = {} if failures is None else failures
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -96,6 +136,8 @@ def build_api(
         except (StoreUnavailable, RedisError, BillingStoreError, OSError) as exc:
             log.error("%s %s: store unavailable: %r", request.method, request.path, exc)
             return problem(503, "Unavailable", "a store is unavailable; try again")
+        except web.HTTPRequestEntityTooLarge:
+            return problem(413, "Payload too large", f"a body is at most {MAX_BODY_BYTES} bytes")
         except web.HTTPException as exc:  # the router's 404 / 405 on the API: problem+json too
             if exc.status < 400 or not request.path.startswith("/v1/"):
                 raise
@@ -104,6 +146,12 @@ def build_api(
             if "Allow" in exc.headers:
                 answer.headers["Allow"] = exc.headers["Allow"]
             return answer
+        except Exception:  # a bug: never the exception's text to the client
+            route = request.match_info.route.resource
+            name = f"{request.method} {route.canonical if route is not None else request.path}"
+            failed[name] = failed.get(name, 0) + 1
+            log.exception("%s %s: unexpected error", request.method, request.path)
+            return problem(500, "Internal error", "an unexpected error; it has been logged")
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -134,14 +182,14 @@ def build_api(
         assert metrics is not None
         return web.Response(text=metrics(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    app = web.Application(middlewares=[errors, authenticate])
+    app = web.Application(middlewares=[errors, authenticate], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if metrics is not None:
         app.router.add_get("/metrics", scrape)
     app.router.add_get("/v1/openapi.json", openapi)
     for op in ops:
-        app.router.add_route(op.method, op.path, _guard(op))
+        app.router.add_route(op.method, op.path, _guard(op, checker))
     if extra is not None:
         extra(app)
     return app

@@ -29,6 +29,7 @@ from gatekeeper.engine import DecisionEngine, PolicySource
 from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
 from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
+from gatekeeper.http.bodies import read_body as _body
 from gatekeeper.model import CapAction, Customer, Period, SpendCap
 from gatekeeper.money import MoneyError, format_nano, parse_nano
 from gatekeeper.periods import billing_window, window_for
@@ -42,61 +43,6 @@ CUSTOMER_PAGE = 100  # customers per page unless `limit` says otherwise
 
 def _json(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
-
-
-async def _body(request: web.Request, *, required: bool = True) -> object:
-    """The JSON body. An absent or empty one is a 422 naming `body` where the OpenAPI document
-    marks it required (never read as `{}`: an empty PUT would empty a plan); else `{}`."""
-    if not request.can_read_body:
-        if required:
-            raise InputError.one("body", "required: a JSON object")
-        return {}
-    text = await request.text()
-    if _too_deep(text):
-        raise InputError.one("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError.one("body", "expected a JSON document") from None
-    except _NumberTooLong as exc:
-        raise InputError.one("body", str(exc)) from None
-
-
-MAX_JSON_DEPTH = 64  # objects and arrays inside one another, more than any document here needs
-MAX_NUMBER_CHARS = 40  # digits of one JSON number (money and counts need far fewer)
-
-
-class _NumberTooLong(ValueError):
-    pass
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _NumberTooLong(f"a number of more than {MAX_NUMBER_CHARS} characters")
-    return int(text)
-
-
-def _bounded_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise _NumberTooLong(f"a number of more than {MAX_NUMBER_CHARS} characters")
-    return float(text)
-
-
-def _too_deep(text: str) -> bool:
-    """More than MAX_JSON_DEPTH brackets open at once (brackets inside strings may count too:
-    a false alarm needs a string of dozens of unbalanced brackets, never a real document).
-    Checked before parsing: the parser itself recurses once per level."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return False
-    depth = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

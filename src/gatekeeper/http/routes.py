@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from gatekeeper.http.handlers import Handlers
-from gatekeeper.http.schemas import COMPONENTS, ref
+from gatekeeper.http.schemas import COMPONENTS, FEATURE_NAME, ID, PLAN_NAME, ref
 
-__all__ = ["Access", "Operation", "Param", "openapi_document", "operations"]
+__all__ = ["PATH_PARAMS", "Access", "Operation", "Param", "openapi_document", "operations"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,11 +45,23 @@ class Operation:
     response: str | None  # component name of the 2xx body; None = no body
     status: int = 200
     body: str | None = None  # component name of the request body
+    body_required: bool = True  # False: an absent or empty body is `{}`
     query: tuple[Param, ...] = ()
 
 
 _LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size")
 _TIME = {"type": "string", "format": "date-time"}
+_DAY = {"type": "string", "format": "date"}
+_EVENT_CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}
+_STREAM_ID = {"type": "string", "pattern": "^[0-9]{1,19}(-[0-9]{1,19})?$"}
+# Every path parameter's schema, by name (checked before the handler runs, like the query).
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "customer": ID,
+    "plan": PLAN_NAME,
+    "key": ID,
+    "webhook": ID,
+    "token": ID,
+}
 
 
 def operations(h: Handlers) -> tuple[Operation, ...]:
@@ -69,10 +81,10 @@ def operations(h: Handlers) -> tuple[Operation, ...]:
                   "Delete a plan no customer uses", "catalog", A, None, 204),
         Operation("GET", "/v1/customers", h.customers, "listCustomers", "Customers", "customers",
                   OP, "Customers",
-                  query=(Param("plan", {"type": "string"}, "only customers on this plan"),
+                  query=(Param("plan", PLAN_NAME, "only customers on this plan"),
                          Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
                                "page size (default 100)"),
-                         Param("cursor", {"type": "string"}, "next_cursor of the last page"))),
+                         Param("cursor", ID, "next_cursor of the last page"))),
         Operation("POST", "/v1/customers", h.create_customer, "createCustomer",
                   "Create a customer", "customers", A, "Customer", 201, body="NewCustomer"),
         Operation("GET", c, h.get_customer, "getCustomer", "One customer", "customers", C,
@@ -82,13 +94,14 @@ def operations(h: Handlers) -> tuple[Operation, ...]:
                   "Customer", body="CustomerInput"),
         Operation("PATCH", c, h.patch_customer, "patchCustomer",
                   "Change some fields of a customer (null removes one)", "customers", A,
-                  "Customer", body="CustomerInput"),
+                  "Customer", body="CustomerPatch"),
         Operation("DELETE", c, h.delete_customer, "deleteCustomer", "Delete a customer",
                   "customers", A, None, 204),
         Operation("GET", c + "/api-keys", h.keys, "listApiKeys", "API keys (never the keys)",
                   "keys", C, "ApiKeys"),
         Operation("POST", c + "/api-keys", h.create_key, "createApiKey",
-                  "Create an API key (shown once)", "keys", M, "IssuedKey", 201, body="KeyInput"),
+                  "Create an API key (shown once)", "keys", M, "IssuedKey", 201, body="KeyInput",
+                  body_required=False),
         Operation("DELETE", c + "/api-keys/{key}", h.revoke_key, "revokeApiKey",
                   "Revoke an API key", "keys", M, "ApiKey"),
         Operation("POST", c + "/api-keys/{key}/rotate", h.rotate_key, "rotateApiKey",
@@ -102,18 +115,17 @@ def operations(h: Handlers) -> tuple[Operation, ...]:
                   C, "Alerts", query=(_LIMIT, Param("before", _TIME, "older than this"))),
         Operation("GET", c + "/events", h.events, "listEvents",
                   "Billed usage events, oldest first (paginated)", "usage", C, "Events",
-                  query=(_LIMIT, Param("feature", {"type": "string"}, "one feature only"),
+                  query=(_LIMIT, Param("feature", FEATURE_NAME, "one feature only"),
                          Param("since", _TIME, "time >= since"),
                          Param("until", _TIME, "time < until"),
-                         Param("cursor", {"type": "string"}, "next_cursor of the last page"))),
+                         Param("cursor", _EVENT_CURSOR, "next_cursor of the last page"))),
         Operation("GET", c + "/invoice", h.invoice, "getInvoice",
                   "Invoice lines of a billing period", "billing", C, "Invoice",
-                  query=(Param("period_start", {"type": "string", "format": "date"},
+                  query=(Param("period_start", _DAY,
                                "first day of the period (default: the current one)"),)),
         Operation("GET", c + "/revenue", h.revenue, "getRevenue",
                   "Recognised revenue per day", "billing", C, "Revenue",
-                  query=(Param("from", {"type": "string", "format": "date"}, "first day"),
-                         Param("to", {"type": "string", "format": "date"}, "last day"))),
+                  query=(Param("from", _DAY, "first day"), Param("to", _DAY, "last day"))),
         Operation("GET", c + "/spend-cap", h.get_cap, "getSpendCap",
                   "The customer's own cap, the plan's, the one in force", "controls", C,
                   "CapState"),
@@ -141,7 +153,7 @@ def operations(h: Handlers) -> tuple[Operation, ...]:
                   "Revoke a token", "access", A, "Token"),
         Operation("GET", "/v1/audit", h.audit, "listAudit", "Audit log, newest first", "access",
                   OP, "Audit",
-                  query=(_LIMIT, Param("after", {"type": "string"}, "next of the last page"))),
+                  query=(_LIMIT, Param("after", _STREAM_ID, "next of the last page"))),
     )  # fmt: skip
 
 
@@ -150,14 +162,14 @@ _ERRORS = {
     "403": "the token may not do this",
     "404": "no such thing, or not visible to this token",
     "409": "conflicts with the current state",
-    "422": "invalid input; `errors` names each field",
+    "422": "invalid input (body, path or query); `errors` names each field",
     "503": "a store is unavailable",
 }
 
 
 def _operation_doc(op: Operation) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS[name]}
         for name in _path_params(op.path)
     ]
     params += [
@@ -181,6 +193,8 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
             }
     for code, text in _ERRORS.items():
         responses[code] = {"description": text, "content": problem}
+    if op.body is not None:
+        responses["413"] = {"description": "the body is larger than 1 MiB", "content": problem}
     doc: dict[str, Any] = {
         "operationId": op.op_id,
         "summary": op.summary,
@@ -191,7 +205,7 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
     }
     if op.body is not None:
         doc["requestBody"] = {
-            "required": op.method != "POST" or op.body != "KeyInput",
+            "required": op.body_required,
             "content": {"application/json": {"schema": ref(op.body)}},
         }
     return doc

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["COMPONENTS", "ref"]
+from gatekeeper.events import AlertKind
+
+__all__ = ["COMPONENTS", "FEATURE_NAME", "ID", "PLAN_NAME", "ref"]
 
 Schema = dict[str, Any]
 
@@ -27,7 +29,21 @@ def _list(item: Schema) -> Schema:
 STR: Schema = {"type": "string"}
 INT: Schema = {"type": "integer"}
 BOOL: Schema = {"type": "boolean"}
-MONEY: Schema = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["25.00"]}
+MONEY: Schema = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$", "examples": ["25.00"]}
+# An amount a client sends: what `money.parse_nano` reads exactly (no sign, exponent or spaces;
+# more than 9 decimals is refused by name after the pattern).
+AMOUNT: Schema = {
+    "type": "string",
+    "pattern": r"^[0-9]+(\.[0-9]+)?$",
+    "maxLength": 32,
+    "examples": ["25.00"],
+}
+# Ids of customers, API keys, tokens and webhooks; plan and feature names (as check-config
+# has them).
+ID: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+PLAN_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+FEATURE_NAME: Schema = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"}
+TEXT: Schema = {"type": "string", "maxLength": 2000}
 TIME: Schema = {"type": "string", "format": "date-time"}
 DAY: Schema = {"type": "string", "format": "date"}
 
@@ -36,13 +52,22 @@ def _null(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-_PERCENTS = _list({"type": "integer", "minimum": 1, "maximum": 1000})
+_PERCENTS = {**_list({"type": "integer", "minimum": 1, "maximum": 1000}), "maxItems": 100}
 _YAMLISH = {"type": "object", "description": "same shape as in the policy file"}
 _METADATA = {
     "type": "object",
     "description": "free-form labels: at most 50, keys ≤ 64 characters, text values ≤ 512",
     "additionalProperties": {"type": "string", "maxLength": 512},
     "maxProperties": 50,
+}
+
+_CUSTOMER_FIELDS: dict[str, Schema] = {
+    "plan": PLAN_NAME,
+    "billing_day": _null({"type": "integer", "minimum": 1, "maximum": 31}),
+    "overrides": _YAMLISH,
+    "grants": _list(_YAMLISH),
+    "description": TEXT,
+    "metadata": _METADATA,
 }
 
 COMPONENTS: dict[str, Schema] = {
@@ -113,7 +138,7 @@ COMPONENTS: dict[str, Schema] = {
             "entitlements": _YAMLISH,
             "rate_limits": _list(_YAMLISH),
             "spend_cap": _YAMLISH,
-            "description": STR,
+            "description": TEXT,
         },
         (),
         extra=False,
@@ -144,8 +169,8 @@ COMPONENTS: dict[str, Schema] = {
     "ApiKeys": _obj({"api_keys": _list(ref("ApiKey"))}, ("api_keys",)),
     "KeyInput": _obj(
         {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"},
-            "expires_at": {"type": "string", "format": "date-time"},
+            "id": ID,
+            "expires_at": {**TIME, "description": "in the future"},
         },
         (),
         extra=False,
@@ -181,31 +206,11 @@ COMPONENTS: dict[str, Schema] = {
         },
         ("id", "plan", "entitlements", "api_keys"),
     ),
-    "CustomerInput": _obj(
-        {
-            "plan": STR,
-            "billing_day": _null({"type": "integer", "minimum": 1, "maximum": 31}),
-            "overrides": _YAMLISH,
-            "grants": _list(_YAMLISH),
-            "description": STR,
-            "metadata": _METADATA,
-        },
-        (),
-        extra=False,
+    "CustomerInput": _obj(_CUSTOMER_FIELDS, (), extra=False),
+    "CustomerPatch": _obj(
+        {name: _null(schema) for name, schema in _CUSTOMER_FIELDS.items()}, (), extra=False
     ),
-    "NewCustomer": _obj(
-        {
-            "id": STR,
-            "plan": STR,
-            "billing_day": _null(INT),
-            "overrides": _YAMLISH,
-            "grants": _list(_YAMLISH),
-            "description": STR,
-            "metadata": _METADATA,
-        },
-        ("id", "plan"),
-        extra=False,
-    ),
+    "NewCustomer": _obj({"id": ID, **_CUSTOMER_FIELDS}, ("id", "plan"), extra=False),
     "CapState": _obj(
         {
             "customer": STR,
@@ -227,7 +232,7 @@ COMPONENTS: dict[str, Schema] = {
     "CapInput": _obj(
         {
             "amount": {
-                **_null(MONEY),
+                **_null(AMOUNT),
                 "description": "the cap per billing period; null removes the own cap "
                 "(required: a body without it is refused)",
             },
@@ -266,11 +271,13 @@ COMPONENTS: dict[str, Schema] = {
             "url": {
                 "type": "string",
                 "format": "uri",
+                "pattern": r"^https?://[^\s/$.?#][^\s]*$",
+                "maxLength": 2048,
                 "description": "http(s) URL on a public address: loopback, private, link-local "
                 "and other internal hosts (and localhost) are refused unless the operator set "
                 "alerts.allow_private_customer_webhooks",
             },
-            "kinds": _list(STR),
+            "kinds": {**_list({"enum": [kind.value for kind in AlertKind]}), "maxItems": 20},
         },
         ("url",),
         extra=False,
@@ -408,7 +415,11 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "Tokens": _obj({"tokens": _list(ref("Token"))}, ("tokens",)),
     "TokenInput": _obj(
-        {"role": {"enum": ["admin", "read", "customer"]}, "customer": STR, "name": STR},
+        {
+            "role": {"enum": ["admin", "read", "customer"]},
+            "customer": {**ID, "description": "customer tokens only: an existing customer"},
+            "name": {"type": "string", "maxLength": 200},
+        },
         ("role",),
         extra=False,
     ),
