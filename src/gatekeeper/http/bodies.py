@@ -120,7 +120,7 @@ async def read_body(request: web.Request, *, required: bool = True) -> object:
     if BODY in request:
         return request[BODY]
     raw = await request.read() if request.can_read_body else b""
-    if not raw.strip():
+    if not raw:  # absent (whitespace alone is not JSON, and refused as such)
         if required:
             raise InputError.one("body", "required: a JSON object")
         value: object = {}

@@ -45,7 +45,10 @@ _DATE_TIME = re.compile(
     re.ASCII,
 )
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]*", re.ASCII)
+# RFC 3986: ASCII only, reserved and unreserved characters, `%` only as a percent-escape.
+_URI = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*"
+)
 _INTEGER = re.compile(r"-?[0-9]{1,20}", re.ASCII)
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
