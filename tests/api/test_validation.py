@@ -164,6 +164,9 @@ BAD_PARAMS = [
     (C + "/events", {"until": "9999-12-31T23:59:59-01:00"}, "until"),
     (C + "/events", {"cursor": "!"}, "cursor"),
     (C + "/events", {"feature": "A"}, "feature"),
+    # cursors whose moment no datetime holds in UTC (year 1 at +05:00, 9999 at -05:00)
+    (C + "/events", {"cursor": "MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHx4"}, "cursor"),
+    (C + "/events", {"cursor": "OTk5OS0xMi0zMVQyMzo1OTo1OS0wNTowMHx4"}, "cursor"),
     (C + "/alerts", {"before": "yesterday"}, "before"),
     (C + "/invoice", {"period_start": "0001-01-01"}, "period_start"),
     (C + "/revenue", {"from": "2026-13-01"}, "from"),

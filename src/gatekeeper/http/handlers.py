@@ -93,8 +93,9 @@ def _uncursor(text: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(when)
         if moment.tzinfo is None or not event_id:
             raise ValueError(raw)
-        return moment, event_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # in UTC, as this API wrote it: an hour-offset year 1 or 9999 cannot be converted
+        return moment.astimezone(UTC), event_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InputError.one("cursor", "not a cursor this API returned") from None
 
 

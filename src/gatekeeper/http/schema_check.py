@@ -3,6 +3,7 @@ checked against request bodies and parameters before a handler runs.
 
 Keywords: `$ref` (to `#/components/schemas/…`), `type` (one or a list), `enum`, `anyOf`,
 `properties`, `required`, `additionalProperties` (false or a schema), `maxProperties`,
+`propertyNames`,
 `items`, `maxItems`, `minLength`, `maxLength`, `pattern` (ECMA-262 semantics: ASCII classes,
 `$` only at the very end), `format` (`date-time` as RFC 3339 with a timezone, `date`, `uri`),
 `minimum`, `maximum`; annotations (`description`, `examples`) are ignored. A schema using any
@@ -35,8 +36,8 @@ _ANNOTATIONS = frozenset({"description", "examples", "title", "default", "deprec
 _KEYWORDS = frozenset(
     {
         "$ref", "type", "enum", "anyOf", "properties", "required", "additionalProperties",
-        "maxProperties", "items", "maxItems", "minLength", "maxLength", "pattern", "format",
-        "minimum", "maximum",
+        "maxProperties", "propertyNames", "items", "maxItems", "minLength", "maxLength",
+        "pattern", "format", "minimum", "maximum",
     }
 ) | _ANNOTATIONS  # fmt: skip
 _FORMATS = frozenset({"date-time", "date", "uri"})
@@ -144,7 +145,7 @@ class SchemaChecker:
             if key in ("properties",):
                 for name, prop in sub.items():
                     self.check_supported(prop, f"{where}/properties/{name}")
-            elif key in ("items", "additionalProperties", "anyOf"):
+            elif key in ("items", "additionalProperties", "anyOf", "propertyNames"):
                 self.check_supported(sub, f"{where}/{key}")
 
     def _resolve(self, ref: str) -> Schema | None:
@@ -197,7 +198,8 @@ class SchemaChecker:
             if self._type_fits(branch, value):
                 yield from errs
                 return
-        yield FieldError(path, " or ".join(errs[0].message for errs in found))
+        messages = [errs[0].message.removeprefix("expected ") for errs in found]
+        yield FieldError(path, "expected " + " or ".join(messages))
 
     def _type_fits(self, schema: Schema, value: object) -> bool:
         if "$ref" in schema:
@@ -227,12 +229,17 @@ class SchemaChecker:
         props: Mapping[str, Schema] = schema.get("properties", {})
         for name in schema.get("required", ()):
             if name not in value:
-                yield FieldError(_join(path, name), "required")
+                described = props.get(name, {}).get("description")
+                message = f"required ({described})" if described else "required"
+                yield FieldError(_join(path, name), message)
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             yield FieldError(path, f"at most {schema['maxProperties']} entries")
         extra = schema.get("additionalProperties", True)
+        names: Schema | None = schema.get("propertyNames")
         for name, item in value.items():
             where = _join(path, name)
+            if names is not None:
+                yield from self._check(names, name, where)
             if name in props:
                 yield from self._check(props[name], item, where)
             elif extra is False:

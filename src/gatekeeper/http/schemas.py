@@ -58,6 +58,7 @@ _METADATA = {
     "type": "object",
     "description": "free-form labels: at most 50, keys ≤ 64 characters, text values ≤ 512",
     "additionalProperties": {"type": "string", "maxLength": 512},
+    "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$"},
     "maxProperties": 50,
 }
 
