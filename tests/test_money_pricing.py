@@ -17,7 +17,7 @@ def test_parse_nano_exact(text: str, nano: int) -> None:
     assert parse_nano(text) == nano
 
 
-@pytest.mark.parametrize("bad", ["0.0000000001", "abc", "NaN", "Infinity", 0.1])
+@pytest.mark.parametrize("bad", ["0.0000000001", "abc", "NaN", "Infinity", 0.1, "1E+999999999"])
 def test_parse_nano_rejects_inexact_or_float(bad: object) -> None:
     with pytest.raises(MoneyError):
         parse_nano(bad)  # type: ignore[arg-type]

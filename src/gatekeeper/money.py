@@ -21,6 +21,7 @@ NANO = 10**9
 # Lua numbers are IEEE doubles: integers are exact up to 2**53. Every amount the decision
 # script adds or compares must stay below this (about 9,007,199 major units per period).
 MAX_SCRIPT_NANO = 2**53
+MAX_DIGITS = 30  # digits before the decimal point of any amount read (far beyond any bound)
 
 # ISO 4217 minor-unit exponents for currencies that do not use 2 decimals.
 _MINOR_EXPONENT = {
@@ -50,7 +51,8 @@ class MoneyError(ValueError):
 def parse_nano(text: str | int | Decimal) -> int:
     """Parse a decimal amount in major units ("0.002") into exact nano-units (2_000_000).
 
-    Raises MoneyError when the text is not a finite decimal or has more than 9 decimals.
+    Raises MoneyError when the text is not a finite decimal, has more than 9 decimals, or more
+    than MAX_DIGITS digits before the point.
     """
     if isinstance(text, bool | float):
         raise MoneyError('must be a decimal string such as "0.002", not a float')
@@ -60,6 +62,8 @@ def parse_nano(text: str | int | Decimal) -> int:
         raise MoneyError(f"{text!r} is not a decimal number") from None
     if not value.is_finite():
         raise MoneyError(f"{text!r} is not a finite number")
+    if value.adjusted() > MAX_DIGITS:  # before scaling: 1E+999999999 overflows the context
+        raise MoneyError(f"{text!r} is too large (more than {MAX_DIGITS} digits before the point)")
     scaled = value * NANO
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{text!r} has more than 9 decimals: not exact in nano-units")

@@ -40,6 +40,25 @@ BAD_BODIES: list[tuple[str, str, Any, set[str]]] = [
     ("PUT", C, {"plan": None}, {"plan"}),
     ("PUT", C, {"grants": {}}, {"grants"}),
     ("PUT", C, {"plan": "free", "description": 7}, {"description"}),
+    # policy-shaped fields are checked by check-config's parser, by path, never a 500
+    (
+        "PUT",
+        C,
+        {
+            "plan": "free",
+            "grants": [
+                {"feature": "llm_tokens", "amount": 5, "expires_at": "9999-12-31T23:59:59-01:00"}
+            ],
+        },
+        {"grants[0].expires_at"},
+    ),
+    (
+        "PUT",
+        C,
+        {"plan": "free", "overrides": {"spend_cap": {"amount": "1E+999999999"}}},
+        {"overrides.spend_cap.amount"},
+    ),
+    ("PUT", "/v1/plans/newplan", {"spend_cap": {"amount": "1E+999999999"}}, {"spend_cap.amount"}),
     ("PATCH", C, {"billing_day": "3"}, {"billing_day"}),
     ("PATCH", C, {"x": None}, {"x"}),
     ("POST", C + "/api-keys", {"id": ""}, {"id"}),

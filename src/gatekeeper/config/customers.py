@@ -282,7 +282,11 @@ def _instant(g: Section, key: str) -> datetime | None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         g.error(key, f"{key} needs a timezone, e.g. 2027-01-31T00:00:00Z")
         return None
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is past the last datetime in UTC
+        g.error(key, f"{key} is out of range in UTC")
+        return None
 
 
 def _api_keys(sec: Section, hashes: _KeyHashes) -> tuple[ApiKey, ...]:
