@@ -119,7 +119,10 @@ async def read_body(request: web.Request, *, required: bool = True) -> object:
     """
     if BODY in request:
         return request[BODY]
-    raw = await request.read() if request.can_read_body else b""
+    try:
+        raw = await request.read() if request.can_read_body else b""
+    except web.RequestPayloadError:  # gzip or deflate that does not inflate, a broken chunk
+        raise InputError.one("body", "could not be read as its headers describe it") from None
     if not raw:  # absent (whitespace alone is not JSON, and refused as such)
         if required:
             raise InputError.one("body", "required: a JSON object")
