@@ -217,3 +217,23 @@ async def test_a_bad_parameter_is_a_422_naming_it(
         answer = await r.json(content_type=None)
     assert r.status == 422, answer
     assert _fields(answer) == {field}, answer
+
+
+async def test_an_unexpected_error_is_a_problem_500_counted_and_logged(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers = api.app.handlers
+    assert handlers is not None
+
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(handlers._policy, "current", broken)  # type: ignore[attr-defined]
+    status, answer = await api.call("GET", "/v1/features")
+    assert status == 500 and answer["title"] == "Internal error"
+    assert "secret" not in json.dumps(answer)
+    assert "secret internals" in caplog.text
+    async with api.session.get(api.base + "/metrics") as r:
+        text = await r.text()
+    line = 'gatekeeper_handler_failures_total{server="api",method="GET /v1/features"} 1'
+    assert line in text

@@ -148,7 +148,8 @@ def build_api(
             return answer
         except Exception:  # a bug: never the exception's text to the client
             route = request.match_info.route.resource
-            name = f"{request.method} {route.canonical if route is not None else request.path}"
+            path = route.canonical if route is not None else "(unrouted)"  # bounded labels
+            name = f"{request.method} {path}"
             failed[name] = failed.get(name, 0) + 1
             log.exception("%s %s: unexpected error", request.method, request.path)
             return problem(500, "Internal error", "an unexpected error; it has been logged")
