@@ -40,6 +40,7 @@ from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.directory.listener import InvalidationLoop
 from gatekeeper.directory.open import load_catalog, open_directory
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
+from gatekeeper.pipeline.alert_log import AlertLog
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
 from gatekeeper.pipeline.reconcile import reconcile
@@ -185,14 +186,15 @@ async def _worker(
     try:
         notifier = build_notifier(
             settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
-            policy=directory, tracing=tracing,
+            policy=directory, tracing=tracing, store=store,
         )  # fmt: skip
     except ValueError as exc:  # a webhook secret malformed or not configured: bad input
         log.error("alerts: %s", exc)
         await handle.close()
         await store.close()
         return EXIT_BAD_INPUT
-    loops: list[Loop] = [worker, watch]
+    # every alert into the billing store's alert log (GET /v1/customers/{id}/alerts)
+    loops: list[Loop] = [worker, watch, AlertLog(redis=handle.client, store=store, keys=keys)]
     if forwarding is not None:
         loops.append(forwarding[0])
         log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
