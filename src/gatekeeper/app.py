@@ -47,7 +47,8 @@ from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
-from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
+from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
+from gatekeeper.store.connection import open_configured_redis
 from gatekeeper.store.connection import GatekeeperRedis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
@@ -177,7 +178,7 @@ class App:
     ) -> App:
         """Start every server; ports default to the settings (0 = any free port)."""
         settings = self.config.settings
-        self.redis = await open_redis(settings.redis)
+        self.redis = await open_configured_redis(settings)
         tracing = self.tracing
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis, tracer=tracing)
         await self._open_directory(store.keys)

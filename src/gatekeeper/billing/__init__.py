@@ -1,7 +1,7 @@
 """Billing stores (DESIGN.md §2 billing path): immutable usage events, invoice lines per
 customer x feature x billing period, a revenue ledger per day, and the alert log."""
 
-from gatekeeper.billing.connect import DEFAULT_SQLITE_PATH, describe_dsn, open_store
+from gatekeeper.billing.connect import DEFAULT_SQLITE_PATH, describe_dsn, open_store, sqlite_file
 from gatekeeper.billing.periods import BillingCalendar, PeriodArg, parse_period
 from gatekeeper.billing.postgres import PostgresBillingStore
 from gatekeeper.billing.protocol import BillingStore, BillingStoreError, RecordResult
@@ -18,6 +18,7 @@ from gatekeeper.billing.types import (
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
+    "sqlite_file",
     "BilledEvent",
     "BillingCalendar",
     "BillingStore",
