@@ -48,8 +48,7 @@ from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
-from gatekeeper.store.connection import open_configured_redis
-from gatekeeper.store.connection import GatekeeperRedis
+from gatekeeper.store.connection import GatekeeperRedis, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed

@@ -18,7 +18,6 @@ from gatekeeper.billing.types import (
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
-    "sqlite_file",
     "BilledEvent",
     "BillingCalendar",
     "BillingStore",
@@ -36,4 +35,5 @@ __all__ = [
     "describe_dsn",
     "open_store",
     "parse_period",
+    "sqlite_file",
 ]

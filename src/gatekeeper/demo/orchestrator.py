@@ -3,10 +3,11 @@
 The demo directory is its data directory (DESIGN.md §6): its embedded Redis (unless
 GATEKEEPER_REDIS_URL is set; append-only, so a second run on the same --dir continues) is shared
 by `gatekeeper serve` and `gatekeeper worker` (child processes, as in production), and its
-SQLite billing file is there too unless GATEKEEPER_BILLING_DSN is set, the sample LLM upstream and the alert webhook
-receiver (in this process), Envoy in front (HTTP ext_authz + access-log settlement), then the
-traffic generator with a live view. SIGINT/SIGTERM or --duration stop everything (exit 0); a
-child that dies unexpectedly is named, with the end of its log, and the demo exits 1.
+SQLite billing file is there too unless GATEKEEPER_BILLING_DSN is set. Then the sample LLM
+upstream and the alert webhook receiver (in this process), Envoy in front (HTTP ext_authz +
+access-log settlement), then the traffic generator with a live view. SIGINT/SIGTERM or
+--duration stop everything (exit 0); a child that dies unexpectedly is named, with the end of
+its log, and the demo exits 1.
 """
 
 from __future__ import annotations
