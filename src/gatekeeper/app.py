@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -360,8 +361,10 @@ class App:
                     return None
                 try:
                     path = self.billing_sqlite_path or ""
+                    if dsn is None:  # serve makes its data directory on first use
+                        Path(path).parent.mkdir(parents=True, exist_ok=True)
                     self.billing = await open_store(dsn, default_sqlite_path=path)
-                except ValueError as exc:
+                except (ValueError, OSError) as exc:
                     log.error("billing store unavailable to the API: %s", exc)
                     raise BillingStoreError(str(exc), transient=False) from exc
             return self.billing

@@ -61,7 +61,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 async def _serve_one(
     config: LoadedConfig, args: argparse.Namespace, tracing: Tracing | None = None
 ) -> int:
-    sqlite_path = billing_sqlite_path(config.settings, args.sqlite_path, create=True)
+    sqlite_path = billing_sqlite_path(config.settings, args.sqlite_path)
     log.info("%s", describe_data(config.settings, sqlite_path))
     app = App(
         config,
@@ -122,6 +122,7 @@ def _run_workers(
             log.error("gatekeeper could not start: %s", exc)
             return 1
         child_env["GATEKEEPER_REDIS_URL"] = shared.url
+        log.info("embedded Redis for %d workers: data in %s", n, shared.data.redis_dir)
     argv = [sys.executable, "-m", "gatekeeper", "serve", "--workers", "1", "--shared-ports"]
     for flag, value in (
         ("--config", args.config),
