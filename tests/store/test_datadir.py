@@ -104,3 +104,14 @@ def test_a_socket_path_over_the_unix_limit_is_named(data: DataDir) -> None:
     with pytest.raises(DataDirError, match="too long") as err:
         open_shared_redis(deep, create=True)
     assert str(deep.socket) in str(err.value)
+
+
+def test_a_lease_whose_pid_was_reused_is_pruned(data: DataDir) -> None:
+    data.leases.mkdir(parents=True)
+    # a live pid (ours), but not the process that took the lease: its start time differs
+    (data.leases / f"{os.getpid()}.999999").write_text("1")
+    shared = open_shared_redis(data, create=True)
+    assert shared.pid is not None
+    shared.close()
+    assert not _alive(shared.pid)
+    assert list(data.leases.iterdir()) == []

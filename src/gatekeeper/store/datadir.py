@@ -7,12 +7,13 @@ Layout of a data directory (`settings.data_dir`, GATEKEEPER_DATA_DIR, `--data-di
     <data>/redis/redis.sock      its unix socket (no TCP port)
     <data>/redis/redis.pid, redis.log
     <data>/redis/lock            flock: one opener or closer at a time
-    <data>/redis/leases/<pid>.<n>  one file per open handle
+    <data>/redis/leases/<pid>.<n>  one file per open handle (holding its process's start time)
 
 Every command that opens the directory attaches to the server already answering on the
 socket, or starts one (in its own session, so it outlives the command that started it), and
 leaves a lease. Closing removes the own lease and the leases of dead processes (a command
-killed with -9 leaves one); the last one out shuts the server down and waits for it to exit.
+killed with -9 leaves one; a reused pid is told apart by its start time); the last one out
+shuts the server down and waits for it to exit.
 The socket path must fit the unix limit (104 bytes): a longer one is an error naming it.
 """
 
@@ -142,7 +143,7 @@ def open_shared_redis(data: DataDir, *, create: bool, timeout_s: float = 15.0) -
             _prune_leases(data)
             started = _start_server(data, timeout_s)
         lease = data.leases / f"{os.getpid()}.{next(_lease_numbers)}"
-        lease.write_text(f"{os.getpid()}\n")
+        lease.write_text(_started_at(os.getpid()))
     return SharedRedis(data=data, lease=lease, pid=_server_pid(data), started=started)
 
 
@@ -237,11 +238,26 @@ def _live_leases(data: DataDir) -> list[Path]:
 
 
 def _prune_leases(data: DataDir) -> None:
+    """Remove the leases of processes that are gone (or whose pid now names another process:
+    a lease holds its holder's start time)."""
     for lease in data.leases.glob("*"):
         pid = lease.name.split(".", 1)[0]
-        if not pid.isdigit() or not _alive(int(pid)):
+        try:
+            held = lease.read_text()
+        except FileNotFoundError:
+            continue
+        if not pid.isdigit() or not _alive(int(pid)) or held != _started_at(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 lease.unlink()
+
+
+def _started_at(pid: int) -> str:
+    """When `pid` started (clock ticks since boot, from /proc); "" where unknown (macOS)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the whole line
 
 
 def _alive(pid: int) -> bool:
