@@ -406,6 +406,9 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         return asyncio.run(go())
+    except DataDirMissing as exc:  # its Redis data went away since the check above
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # the CLI edge: report, never a traceback
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_FAILURE
