@@ -2,7 +2,7 @@
 
 DSN forms: `postgresql://...` or `postgres://...` (asyncpg); `sqlite:///abs/path.sqlite` or
 `sqlite:relative.sqlite`. No DSN: the SQLite file `default_sqlite_path`
-(`./gatekeeper-billing.sqlite` unless the caller overrides it).
+(commands pass `<data dir>/billing.sqlite`, gatekeeper/data_location.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from gatekeeper.settings import Secret
 
 __all__ = ["DEFAULT_SQLITE_PATH", "describe_dsn", "open_store", "sqlite_file"]
 
-DEFAULT_SQLITE_PATH = "./gatekeeper-billing.sqlite"
+DEFAULT_SQLITE_PATH = "./gatekeeper-data/billing.sqlite"  # in the default data directory
 
 
 def _sqlite_path(dsn: str) -> str | None:
