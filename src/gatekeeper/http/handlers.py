@@ -51,7 +51,10 @@ async def _body(request: web.Request, *, required: bool = True) -> object:
         if required:
             raise InputError.one("body", "required: a JSON object")
         return {}
-    text = await request.text()
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError.one("body", "expected a JSON document in UTF-8") from None
     if _too_deep(text):
         raise InputError.one("body", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
