@@ -172,7 +172,7 @@ async def test_refused_lines_are_named_and_the_rest_is_imported(
     assert reasons[1].startswith("expected 64 lower-case hex characters")
     assert reasons[2].startswith("duplicate customer id 'ok1'")
     assert reasons[3].startswith("the customer's key 'k1' has another hash")
-    assert reasons[4] == "the key hash is already customer 'owner''s key"
+    assert reasons[4] == "the key hash belongs to customer 'owner'"
     assert await store.get("thief") is None and await store.get("typo") is None
     assert await store.count() == 2 + 32
     ok = await store.get("ok39")

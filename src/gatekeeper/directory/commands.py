@@ -75,6 +75,10 @@ what an import does:
   again imports 0, so an interrupted import is resumed by running it again. Each write is
   audited (customer.import) and applied by every running gatekeeper within a second.
 
+where:
+  the directory's Redis is GATEKEEPER_REDIS_URL (required) with GATEKEEPER_REDIS_KEY_PREFIX;
+  plans are checked against the policy file's catalog with the plans set through the API.
+
 output:
   each refused line on stderr as FILE:LINE: field: reason (the rest is imported), then
   "imported N, unchanged M, refused K" on stdout.

@@ -129,7 +129,7 @@ class Importer:
                         item.line,
                         "id",
                         f"duplicate customer id '{item.customer}': an earlier line of this "
-                        "file has it (only its first line is imported)",
+                        "file has it (only the first is imported)",
                     )
                 )
             else:
@@ -176,9 +176,7 @@ class Importer:
             owner = await self._records.owner_of_key(str(key["sha256"]))
             if owner is not None and owner != entry.customer:
                 line, field = entry.locate(f"api_keys[{index}].sha256")
-                errors.append(
-                    LineError(line, field, f"the key hash is already customer '{owner}''s key")
-                )
+                errors.append(LineError(line, field, f"the key hash belongs to customer '{owner}'"))
         if not errors:
             errors.append(
                 LineError(entry.line, "", "changed concurrently too often: run the import again")
