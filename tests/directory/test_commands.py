@@ -152,9 +152,16 @@ async def test_bad_input_and_runtime_failures_have_their_exit_codes(
     bad_header.write_text("id,colour\na,red\n")
     assert await _run(["import", str(bad_header)], env) == 2
     assert "unknown column 'colour'" in capsys.readouterr().err
+    # no GATEKEEPER_REDIS_URL: the data directory's embedded Redis, which export refuses to
+    # create (exit 2, naming it) and import creates, after which export finds the customer
     no_redis = {k: v for k, v in env.items() if k != "GATEKEEPER_REDIS_URL"}
-    assert await _run(["import", str(good)], no_redis) == 2
-    assert "GATEKEEPER_REDIS_URL is not set" in capsys.readouterr().err
+    no_redis["GATEKEEPER_DATA_DIR"] = str(tmp_path / "data")
+    assert await _run(["directory", "export"], no_redis) == 2
+    assert str(tmp_path / "data") in capsys.readouterr().err
+    assert await _run(["import", str(good)], no_redis) == 0
+    assert "imported 1" in capsys.readouterr().out
+    assert await _run(["directory", "export"], no_redis) == 0
+    assert '"id":"a"' in capsys.readouterr().out
     down = {**env, "GATEKEEPER_REDIS_URL": "redis://127.0.0.1:1/0"}
     assert await _run(["import", str(good)], down) == 1
     assert "run the same import again" in capsys.readouterr().err

@@ -2,8 +2,10 @@
 
 Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a Subcommand.
 Config as for `export`/`reconcile`: `--config`, else GATEKEEPER_CONFIG, else the packaged demo
-policy; Redis from GATEKEEPER_REDIS_URL (required: an embedded Redis would vanish with the
-command). Exit codes: 0 ok, 1 runtime failure (Redis), 2 bad input (a refused line included).
+policy; Redis from GATEKEEPER_REDIS_URL, else the embedded Redis of the data directory
+(`--data-dir`, GATEKEEPER_DATA_DIR), shared with serve and the worker. Exit codes: 0 ok, 1
+runtime failure (Redis), 2 bad input (a refused line included; export of a data directory with
+no Redis data).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gatekeeper.admin.customers import MAX_KEYS
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.config.errors import ConfigIssue
+from gatekeeper.data_location import add_data_dir_argument, env_with_data_dir
 from gatekeeper.directory.bulk import (
     COLUMNS,
     BulkFormat,
@@ -34,8 +37,9 @@ from gatekeeper.directory.bulk import (
 )
 from gatekeeper.directory.importer import Importer, ImportResult
 from gatekeeper.directory.open import load_catalog
-from gatekeeper.store.connection import RedisHandle, open_redis
+from gatekeeper.store.connection import RedisHandle, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
+from gatekeeper.store.datadir import DataDirMissing
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["DIRECTORY", "IMPORT", "CommandSpec"]
@@ -76,7 +80,8 @@ what an import does:
   audited (customer.import) and applied by every running gatekeeper within a second.
 
 where:
-  the directory's Redis is GATEKEEPER_REDIS_URL (required) with GATEKEEPER_REDIS_KEY_PREFIX;
+  the directory's Redis is GATEKEEPER_REDIS_URL with GATEKEEPER_REDIS_KEY_PREFIX, else the
+  embedded Redis of the data directory (--data-dir, GATEKEEPER_DATA_DIR) that serve uses;
   plans are checked against the policy file's catalog with the plans set through the API.
 
 output:
@@ -88,6 +93,7 @@ output:
 
 def _redis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="policy file (default: $GATEKEEPER_CONFIG, else demo)")
+    add_data_dir_argument(parser)
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,15 +121,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, env: Mapping[str, str], verb: str) -> LoadedConfig | None:
-    loaded = load_or_report(args.config, env, lambda line: print(line, file=sys.stderr))
-    if loaded is not None and loaded.settings.redis.url is None:
-        print(
-            f"{verb}: GATEKEEPER_REDIS_URL is not set: name the Redis of the directory "
-            "(an embedded Redis would be discarded when this command ends)",
-            file=sys.stderr,
-        )
-        return None
-    return loaded
+    env = env_with_data_dir(args, env)
+    return load_or_report(args.config, env, lambda line: print(line, file=sys.stderr))
 
 
 def _keys(loaded: LoadedConfig) -> KeySpace:
@@ -165,7 +164,7 @@ async def _import(
 
     importer: Importer | None = None
     try:
-        async with _redis(loaded) as handle:
+        async with _redis(loaded, create=True) as handle:
             records = CustomerRecords(redis=handle.client, keys=_keys(loaded))
             catalog = await load_catalog(redis=handle.client, keys=records.keys, config=loaded)
             importer = Importer(
@@ -177,7 +176,7 @@ async def _import(
         print(f"import: {name}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RedisError, OSError, RuntimeError) as exc:  # RuntimeError: Redis < 6.2
-        _stopped(importer, f"failed ({exc})")
+        _stopped(importer, f"failed ({exc})")  # DataDirError: the embedded one did not start
         return EXIT_FAILURE
     except asyncio.CancelledError:  # Ctrl-C
         _stopped(importer, "interrupted")
@@ -196,9 +195,10 @@ def _stopped(importer: Importer | None, why: str) -> None:
 
 
 @asynccontextmanager
-async def _redis(loaded: LoadedConfig) -> AsyncIterator[RedisHandle]:
-    """The directory's Redis, closed after use."""
-    handle = await open_redis(loaded.settings.redis)
+async def _redis(loaded: LoadedConfig, *, create: bool) -> AsyncIterator[RedisHandle]:
+    """The directory's Redis, closed after use: GATEKEEPER_REDIS_URL, else the data
+    directory's embedded one (`create` False: DataDirMissing when it holds no data)."""
+    handle = await open_configured_redis(loaded.settings, create=create)
     try:
         yield handle
     finally:
@@ -217,6 +217,9 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"export: {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT if args.out and not Path(args.out).parent.is_dir() else EXIT_FAILURE
+    except DataDirMissing as exc:  # nothing to export: never an empty backup of a wrong place
+        print(f"export: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (RedisError, RuntimeError) as exc:
         print(f"export: redis: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -227,7 +230,7 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 async def _export(loaded: LoadedConfig, out: IO[str]) -> int:
     count = 0
-    async with _redis(loaded) as handle:
+    async with _redis(loaded, create=False) as handle:
         records = CustomerRecords(redis=handle.client, keys=_keys(loaded))
         async for record in records.scan():
             out.write(export_line(record))
