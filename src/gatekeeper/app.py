@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -47,8 +48,8 @@ from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
-from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle, open_redis
-from gatekeeper.store.connection import GatekeeperRedis
+from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
+from gatekeeper.store.connection import GatekeeperRedis, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
@@ -177,7 +178,7 @@ class App:
     ) -> App:
         """Start every server; ports default to the settings (0 = any free port)."""
         settings = self.config.settings
-        self.redis = await open_redis(settings.redis)
+        self.redis = await open_configured_redis(settings)
         tracing = self.tracing
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis, tracer=tracing)
         await self._open_directory(store.keys)
@@ -364,8 +365,10 @@ class App:
                     return None
                 try:
                     path = self.billing_sqlite_path or ""
+                    if dsn is None:  # serve makes its data directory on first use
+                        Path(path).parent.mkdir(parents=True, exist_ok=True)
                     self.billing = await open_store(dsn, default_sqlite_path=path)
-                except ValueError as exc:
+                except (ValueError, OSError) as exc:
                     log.error("billing store unavailable to the API: %s", exc)
                     raise BillingStoreError(str(exc), transient=False) from exc
             return self.billing

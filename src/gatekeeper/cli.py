@@ -17,6 +17,7 @@ from gatekeeper.apiclient import KEYS, USAGE
 from gatekeeper.benchmark.command import BENCH
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 from gatekeeper.demo import DEMO
+from gatekeeper.directory.commands import DIRECTORY, IMPORT
 from gatekeeper.envoyconfig import command as envoy_config
 from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
 from gatekeeper.ratelimit import load_ratelimit_config
@@ -91,6 +92,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(*WORKER),
     Subcommand(*EXPORT),
     Subcommand(*RECONCILE),
+    Subcommand(*IMPORT),
+    Subcommand(*DIRECTORY),
     Subcommand(*BENCH),
     Subcommand(
         name="envoy-config",

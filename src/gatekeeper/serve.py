@@ -13,9 +13,15 @@ import sys
 from collections.abc import Mapping
 
 from gatekeeper.app import App
-from gatekeeper.billing import DEFAULT_SQLITE_PATH
 from gatekeeper.config import ConfigError, LoadedConfig, load_or_report
-from gatekeeper.store.embedded import EmbeddedRedis
+from gatekeeper.data_location import (
+    add_data_dir_argument,
+    billing_sqlite_path,
+    describe_data,
+    env_with_data_dir,
+)
+from gatekeeper.store.datadir import DataDir, open_shared_redis
+from gatekeeper.store.embedded import EmbeddedRedisError
 from gatekeeper.tracing import Tracing, TracingConfigError, parse_tracing_env
 
 __all__ = ["add_serve_arguments", "run_serve"]
@@ -42,10 +48,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument(
         "--sqlite-path",
-        default=DEFAULT_SQLITE_PATH,
         help="SQLite billing file the API reads when GATEKEEPER_BILLING_DSN is unset "
-        f"({DEFAULT_SQLITE_PATH}; the worker's --sqlite-path)",
+        "(default: <data dir>/billing.sqlite; the worker's --sqlite-path)",
     )
+    add_data_dir_argument(parser)
     parser.add_argument("--log-level", default="INFO")
     # set by `--workers N` on its children only: they share the ports (SO_REUSEPORT); a lone
     # serve does not, so a second one on the same ports fails instead of taking half the load
@@ -55,9 +61,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 async def _serve_one(
     config: LoadedConfig, args: argparse.Namespace, tracing: Tracing | None = None
 ) -> int:
+    sqlite_path = billing_sqlite_path(config.settings, args.sqlite_path)
+    log.info("%s", describe_data(config.settings, sqlite_path))
     app = App(
         config,
-        billing_sqlite_path=args.sqlite_path,
+        billing_sqlite_path=sqlite_path,
         share_ports=args.shared_ports,
         tracing=tracing,
     )
@@ -106,10 +114,15 @@ def _run_workers(
     config: LoadedConfig, args: argparse.Namespace, env: Mapping[str, str], n: int
 ) -> int:
     child_env = dict(env)
-    embedded = None
-    if config.settings.redis.url is None:
-        embedded = EmbeddedRedis().start()  # one Redis shared by every worker
-        child_env["GATEKEEPER_REDIS_URL"] = embedded.url
+    shared = None
+    if config.settings.redis.url is None:  # the data directory's Redis, for every worker
+        try:
+            shared = open_shared_redis(DataDir.at(config.settings.data_dir), create=True)
+        except EmbeddedRedisError as exc:
+            log.error("gatekeeper could not start: %s", exc)
+            return 1
+        child_env["GATEKEEPER_REDIS_URL"] = shared.url
+        log.info("embedded Redis for %d workers: data in %s", n, shared.data.redis_dir)
     argv = [sys.executable, "-m", "gatekeeper", "serve", "--workers", "1", "--shared-ports"]
     for flag, value in (
         ("--config", args.config),
@@ -132,8 +145,8 @@ def _run_workers(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [child.wait() for child in children]
-    if embedded is not None:
-        embedded.stop()
+    if shared is not None:
+        shared.close()
     return max(codes)
 
 
@@ -145,6 +158,7 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    env = env_with_data_dir(args, env)
     config = load_or_report(args.config, env, _stderr)
     if config is None:
         return 2

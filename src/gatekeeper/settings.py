@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "DEFAULT_DATA_DIR",
     "AdminSettings",
     "AlertSettings",
     "BillingSettings",
@@ -27,6 +28,9 @@ __all__ = [
     "Settings",
     "WebhookSettings",
 ]
+
+
+DEFAULT_DATA_DIR = "./gatekeeper-data"  # relative to the working directory
 
 
 class GrpcTransport(StrEnum):
@@ -162,3 +166,6 @@ class Settings:
     # names from request values (detailed_metric, value_to_metric, Envoy-sent limits) fold
     # into their domain's overflow series (the config's own descriptors always have theirs)
     ratelimit_metric_series: int = 1_000
+    # embedded Redis data (append-only) and the default SQLite billing file, when
+    # GATEKEEPER_REDIS_URL / GATEKEEPER_BILLING_DSN are unset; shared by every command using it
+    data_dir: str = DEFAULT_DATA_DIR

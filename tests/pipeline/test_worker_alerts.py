@@ -76,6 +76,13 @@ async def test_worker_delivers_threshold_webhooks_once(
     assert len(receiver.accepted) == 2  # the first alert, then one digest of the other two
     assert max(receiver.arrivals.values()) == 1 and not receiver.rejected
     assert "delivering alerts to 1 operator webhook endpoint(s)" in log.read_text()
+    store = await store_target.open()  # the alert log the API reads: each alert, delivered
+    try:
+        logged = await store.alerts("beta")
+    finally:
+        await store.close()
+    assert sorted(a.threshold for a in logged) == [50, 80, 100]
+    assert all(a.delivered_at is not None for a in logged), logged
 
 
 def _thresholds(receiver: WebhookReceiver) -> list[tuple[str, str, int]]:

@@ -199,3 +199,45 @@ async def test_a_pointer_left_behind_does_not_block_the_key(redis: Redis, key_pr
     await redis.set(records.keys.key_owner(SHA_A), "ghost")  # as a crash mid-change leaves it
     await records.change("acme", _put(_doc("pro", SHA_A)), channel=channel)
     assert await records.owner_of_key(SHA_A) == "acme"
+
+
+async def test_change_many_recomputes_a_record_changed_in_between_and_refuses_a_held_hash(
+    redis: Redis, key_prefix: str
+) -> None:
+    channel = f"{key_prefix}:invalidate"
+
+    class Racing(CustomerRecords):
+        """Another writer adds a key to `acme` right after the bulk read, once."""
+
+        raced = False
+
+        async def get_many(self, customers):  # type: ignore[no-untyped-def]
+            found = await super().get_many(customers)
+            if not self.raced and "acme" in customers:
+                self.raced = True
+                await self.change("acme", _put(_doc("pro", SHA_A, SHA_B)), channel=channel)
+            return found
+
+    records = Racing(redis=redis, keys=KeySpace(prefix=key_prefix, partitions=4))
+    await records.change("acme", _put(_doc("pro", SHA_A)), channel=channel)
+    seen: list[int] = []
+
+    def add_description(customer: str, before: CustomerRecord | None) -> RecordChange[str]:
+        if before is None:
+            return RecordChange("created", CustomerRecord(customer, _doc("free")))
+        seen.append(len(before.key_hashes))
+        doc = {**before.doc, "description": "bulk"}
+        return RecordChange("changed", CustomerRecord(customer, doc))
+
+    results = await records.change_many(["acme", "beta"], add_description, channel=channel)
+    assert results == ["changed", "created"]
+    assert seen == [1, 2]  # computed again on the record the other writer changed
+    acme = await records.get("acme")
+    assert acme is not None and acme.key_hashes == (SHA_A, SHA_B) and acme.version == 3
+
+    def steal(customer: str, before: CustomerRecord | None) -> RecordChange[str]:
+        return RecordChange("x", CustomerRecord(customer, _doc("pro", SHA_B)))
+
+    with pytest.raises(DirectoryConflict):
+        await records.change_many(["gamma", "delta"], steal, channel=channel)
+    assert await records.get("gamma") is None and await records.get("delta") is None

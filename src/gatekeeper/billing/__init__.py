@@ -1,7 +1,7 @@
 """Billing stores (DESIGN.md §2 billing path): immutable usage events, invoice lines per
 customer x feature x billing period, a revenue ledger per day, and the alert log."""
 
-from gatekeeper.billing.connect import DEFAULT_SQLITE_PATH, describe_dsn, open_store
+from gatekeeper.billing.connect import DEFAULT_SQLITE_PATH, describe_dsn, open_store, sqlite_file
 from gatekeeper.billing.periods import BillingCalendar, PeriodArg, parse_period
 from gatekeeper.billing.postgres import PostgresBillingStore
 from gatekeeper.billing.protocol import BillingStore, BillingStoreError, RecordResult
@@ -35,4 +35,5 @@ __all__ = [
     "describe_dsn",
     "open_store",
     "parse_period",
+    "sqlite_file",
 ]

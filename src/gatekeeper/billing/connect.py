@@ -2,7 +2,7 @@
 
 DSN forms: `postgresql://...` or `postgres://...` (asyncpg); `sqlite:///abs/path.sqlite` or
 `sqlite:relative.sqlite`. No DSN: the SQLite file `default_sqlite_path`
-(`./gatekeeper-billing.sqlite` unless the caller overrides it).
+(commands pass `<data dir>/billing.sqlite`, gatekeeper/data_location.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.sqlite import SqliteBillingStore
 from gatekeeper.settings import Secret
 
-__all__ = ["DEFAULT_SQLITE_PATH", "describe_dsn", "open_store"]
+__all__ = ["DEFAULT_SQLITE_PATH", "describe_dsn", "open_store", "sqlite_file"]
 
-DEFAULT_SQLITE_PATH = "./gatekeeper-billing.sqlite"
+DEFAULT_SQLITE_PATH = "./gatekeeper-data/billing.sqlite"  # in the default data directory
 
 
 def _sqlite_path(dsn: str) -> str | None:
@@ -23,6 +23,12 @@ def _sqlite_path(dsn: str) -> str | None:
     if dsn.startswith("sqlite:"):
         return dsn[len("sqlite:") :]
     return None
+
+
+def sqlite_file(dsn: Secret | None, default_sqlite_path: str) -> str | None:
+    """The SQLite file `open_store(dsn, default_sqlite_path=...)` would open; None for
+    PostgreSQL (or an unknown scheme, which open_store refuses)."""
+    return default_sqlite_path if dsn is None else _sqlite_path(dsn.value)
 
 
 def describe_dsn(dsn: Secret | None, default_sqlite_path: str = DEFAULT_SQLITE_PATH) -> str:

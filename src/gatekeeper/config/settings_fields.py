@@ -134,6 +134,7 @@ TOP_LEVEL: Mapping[str, FieldSpec] = {
     "failure_mode": FieldSpec("enum", choices=tuple(mode.value for mode in FailureMode)),
     "ratelimit_config": FieldSpec("str", what="a file or directory path"),
     "ratelimit_metric_series": FieldSpec("int", lo=1, hi=1_000_000),
+    "data_dir": FieldSpec("str", pattern=re.compile(r".+"), what="a directory path"),
 }
 
 LIST_FIELDS: Mapping[str, tuple[str, ...]] = {"alerts": ("webhooks",)}  # not settable by env

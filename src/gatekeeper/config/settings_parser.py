@@ -197,6 +197,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
         directory=dataclasses.replace(DirectorySettings(), **fields("directory")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
+        data_dir=str(top.get("data_dir", Settings().data_dir)),
     )
 
 

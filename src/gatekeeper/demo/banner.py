@@ -44,7 +44,7 @@ def banner(info: DemoInfo) -> str:
         ("API operator token", info.operator_token),
         ("Redis", info.redis),
         ("Billing store", info.billing),
-        ("Logs and policy", str(info.directory)),
+        ("Data directory (logs, policy)", str(info.directory)),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["", "gatekeeper demo: everything runs on this machine; Ctrl-C stops it all.", ""]

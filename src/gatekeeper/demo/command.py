@@ -32,9 +32,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dir",
+        "--data-dir",
+        dest="dir",
         type=Path,
         metavar="DIR",
-        help="logs, policy and SQLite billing file (default: a new temp dir)",
+        help="data directory: embedded Redis data, SQLite billing file, logs, policy "
+        "(default: a new temp dir; reuse one to continue a previous run)",
     )
 
 

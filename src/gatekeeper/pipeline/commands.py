@@ -21,7 +21,6 @@ from typing import NamedTuple, Protocol
 from redis.exceptions import RedisError
 
 from gatekeeper.billing import (
-    DEFAULT_SQLITE_PATH,
     BillingCalendar,
     BillingStoreError,
     describe_dsn,
@@ -37,14 +36,23 @@ from gatekeeper.billing.export import (
 )
 from gatekeeper.clock import SystemClock
 from gatekeeper.config import LoadedConfig, load_or_report
+from gatekeeper.data_location import (
+    add_data_dir_argument,
+    billing_sqlite_path,
+    describe_data,
+    env_with_data_dir,
+    missing_data,
+)
 from gatekeeper.directory.listener import InvalidationLoop
 from gatekeeper.directory.open import load_catalog, open_directory
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
+from gatekeeper.pipeline.alert_log import AlertLog
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
 from gatekeeper.pipeline.reconcile import reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
-from gatekeeper.store.connection import open_redis
+from gatekeeper.store.connection import open_configured_redis
+from gatekeeper.store.datadir import DataDirMissing
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.tracing import Tracing, TracingConfigError
 
@@ -66,12 +74,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="policy file (default: $GATEKEEPER_CONFIG, else demo)")
     parser.add_argument(
         "--sqlite-path",
-        default=DEFAULT_SQLITE_PATH,
-        help=f"SQLite billing file when GATEKEEPER_BILLING_DSN is unset ({DEFAULT_SQLITE_PATH})",
+        help="SQLite billing file when GATEKEEPER_BILLING_DSN is unset "
+        "(default: <data dir>/billing.sqlite)",
     )
+    add_data_dir_argument(parser)
 
 
 def _load(args: argparse.Namespace, env: Mapping[str, str]) -> LoadedConfig | None:
+    env = env_with_data_dir(args, env)
     return load_or_report(args.config, env, lambda line: print(line, file=sys.stderr))
 
 
@@ -127,9 +137,10 @@ def run_worker(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except TracingConfigError as exc:
         print(f"worker: tracing: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    sqlite_path = billing_sqlite_path(loaded.settings, args.sqlite_path, create=True)
     try:
         return asyncio.run(
-            _worker(loaded, options, args.sqlite_path, env, args.forecast_interval, tracing)
+            _worker(loaded, options, sqlite_path, env, args.forecast_interval, tracing)
         )
     finally:
         if tracing is not None:  # export what is queued (bounded by the export timeout)
@@ -145,13 +156,14 @@ async def _worker(
     tracing: Tracing | None = None,
 ) -> int:
     settings = loaded.settings
+    log.info("%s", describe_data(settings, sqlite_path))
     try:
         store = await open_store(settings.billing.dsn, default_sqlite_path=sqlite_path)
     except (ValueError, BillingStoreError) as exc:
         log.error("billing store %s: %s", describe_dsn(settings.billing.dsn, sqlite_path), exc)
         return EXIT_FAILURE
     try:
-        handle = await open_redis(settings.redis)
+        handle = await open_configured_redis(settings)
     except Exception as exc:
         log.error("redis: %s", exc)
         await store.close()
@@ -185,14 +197,15 @@ async def _worker(
     try:
         notifier = build_notifier(
             settings.alerts, env, redis=handle.client, keys=keys, consumer=options.consumer,
-            policy=directory, tracing=tracing,
+            policy=directory, tracing=tracing, store=store,
         )  # fmt: skip
     except ValueError as exc:  # a webhook secret malformed or not configured: bad input
         log.error("alerts: %s", exc)
         await handle.close()
         await store.close()
         return EXIT_BAD_INPUT
-    loops: list[Loop] = [worker, watch]
+    # every alert into the billing store's alert log (GET /v1/customers/{id}/alerts)
+    loops: list[Loop] = [worker, watch, AlertLog(redis=handle.client, store=store, keys=keys)]
     if forwarding is not None:
         loops.append(forwarding[0])
         log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
@@ -290,11 +303,16 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not out.is_dir():
         print(f"export: --out {out} is not a directory", file=sys.stderr)
         return EXIT_BAD_INPUT
+    sqlite_path = billing_sqlite_path(loaded.settings, args.sqlite_path)
+    missing = missing_data(loaded.settings, sqlite_path, redis=False)
+    if missing is not None:
+        print(f"export: {missing}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     async def go() -> int:
         billing_day = await _billing_day(loaded, args.customer)
         window = period.window(billing_day)
-        store = await open_store(loaded.settings.billing.dsn, default_sqlite_path=args.sqlite_path)
+        store = await open_store(loaded.settings.billing.dsn, default_sqlite_path=sqlite_path)
         try:
             invoice = await build_invoice(store, args.customer, window)
         finally:
@@ -313,18 +331,22 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         return asyncio.run(go())
+    except DataDirMissing as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (ValueError, BillingStoreError, ExportMismatch, OSError, RedisError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 
 async def _billing_day(loaded: LoadedConfig, customer_id: str) -> int | None:
-    """The customer's billing day: the policy file's, else the directory's (when a Redis is
-    configured), else none (calendar months)."""
+    """The customer's billing day: the policy file's, else the directory's (in Redis: the URL
+    or the data directory's, never an empty one started here: DataDirMissing), else none
+    (calendar months)."""
     customer = loaded.policy.customers.get(customer_id)
-    if customer is not None or loaded.settings.redis.url is None:
-        return None if customer is None else customer.billing_day
-    handle = await open_redis(loaded.settings.redis)
+    if customer is not None:
+        return customer.billing_day
+    handle = await open_configured_redis(loaded.settings, create=False)
     try:
         s = loaded.settings.redis
         keys = KeySpace(prefix=s.key_prefix, partitions=s.partitions)
@@ -353,11 +375,16 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     s = loaded.settings
+    sqlite_path = billing_sqlite_path(s, args.sqlite_path)
+    missing = missing_data(s, sqlite_path, redis=True)
+    if missing is not None:
+        print(f"reconcile: {missing}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     async def go() -> int:
-        store = await open_store(s.billing.dsn, default_sqlite_path=args.sqlite_path)
+        store = await open_store(s.billing.dsn, default_sqlite_path=sqlite_path)
         try:
-            handle = await open_redis(s.redis)
+            handle = await open_configured_redis(s, create=False)
             try:
                 keys = KeySpace(prefix=s.redis.key_prefix, partitions=s.redis.partitions)
                 directory = await open_directory(redis=handle.client, keys=keys, config=loaded)
@@ -381,6 +408,9 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     try:
         return asyncio.run(go())
+    except DataDirMissing as exc:  # its Redis data went away since the check above
+        print(f"reconcile: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # the CLI edge: report, never a traceback
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 
 from redis.asyncio import Redis
 
+from gatekeeper.billing import BillingStore
 from gatekeeper.directory.live import LiveDirectory
+from gatekeeper.events import AlertEvent
 from gatekeeper.forward.consumer import UsageForwarder
 from gatekeeper.forward.http import DeadLetter, HttpForwarder
 from gatekeeper.forward.settings import ForwarderSettings
@@ -78,9 +81,11 @@ def build_notifier(
     consumer: str,
     policy: LiveDirectory,
     tracing: Tracing | None = None,
+    store: BillingStore | None = None,
 ) -> AlertNotifier | None:
     """The webhook notifier: the operator's endpoints (settings) and customers' own (API,
-    read from each alert's customer's record in `policy`, the directory).
+    read from each alert's customer's record in `policy`, the directory). `store`: the billing
+    store whose alert log learns each delivered alert's delivery time.
 
     Raises ValueError naming `alerts.webhooks[i]` when a signing secret is malformed or not
     configured; logs an error for each endpoint whose secret variable is unset (held).
@@ -102,5 +107,20 @@ def build_notifier(
         log_sink=RedisDeliveryLog(redis=redis, keys=keys),
         policy=policy,
         customer_endpoints=CustomerEndpoints(policy),
+        on_delivered=None if store is None else _mark_delivered(store),
         tracing=tracing,
     )
+
+
+def _mark_delivered(
+    store: BillingStore,
+) -> Callable[[Sequence[AlertEvent], datetime], Awaitable[None]]:
+    """Record the delivery time in the alert log (logging the alert first if the alert log's
+    own consumer has not reached it yet)."""
+
+    async def mark(alerts: Sequence[AlertEvent], at: datetime) -> None:
+        for alert in alerts:
+            if not await store.mark_alert_delivered(alert.id, at=at):
+                await store.insert_alert(alert, delivered_at=at)
+
+    return mark

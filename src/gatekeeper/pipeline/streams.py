@@ -58,10 +58,12 @@ async def read_group(
     *,
     count: int,
     block_ms: int | None,
+    from_id: str = ">",
 ) -> list[Entry]:
-    """XREADGROUP of new entries: at most `count` per stream (so <= count x len(streams))."""
+    """XREADGROUP of new entries (`from_id` "0": the consumer's own pending ones instead): at
+    most `count` per stream (so <= count x len(streams))."""
     reply = await redis.xreadgroup(
-        group, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms
+        group, consumer, dict.fromkeys(streams, from_id), count=count, block=block_ms
     )
     items: Any = reply.items() if isinstance(reply, dict) else (reply or [])
     out: list[Entry] = []
@@ -70,7 +72,8 @@ async def read_group(
         if isinstance(entries, list) and entries and isinstance(entries[0], list):
             entries = entries[0]  # RESP3 shape
         for entry_id, fields in entries:
-            out.append(Entry(name, _s(entry_id), fields or {}))
+            if fields:  # a pending entry deleted from the stream meanwhile has none
+                out.append(Entry(name, _s(entry_id), fields))
     return out
 
 

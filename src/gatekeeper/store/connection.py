@@ -1,18 +1,31 @@
-"""The Redis the process talks to: GATEKEEPER_REDIS_URL, else an embedded one it owns."""
+"""The Redis the process talks to: GATEKEEPER_REDIS_URL, else the data directory's embedded one.
+
+`open_configured_redis(settings)` is what commands call: the URL when set, else the shared,
+durable Redis of `settings.data_dir` (store/datadir.py). `open_redis(settings.redis)` without a
+URL starts a private, throwaway embedded Redis (tests).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gatekeeper.settings import RedisSettings
+from gatekeeper.settings import RedisSettings, Settings
 from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.datadir import DataDir, SharedRedis, open_shared_redis
 from gatekeeper.store.embedded import EmbeddedRedis
 from gatekeeper.store.endpoint import Endpoint
 
-__all__ = ["GatekeeperRedis", "RedisHandle", "connect_redis", "open_redis"]
+__all__ = [
+    "GatekeeperRedis",
+    "RedisHandle",
+    "connect_redis",
+    "open_configured_redis",
+    "open_redis",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +70,48 @@ class RedisHandle:
     client: Redis
     url: str
     embedded: EmbeddedRedis | None
+    shared: SharedRedis | None = None  # the data directory's Redis, released at close()
 
     async def close(self) -> None:
         await self.client.aclose()
         if self.embedded is not None:
             await self.embedded.astop()
+        if self.shared is not None:
+            await self.shared.aclose()
+
+
+async def open_configured_redis(settings: Settings, *, create: bool = True) -> RedisHandle:
+    """The Redis `settings` name: GATEKEEPER_REDIS_URL, else the embedded Redis of
+    `settings.data_dir`, shared with every other command on that directory.
+
+    `create=False` (commands that only read): raise DataDirMissing naming the append-only
+    file when the directory holds no Redis data, instead of starting an empty one.
+    Raises DataDirError (the embedded one cannot start), RuntimeError (Redis too old),
+    redis errors (the URL does not answer).
+    """
+    if settings.redis.url is not None:
+        return await open_redis(settings.redis)
+    data = DataDir.at(settings.data_dir)
+    shared = await asyncio.to_thread(open_shared_redis, data, create=create)
+    try:
+        client = await _checked(connect_redis(shared.url, settings.redis))
+    except BaseException:
+        await shared.aclose()
+        raise
+    return RedisHandle(client=client, url=shared.url, embedded=None, shared=shared)
+
+
+async def _checked(client: GatekeeperRedis) -> GatekeeperRedis:
+    """`client` once its server answered as Redis 6.2 or newer; closed and raised otherwise."""
+    try:
+        info = await client.info("server")
+        version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
+        if version < MIN_VERSION:
+            raise RuntimeError(f"Redis {info.get('redis_version')} is too old: need 6.2 or newer")
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
 
 
 async def open_redis(settings: RedisSettings) -> RedisHandle:
@@ -75,14 +125,9 @@ async def open_redis(settings: RedisSettings) -> RedisHandle:
         url = embedded.url
     else:
         url = settings.url.value
-    client = connect_redis(url, settings)
     try:
-        info = await client.info("server")
-        version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
-        if version < MIN_VERSION:
-            raise RuntimeError(f"Redis {info.get('redis_version')} is too old: need 6.2 or newer")
+        client = await _checked(connect_redis(url, settings))
     except BaseException:
-        await client.aclose()
         if embedded is not None:
             await embedded.astop()
         raise

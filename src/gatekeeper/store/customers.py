@@ -28,6 +28,7 @@ from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import load_script
 
 __all__ = [
+    "BULK_CHUNK",
     "CustomerRecord",
     "CustomerRecords",
     "DirectoryConflict",
@@ -39,6 +40,7 @@ __all__ = [
 T = TypeVar("T")
 _RETRIES = 20
 _CHUNK = 500  # records per pipelined round trip on the bulk paths
+BULK_CHUNK = _CHUNK
 
 
 class Source(StrEnum):
@@ -249,6 +251,47 @@ class CustomerRecords:
             if written[0]:
                 return outcome.result
         raise DirectoryConflict(f"customer {customer!r} changed concurrently too often")
+
+    async def change_many(
+        self,
+        customers: Sequence[str],
+        compute: Callable[[str, CustomerRecord | None], RecordChange[T]],
+        *,
+        channel: str,
+    ) -> list[T]:
+        """`change` for many distinct customers (import): per chunk of `BULK_CHUNK`, one read,
+        one claim of the new key hashes and one pipelined round of compare-and-sets; those
+        changed concurrently are read and computed again. Returns the results in order.
+
+        `compute(customer, its record or None)` should not raise (answer `write=False` to
+        refuse one customer). Raises DirectoryConflict when a new key hash is another
+        customer's: nothing of that chunk is written (earlier chunks are).
+        """
+        results: list[T] = []
+        for start in range(0, len(customers), _CHUNK):
+            chunk = customers[start : start + _CHUNK]
+            done: dict[str, T] = {}
+            pending = list(chunk)
+            for _ in range(_RETRIES):
+                current = await self.get_many(pending)
+                puts: list[_Put] = []
+                answers: list[tuple[str, T]] = []
+                for customer in pending:
+                    outcome = compute(customer, current.get(customer))
+                    if outcome.write:
+                        puts.append(_Put(current.get(customer), outcome.record, outcome.audit))
+                        answers.append((customer, outcome.result))
+                    else:
+                        done[customer] = outcome.result
+                written = await self._write(puts, channel=channel)
+                done.update(answer for answer, ok in zip(answers, written, strict=True) if ok)
+                pending = [c for (c, _), ok in zip(answers, written, strict=True) if not ok]
+                if not pending:
+                    break
+            if pending:
+                raise DirectoryConflict("records changed concurrently too often")
+            results += [done[customer] for customer in chunk]
+        return results
 
     async def put_many(
         self,

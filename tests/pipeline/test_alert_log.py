@@ -1,0 +1,75 @@
+"""Every alert lands in the billing store's alert log once (what GET .../alerts reads), with
+or without a webhook; a delivery marks it delivered; a restarted log resumes at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from gatekeeper.billing import BillingStore
+from gatekeeper.config import parse_config
+from gatekeeper.engine import DecisionRequest, MeterRequest
+from gatekeeper.events import AlertEvent
+from gatekeeper.pipeline.alert_log import AlertLog
+from gatekeeper.pipeline.forwarding import _mark_delivered
+from gatekeeper.store.keys import KeySpace
+from tests.engine.harness import START, make_harness
+from tests.pipeline.support import PARTITIONS, POLICY_YAML
+
+
+async def _alerts(redis: Redis, key_prefix: str) -> None:
+    policy = parse_config(
+        POLICY_YAML.replace(
+            "images: {limit: 40, period: day}",
+            "images: {limit: 40, period: day, alert_thresholds: [50, 80, 100]}",
+        ),
+        env={},
+    ).policy
+    h = make_harness(redis, policy, key_prefix, partitions=PARTITIONS)
+    request = DecisionRequest("beta", meters=(MeterRequest("images", 1),))
+    await asyncio.gather(*(h.engine.decide(request) for _ in range(60)))
+
+
+async def test_each_alert_is_logged_once_and_marked_when_delivered(
+    redis: Redis, key_prefix: str, store: BillingStore
+) -> None:
+    await _alerts(redis, key_prefix)
+    keys = KeySpace(prefix=key_prefix, partitions=PARTITIONS)
+    first = AlertLog(redis=redis, store=store, keys=keys, block_ms=10)
+    for _ in range(20):
+        if first.stats.logged >= 3:
+            break
+        await first.run_once(block_ms=10)
+    logged = await store.alerts("beta")
+    assert sorted(a.threshold for a in logged) == [50, 80, 100]
+    assert all(a.delivered_at is None for a in logged)
+    second = AlertLog(redis=redis, store=store, keys=keys)  # a restarted worker
+    assert await second.run_once(block_ms=10) == 0 and second.stats.logged == 0
+    # a delivery (the notifier's callback) marks them; logging again changes nothing
+    at = START
+    events = await _events(redis, keys)
+    await _mark_delivered(store)(events, at)
+    assert all(a.delivered_at is not None for a in await store.alerts("beta"))
+
+
+async def _events(redis: Redis, keys: KeySpace) -> list[AlertEvent]:
+    found = []
+    for stream in keys.all_alert_streams():
+        for _, fields in await redis.xrange(stream):
+            found.append(AlertEvent.from_fields(fields))
+    return found
+
+
+async def test_entries_read_by_a_stopped_worker_are_logged_by_the_next_at_once(
+    redis: Redis, key_prefix: str, store: BillingStore
+) -> None:
+    await _alerts(redis, key_prefix)
+    keys = KeySpace(prefix=key_prefix, partitions=PARTITIONS)
+    crashed = AlertLog(redis=redis, store=store, keys=keys)
+    await crashed.ensure_groups()
+    await crashed._read(10)  # read, then "killed" before logging and acknowledging
+    assert await store.alerts("beta") == []
+    restarted = AlertLog(redis=redis, store=store, keys=keys)
+    await restarted.run_once(block_ms=10)  # its own pending first: no idle timeout to wait
+    assert len(await store.alerts("beta")) == 3
