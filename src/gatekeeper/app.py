@@ -246,6 +246,7 @@ class App:
             ratelimit=self.ratelimit,
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
+            directory=self.policy.stats,
         )
         assert self.admin is not None and self.controls is not None
         self.handlers = Handlers(

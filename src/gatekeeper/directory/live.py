@@ -46,6 +46,11 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryStats:
+    """Counts since the process started. A lookup (of a customer, by id or by key) is a hit
+    when answered from memory, a miss when it had to read the customer's record from Redis
+    (or wait for a read already under way); a decision looks its customer up twice (identity,
+    then the decision), so per decision the share that read Redis is misses / decisions."""
+
     size: int
     capacity: int
     hits: int
@@ -77,6 +82,8 @@ class LiveDirectory:
         self._filling: dict[str, asyncio.Future[_Entry]] = {}
         self._epoch = 0  # +1 per invalidation: a fill that raced one is used once, not kept
         self.compile_failures = 0
+        self.hits = 0  # see DirectoryStats
+        self.misses = 0
 
     @property
     def records(self) -> CustomerRecords:
@@ -99,6 +106,7 @@ class LiveDirectory:
         if entry.catalog is not self._catalog:
             entry = self._compiled(entry.record)
             self._customers.put(customer_id, entry)
+        self.hits += 1
         return entry.customer
 
     async def customer(self, customer_id: str) -> Customer | None:
@@ -118,7 +126,10 @@ class LiveDirectory:
         if entry.catalog is not self._catalog:
             return None  # compiled again on the awaited path
         key = entry.keys.get(sha256_hex)
-        return None if key is None or entry.customer is None else (entry.customer, key)
+        if key is None or entry.customer is None:
+            return None  # answered (and counted) on the awaited path
+        self.hits += 1
+        return entry.customer, key
 
     async def key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
         owner = await self._owner_id(sha256_hex)
@@ -143,17 +154,19 @@ class LiveDirectory:
     def stats(self) -> DirectoryStats:
         c = self._customers
         return DirectoryStats(
-            len(c), c.capacity, c.hits, c.misses, c.evictions, self.compile_failures
+            len(c), c.capacity, self.hits, self.misses, c.evictions, self.compile_failures
         )
 
     # ---- filling -------------------------------------------------------------------------
     async def _entry(self, customer_id: str) -> _Entry:
         entry = self._customers.get(customer_id)
         if entry is not None:
+            self.hits += 1
             if entry.record is not None and entry.catalog is not self._catalog:
                 entry = self._compiled(entry.record)
                 self._customers.put(customer_id, entry)
             return entry
+        self.misses += 1
         pending = self._filling.get(customer_id)
         if pending is None:
             pending = asyncio.ensure_future(self._fill(customer_id))
