@@ -320,10 +320,16 @@ class CustomerRecords:
         async with self._redis.pipeline(transaction=False) as pipe:
             for digest, customer in claims:
                 pipe.set(self._keys.key_owner(digest), customer, nx=True)
+            claimed = await pipe.execute()
+        taken = [claim for claim, ok in zip(claims, claimed, strict=True) if not ok]
+        if not taken:  # every hash was free (the usual case): one command per hash
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest, _ in taken:
                 pipe.get(self._keys.key_owner(digest))
-            replies = await pipe.execute()
-        for (digest, customer), owner in zip(claims, replies[1::2], strict=True):
-            if _text(owner) != customer:
+            owners = await pipe.execute()
+        for (digest, customer), owner in zip(taken, owners, strict=True):
+            if owner is None or _text(owner) != customer:
                 raise DirectoryConflict(
                     f"an API key with hash {digest[:12]}… is another customer's"
                 )

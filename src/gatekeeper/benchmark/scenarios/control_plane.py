@@ -12,8 +12,8 @@ bench's Redis, under a fresh key prefix deleted afterwards:
 - cache hit ratio: decisions (8 connections) for customers drawn from a Zipf(1.1) mix over all
   N, in two halves; the ratio is the second (warm) half's, from serve's own
   `gatekeeper_directory_cache_{hits,misses}_total`.
-- RSS (`VmRSS`) after that warm-up, and after a decision for each of the min(N, cache size)
-  hottest customers (the cache as full as N allows).
+- RSS (`VmRSS`) after that warm-up, and (at the largest N only: it takes minutes) after a
+  decision for each of the min(N, cache size) hottest customers (the cache as full as N allows).
 - stall: decisions one at a time on one connection to the ext_authz HTTP port (Zipf mix), in
   paired rounds: quiet, then the same while the admin API makes `change_rate` changes per
   second (in turn: a new API key, a patch of the description, a revocation of a key made
@@ -75,7 +75,7 @@ class ControlPlaneProfile:
     rounds: int  # quiet/busy pairs
     round_seconds: float
     zipf_decisions: int  # both halves together
-    fill: bool  # decide for the hottest min(N, cache) customers before the second RSS
+    fill: bool  # at the largest N: decide for the hottest min(N, cache) customers, RSS again
     cache_size: int = 100_000
     change_rate: float = 50.0
     connections: int = 8
@@ -184,7 +184,7 @@ async def _size(
             "serve RSS after warm-up", rss, "MB",
             note=f"{warm.get('gatekeeper_directory_cache_entries', 0):,.0f} customers cached",
         )  # fmt: skip
-        if profile.fill:
+        if profile.fill and n == max(profile.counts):  # the RSS target's size only: minutes
             rss = await _fill(run, n)
         admin_p99 = await _changes_and_stalls(run, f"new-{n}")
     finally:
