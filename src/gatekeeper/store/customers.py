@@ -137,9 +137,16 @@ class CustomerRecords:
 
     # ---- reads ---------------------------------------------------------------------------
     async def get(self, customer: str) -> CustomerRecord | None:
+        stored = await self.get_stored(customer)
+        return None if stored is None else CustomerRecord.from_json(customer, *stored)
+
+    async def get_stored(self, customer: str) -> tuple[int, bytes] | None:
+        """The customer's record as stored: (version, its JSON), None if there is none."""
         row: Any = await self._redis.hmget(self._keys.customer_record(customer), ["v", "r"])
         version, raw = row
-        return None if raw is None else CustomerRecord.from_json(customer, int(version), raw)
+        if raw is None:
+            return None
+        return int(version), raw if isinstance(raw, bytes) else str(raw).encode()
 
     async def get_many(self, customers: Sequence[str]) -> dict[str, CustomerRecord]:
         """The records of `customers` that exist (one pipelined round trip)."""
