@@ -23,6 +23,7 @@ from gatekeeper.app_metrics import ServeMetrics
 from gatekeeper.billing import BillingStore, BillingStoreError, open_store
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
+from gatekeeper.config.loader import collector_paused
 from gatekeeper.config.yamlsrc import YMap
 from gatekeeper.controls import SpendControls
 from gatekeeper.directory.catalog import catalog_root, seed_documents
@@ -321,7 +322,10 @@ class App:
             catalog=catalog, records=records, capacity=config.settings.directory.cache_size
         )
         root = None if config.root is None else catalog_root(config.root)
-        await self._seed(config.root, records, keys)
+        # not serving yet: no collector passes over the parsed file while its customers are
+        # seeded (each pass walks every node of it: ~1/5 of the start with 100,000 customers)
+        with collector_paused():
+            await self._seed(config.root, records, keys)
         self.config = dataclasses.replace(config, policy=catalog, root=root)
         self.admin = AdminService(
             directory=self._directory,
@@ -337,11 +341,13 @@ class App:
         if root is None:
             return
         assert self.redis is not None
+        with collector_paused():
+            docs = seed_documents(root)
         result = await seed_customers(
             redis=self.redis.client,
             keys=keys,
             records=records,
-            docs=seed_documents(root),
+            docs=docs,
             updated_at=self.clock.now().isoformat(),
         )
         if not result.skipped:
