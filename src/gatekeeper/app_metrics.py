@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from gatekeeper.directory import DirectoryStats
 from gatekeeper.edge import Authorizer, OfflineBacklog
 from gatekeeper.edge.identity import IdentityFailure
 from gatekeeper.engine import DecisionEngine, Outcome, SettleStatus
@@ -120,9 +121,11 @@ class ServeMetrics:
         ratelimit: RateLimitService | None,
         handler_failures: Callable[[], Mapping[tuple[str, str], int]],
         ratelimit_watcher: ConfigWatcher | None = None,
+        directory: Callable[[], DirectoryStats] | None = None,
     ) -> None:
         """Register readings of the parts' own counters (once, after the parts exist).
-        `handler_failures`: (server, method) -> requests whose handler raised."""
+        `handler_failures`: (server, method) -> requests whose handler raised.
+        `directory`: the customer directory cache's counts (`LiveDirectory.stats`)."""
         r = self.registry
         r.gauge_reading(
             "gatekeeper_ready", "1 when the process is ready (as /readyz), else 0.", lambda: ready()
@@ -185,6 +188,8 @@ class ServeMetrics:
                 "Redis calls of the decision path sent and not yet answered.",
                 lambda: autopipeline.in_flight,
             )
+        if directory is not None:
+            self._expose_directory(directory)
         if ratelimit is not None:
             r.counter_reading(
                 "gatekeeper_ratelimit_requests_total",
@@ -195,6 +200,36 @@ class ServeMetrics:
             self._expose_ratelimit_stats(ratelimit.stats)
         if ratelimit_watcher is not None:
             self._expose_ratelimit_reload(ratelimit_watcher)
+
+    def _expose_directory(self, stats: Callable[[], DirectoryStats]) -> None:
+        r = self.registry
+        r.counter_reading(
+            "gatekeeper_directory_cache_hits_total",
+            "Customer lookups (by id or API key) answered from this process's directory cache.",
+            lambda: stats().hits,
+        )
+        r.counter_reading(
+            "gatekeeper_directory_cache_misses_total",
+            "Customer lookups that read the customer's record from Redis (or waited for a "
+            "read under way). A decision looks its customer up twice.",
+            lambda: stats().misses,
+        )
+        r.counter_reading(
+            "gatekeeper_directory_cache_evictions_total",
+            "Customers dropped from the directory cache to stay within directory.cache_size.",
+            lambda: stats().evictions,
+        )
+        r.gauge_reading(
+            "gatekeeper_directory_cache_entries",
+            "Customers held in the directory cache now (at most directory.cache_size).",
+            lambda: stats().size,
+        )
+        r.counter_reading(
+            "gatekeeper_directory_compile_failures_total",
+            "Directory records that did not compile under the catalog in force (refused like "
+            "an unknown customer; the log names the customer and why).",
+            lambda: stats().compile_failures,
+        )
 
     def _expose_ratelimit_stats(self, table: StatsTable) -> None:
         r = self.registry

@@ -95,6 +95,18 @@ async def test_decisions_move_the_counters_by_exactly_what_was_decided(app: App)
     denied_locally = "gatekeeper_decisions_denied_locally_total"
     assert value(after, denied_locally) - value(before, denied_locally) == 2
 
+    # the customer is read from Redis once (the first decision's identity step); after that,
+    # each decision finds it in the cache twice (identity, then the decision itself)
+    hits, misses = (
+        "gatekeeper_directory_cache_hits_total",
+        "gatekeeper_directory_cache_misses_total",
+    )
+    assert value(after, misses) - value(before, misses) == 1
+    assert value(after, hits) - value(before, hits) == 2 * 8 - 1
+    assert value(after, "gatekeeper_directory_cache_entries") >= 1
+    assert value(after, "gatekeeper_directory_cache_evictions_total") == 0
+    assert value(after, "gatekeeper_directory_compile_failures_total") == 0
+
     assert value(after, "gatekeeper_ready") == 1
     for operation in ("decide", "settle", "offline_backlog"):
         assert value(after, "gatekeeper_store_unavailable_total", operation=operation) == 0

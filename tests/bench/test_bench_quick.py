@@ -48,6 +48,13 @@ def test_quick_bench_runs_in_time_and_finds_no_violation(tmp_path: Path) -> None
     assert any(n.startswith("Envoy alone @ saturation") for n in names)
     assert any(n.startswith("engine.decide()") for n in names)
     assert any(n.startswith("Redis bytes per counter") for n in names)
+    # control plane at 1k and 10k customers, and a policy file listing 2,000
+    for size in ("1,000 customers", "10,000 customers", "2,000 customers in the policy file"):
+        assert f"decision @ 1 conn, quiet, {size}" in names
+        assert f"decision @ 1 conn, 50 admin changes/s, {size}" in names
+    assert "directory cache hit ratio, Zipf(1.1), 10,000 customers" in names
+    control = [t for t in doc["targets"] if "customers" in t["name"]]
+    assert len(control) >= 9 and all(t["met"] is not None for t in control)
     assert "correctness: 0 violation(s)" in proc.stdout
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,11 +11,19 @@ import pytest
 from gatekeeper.benchmark import report
 from gatekeeper.benchmark.command import cpu_times, steal_note
 from gatekeeper.benchmark.correctness import Tally, hard_violations, normalize, spend_violations
+from gatekeeper.benchmark.directory_load import (
+    ZipfMix,
+    api_key,
+    catalog_text,
+    customer_id,
+    policy_file_text,
+)
 from gatekeeper.benchmark.loadgen import WrkResult, connections_for_rate, parse_wrk, wrk_script
-from gatekeeper.benchmark.model import Check, Comparison, Figure, Results
+from gatekeeper.benchmark.model import Check, Comparison, Figure, Results, Target
 from gatekeeper.benchmark.options import labels
 from gatekeeper.benchmark.resp import command_bytes, parse_monitor_line, reply_end
 from gatekeeper.benchmark.scenarios.envoy import median_run, paired_added
+from gatekeeper.config.loader import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -218,3 +227,35 @@ def test_a_target_missed_by_a_hair_does_not_read_as_met() -> None:
     ts = report.targets(results, lab)
     row = next(line for line in report.table(results, ts).splitlines() if "25 %" in line)
     assert "0.247" in row and "NOT met" in row
+
+
+def test_a_scenarios_own_targets_follow_issue_6s_and_small_values_keep_decimals() -> None:
+    ready = Figure("control-plane", "serve ready, 1,000 customers", 2.345, "s")
+    missed = Target("serve ready ≤ 5 s, 1,000,000 customers", 6.2, "≤ 5 s", False)
+    results = Results(figures=[ready], targets=[missed])
+    ts = report.targets(results, labels(1))
+    assert ts[-1] == missed
+    text = report.table(results, ts)
+    assert "2.35" in text  # seconds keep two decimals; large values none
+    row = next(line for line in text.splitlines() if line.startswith("serve ready ≤ 5 s"))
+    assert "6.200" in row and "NOT met" in row
+
+
+def test_zipf_mix_is_a_seeded_permutation_of_the_customers_hot_first() -> None:
+    mix = ZipfMix(1_000)
+    assert sorted(mix.rank_id(r) for r in range(1, 1_001)) == sorted(
+        customer_id(i) for i in range(1_000)
+    )
+    draws = mix.draw(10_000)
+    assert draws == ZipfMix(1_000).draw(10_000)  # same seed, same customers
+    hottest = mix.rank_id(1)
+    assert draws.count(hottest) > draws.count(mix.rank_id(10)) > draws.count(mix.rank_id(500))
+    assert len(set(draws)) > 300  # a long tail, not a handful of customers
+
+
+def test_the_generated_policy_file_is_valid_and_holds_each_customers_key() -> None:
+    loaded = parse_config(policy_file_text(3))
+    assert sorted(loaded.policy.customers) == ["c0", "c1", "c2"]
+    owner = loaded.policy.key_owner(hashlib.sha256(api_key("c2").encode()).hexdigest())
+    assert owner is not None and owner[0].id == "c2"
+    assert parse_config(catalog_text()).policy.customers == {}

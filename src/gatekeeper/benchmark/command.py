@@ -52,6 +52,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only this scenario (repeatable)")  # fmt: skip
     parser.add_argument("--scale-customers", type=_counts,
                         help="comma-separated customer counts for the scale scenario")  # fmt: skip
+    parser.add_argument("--control-plane-customers", type=_counts,
+                        help="comma-separated directory sizes for the control-plane scenario "
+                             "(default 1000,100000,1000000; --quick 1000,10000)")  # fmt: skip
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -169,6 +172,7 @@ def run_bench(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     options = profile(
         quick=args.quick, out=args.out, redis_url=args.redis_url, workers=args.workers,
         only=tuple(args.only), scale_counts=args.scale_customers,
+        control_plane_counts=args.control_plane_customers,
     )  # fmt: skip
     try:
         wrk_binary()

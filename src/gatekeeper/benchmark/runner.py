@@ -1,8 +1,9 @@
 """One bench run: start what it needs on 127.0.0.1, run the chosen scenarios, report, stop all.
 
 Order: engine, through Envoy (alone; no-op and gatekeeper per transport; answers compared),
-rate limit service, workers, scale. Every child process belongs to `Processes`, closed in a
-`finally` (also on Ctrl-C). The bench's own keys live under a fresh prefix and are deleted.
+rate limit service, workers, scale, control plane. Every child process belongs to `Processes`,
+closed in a `finally` (also on Ctrl-C). The bench's own keys live under a fresh prefix and are
+deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gatekeeper.benchmark.model import Results, progress
 from gatekeeper.benchmark.options import LABELS, BenchOptions
 from gatekeeper.benchmark.policy import BenchPolicy, ratelimit_config_text
 from gatekeeper.benchmark.processes import Processes
+from gatekeeper.benchmark.scenarios.control_plane import run_control_plane
 from gatekeeper.benchmark.scenarios.engine import run_engine
 from gatekeeper.benchmark.scenarios.envoy import Target, ThroughEnvoy
 from gatekeeper.benchmark.scenarios.scale import run_scale
@@ -63,6 +65,13 @@ async def run(options: BenchOptions, processes: Processes, env: dict[str, str]) 
         if options.selected("scale"):
             progress(f"scale: {', '.join(f'{n:,}' for n in options.scale.counts)} customers")
             results.figures += await run_scale(redis_url, f"{prefix}-scale", options.scale)
+        if options.selected("control-plane"):
+            control = await run_control_plane(
+                processes, redis_url, f"{prefix}-cp", options.control_plane, env
+            )
+            results.figures += control.figures
+            results.targets += control.targets
+            results.notes += control.notes
     finally:
         await delete_prefix(redis_url, prefix)
     return results

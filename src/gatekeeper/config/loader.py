@@ -21,7 +21,14 @@ from gatekeeper.config.yamlsrc import YMap, load_yaml
 from gatekeeper.model import Policy
 from gatekeeper.settings import Settings
 
-__all__ = ["DEMO_SOURCE", "LoadedConfig", "load_config", "load_or_report", "parse_config"]
+__all__ = [
+    "DEMO_SOURCE",
+    "LoadedConfig",
+    "collector_paused",
+    "load_config",
+    "load_or_report",
+    "parse_config",
+]
 
 DEMO_SOURCE = "<gatekeeper/data/demo.yaml>"
 
@@ -35,8 +42,9 @@ class LoadedConfig:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a document is parsed.
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a document is parsed (or a parsed one is walked:
+    the policy file's customers seeded into the directory at start).
 
     Parsing allocates millions of small acyclic objects for a large file; each allocation burst
     triggered a full generation scan over the growing tree (two thirds of the time of a file
@@ -60,7 +68,7 @@ def parse_config(
     Raises ConfigError with every issue found: YAML syntax (then only that one), unknown keys,
     wrong types, values out of range, and cross-references that do not resolve.
     """
-    with _collector_paused():
+    with collector_paused():
         return _parse(text, source, env)
 
 

@@ -14,26 +14,22 @@ V = TypeVar("V")
 
 class Lru(Generic[K, V]):
     """At most `capacity` entries; a hit makes an entry the most recent, a put past the
-    capacity drops the least recent. Not thread-safe (one event loop owns it)."""
+    capacity drops the least recent (`evictions` counts those). Not thread-safe (one event
+    loop owns it). Hits and misses are the owner's to count: it knows what one lookup is."""
 
-    __slots__ = ("_data", "capacity", "evictions", "hits", "misses")
+    __slots__ = ("_data", "capacity", "evictions")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._data: OrderedDict[K, V] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
         self.evictions = 0
 
     def get(self, key: K) -> V | None:
         value = self._data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._data.move_to_end(key)
+        if value is not None:
+            self._data.move_to_end(key)
         return value
 
     def put(self, key: K, value: V) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from gatekeeper.config.compose import Doc
+from gatekeeper.config.loader import collector_paused
 from gatekeeper.config.yamlsrc import YMap
 from gatekeeper.directory.catalog import seed_documents
 from gatekeeper.directory.migrate import migrate_legacy_directory
@@ -37,6 +38,7 @@ __all__ = ["SeedResult", "reconcile_directory", "seed_customers"]
 log = logging.getLogger(__name__)
 _CHUNK = 2_000
 _LOCK_S = 120  # how long one process may seed before another takes over
+_IN_FLIGHT = 4  # chunks written at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,19 +109,29 @@ async def _seed(
     ]
     written = 0
     refused: list[str] = []
-    for start in range(0, len(batch), _CHUNK):
-        chunk = batch[start : start + _CHUNK]
-        try:
-            written += len(await records.put_many(chunk, channel=channel, keep=_unchanged))
-        except DirectoryConflict:  # one by one, to name (and leave out) the customers at fault
-            for record in chunk:
-                try:
-                    written += len(
-                        await records.put_many([record], channel=channel, keep=_unchanged)
-                    )
-                except DirectoryConflict as exc:
-                    log.error("file customer %s left out of the directory: %s", record.id, exc)
-                    refused.append(record.id)
+    starts = iter(range(0, len(batch), _CHUNK))
+
+    async def put(chunk: list[CustomerRecord]) -> None:
+        nonlocal written
+        done = await records.put_many(chunk, channel=channel, keep=_unchanged)
+        written += len(done)  # after the await (`written += await …` would lose counts)
+
+    async def worker() -> None:
+        for start in starts:
+            chunk = batch[start : start + _CHUNK]
+            try:
+                await put(chunk)
+            except DirectoryConflict:  # one by one, to name (and leave out) those at fault
+                for record in chunk:
+                    try:
+                        await put([record])
+                    except DirectoryConflict as exc:
+                        log.error("file customer %s left out of the directory: %s", record.id, exc)
+                        refused.append(record.id)
+
+    # chunks of different customers in flight at once: Redis works on one while this process
+    # packs the next (a file's customers never share a key hash: the file's parser refuses it)
+    await asyncio.gather(*(worker() for _ in range(_IN_FLIGHT)))
     removed = await _remove_dropped(redis, keys, records, set(docs))
     await redis.set(marker, digest)
     return SeedResult(written, removed, skipped=False, refused=tuple(refused))
@@ -168,12 +180,10 @@ async def reconcile_directory(
     whole-directory hashes moved into records (`migrate_legacy_directory`, once)."""
     result = SeedResult(0, 0, skipped=True)
     if root is not None:
+        with collector_paused():  # millions of small objects: no collector passes over them
+            docs = seed_documents(root)
         result = await seed_customers(
-            redis=redis,
-            keys=keys,
-            records=records,
-            docs=seed_documents(root),
-            updated_at=updated_at,
+            redis=redis, keys=keys, records=records, docs=docs, updated_at=updated_at
         )
         if not result.skipped:
             log.info(

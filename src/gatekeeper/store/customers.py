@@ -139,9 +139,16 @@ class CustomerRecords:
 
     # ---- reads ---------------------------------------------------------------------------
     async def get(self, customer: str) -> CustomerRecord | None:
+        stored = await self.get_stored(customer)
+        return None if stored is None else CustomerRecord.from_json(customer, *stored)
+
+    async def get_stored(self, customer: str) -> tuple[int, bytes] | None:
+        """The customer's record as stored: (version, its JSON), None if there is none."""
         row: Any = await self._redis.hmget(self._keys.customer_record(customer), ["v", "r"])
         version, raw = row
-        return None if raw is None else CustomerRecord.from_json(customer, int(version), raw)
+        if raw is None:
+            return None
+        return int(version), raw if isinstance(raw, bytes) else str(raw).encode()
 
     async def get_many(self, customers: Sequence[str]) -> dict[str, CustomerRecord]:
         """The records of `customers` that exist (one pipelined round trip)."""
@@ -376,18 +383,24 @@ class CustomerRecords:
         async with self._redis.pipeline(transaction=False) as pipe:
             for digest, customer in claims:
                 pipe.set(self._keys.key_owner(digest), customer, nx=True)
+            claimed = await pipe.execute()
+        taken = [claim for claim, ok in zip(claims, claimed, strict=True) if not ok]
+        if not taken:  # every hash was free (the usual case): one command per hash
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest, _ in taken:
                 pipe.get(self._keys.key_owner(digest))
-            replies = await pipe.execute()
-        for (digest, customer), owner in zip(claims, replies[1::2], strict=True):
-            holder = _text(owner)
+            owners = await pipe.execute()
+        for (digest, customer), owner in zip(taken, owners, strict=True):
+            holder = None if owner is None else _text(owner)
             if holder == customer:
                 continue
-            held = await self.get(holder)
+            held = None if holder is None else await self.get(holder)
             if held is not None and digest in held.key_hashes:
                 raise DirectoryConflict(
                     f"an API key with hash {digest[:12]}… is another customer's"
                 )
-            # a pointer left behind (its customer no longer lists the key): take it over
+            # released meanwhile, or left behind (its customer no longer lists the key): ours
             await self._redis.set(self._keys.key_owner(digest), customer)
 
     def _queue_put(self, pipe: Any, put: _Put, channel: str) -> None:
