@@ -32,6 +32,10 @@ class Lru(Generic[K, V]):
             self._data.move_to_end(key)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The value, without making it the most recent (and without counting)."""
+        return self._data.get(key)
+
     def put(self, key: K, value: V) -> None:
         data = self._data
         data[key] = value

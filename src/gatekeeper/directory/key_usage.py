@@ -3,7 +3,7 @@
 A decision only notes the key in memory, at most once per interval per key (a dict lookup);
 a background loop writes the notes to Redis every interval, one hash per customer in the
 customer's slot (`KeySpace.key_last_used`). What a process notes is bounded by `capacity`
-keys: past it, the oldest notes are dropped (a key used again is noted again).
+keys: past it, the notes start over (a key used again is noted again).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gatekeeper.clock import Clock
-from gatekeeper.directory.cache import Lru
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["KeyUsage"]
@@ -42,7 +41,7 @@ class KeyUsage:
         self._clock = clock
         self._interval = interval_s
         self._monotonic = monotonic
-        self._noted: Lru[tuple[str, str], float] = Lru(capacity)  # key -> when noted (mono)
+        self._noted: dict[tuple[str, str], float] = {}  # key -> when noted (monotonic)
         self._pending: dict[tuple[str, str], int] = {}  # key -> epoch seconds to write
         self._capacity = capacity
 
@@ -53,7 +52,9 @@ class KeyUsage:
         noted = self._noted.get(key)
         if noted is not None and now - noted < self._interval:
             return
-        self._noted.put(key, now)
+        if len(self._noted) >= self._capacity:  # rare: start over (keys are noted again)
+            self._noted.clear()
+        self._noted[key] = now
         if len(self._pending) < self._capacity:
             self._pending[key] = int(self._clock.now().timestamp())
 

@@ -126,10 +126,12 @@ class LiveDirectory:
         return (await self._entry(customer_id)).record(customer_id)
 
     def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
-        pointer = self._pointers.get(sha256_hex)
+        # peeks: the decision that follows looks the customer up again (cached_customer),
+        # which is what keeps it recent; a pointer costs one read when it is evicted
+        pointer = self._pointers.peek(sha256_hex)
         if pointer is None or pointer[0] is None:
             return None
-        entry = self._customers.get(pointer[0])
+        entry = self._customers.peek(pointer[0])
         if entry is None or entry.raw is None:
             return None
         if entry.catalog is not self._catalog:
