@@ -30,8 +30,8 @@ from gatekeeper.benchmark.options import SCENARIOS, BenchOptions, labels, profil
 from gatekeeper.benchmark.plot import PlotUnavailable, latency_plot
 from gatekeeper.benchmark.processes import BenchSetupError, Processes
 from gatekeeper.benchmark.runner import run
+from gatekeeper.command_spec import CommandSpec
 from gatekeeper.envoy_runner import EnvoyError, envoy_binary
-from gatekeeper.pipeline.commands import CommandSpec
 
 __all__ = ["BENCH", "add_bench_arguments", "cpu_ticks", "run_bench"]
 

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from gatekeeper.command_spec import CommandSpec
 from gatekeeper.demo.orchestrator import Demo, DemoOptions
-from gatekeeper.pipeline.commands import CommandSpec
 
 __all__ = ["DEMO", "options_from_args"]
 

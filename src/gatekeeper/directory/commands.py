@@ -17,12 +17,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 from redis.exceptions import RedisError
 
 from gatekeeper.admin.customers import MAX_KEYS
 from gatekeeper.clock import SystemClock
+from gatekeeper.command_spec import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CommandSpec
 from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.config.errors import ConfigIssue
 from gatekeeper.data_location import add_data_dir_argument, env_with_data_dir
@@ -43,15 +44,6 @@ from gatekeeper.store.datadir import DataDirMissing
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["DIRECTORY", "IMPORT", "CommandSpec"]
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class CommandSpec(NamedTuple):
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
 
 
 IMPORT_HELP = "import customers from JSON Lines or CSV (idempotent: run it again to resume)"

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -35,6 +35,7 @@ from gatekeeper.billing.export import (
     write_json,
 )
 from gatekeeper.clock import SystemClock
+from gatekeeper.command_spec import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CommandSpec
 from gatekeeper.config import LoadedConfig, load_or_report
 from gatekeeper.data_location import (
     add_data_dir_argument,
@@ -59,15 +60,6 @@ from gatekeeper.tracing import Tracing, TracingConfigError
 __all__ = ["EXPORT", "RECONCILE", "WORKER", "CommandSpec"]
 
 log = logging.getLogger("gatekeeper.worker")
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class CommandSpec(NamedTuple):
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
