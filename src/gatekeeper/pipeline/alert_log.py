@@ -11,6 +11,7 @@ timeout. Logging twice is harmless (the alert id is the key), so two workers may
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -129,7 +130,8 @@ class AlertLog:
                 name = type(exc).__name__
                 self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
                 log.warning("alert log: %s; retrying in %.1fs", exc, wait)
-                await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):  # a stop() ends the wait
+                    await asyncio.wait_for(self._stopping.wait(), wait)
                 wait = min(wait * 2, longest)
 
     def stop(self) -> None:

@@ -197,7 +197,11 @@ async def _worker(
         await store.close()
         return EXIT_BAD_INPUT
     # every alert into the billing store's alert log (GET /v1/customers/{id}/alerts)
-    loops: list[Loop] = [worker, watch, AlertLog(redis=handle.client, store=store, keys=keys)]
+    loops: list[Loop] = [
+        worker,
+        watch,
+        AlertLog(redis=handle.client, store=store, keys=keys, block_ms=options.block_ms),
+    ]
     if forwarding is not None:
         loops.append(forwarding[0])
         log.info("forwarding usage events as CloudEvents to %s", settings.forwarder.url)
