@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hashlib
 from typing import Any
 
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 
 from gatekeeper.config import parse_config
 from gatekeeper.directory.live import LiveDirectory
-from gatekeeper.model import Policy, frozen_map
+from gatekeeper.model import Customer, Policy, frozen_map
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords, Source
 from gatekeeper.store.keys import KeySpace
 
@@ -37,7 +38,7 @@ def _sha(key: str) -> str:
 
 
 async def _setup(
-    redis: Redis, prefix: str, n: int = 3, capacity: int = 100
+    redis: Redis, prefix: str, n: int = 3, capacity: int = 100, compiled: int = 100
 ) -> tuple[CustomerRecords, LiveDirectory, list[float]]:
     records = CustomerRecords(redis=redis, keys=KeySpace(prefix=prefix, partitions=4))
     docs = [
@@ -49,7 +50,11 @@ async def _setup(
     await records.put_many(docs, channel=f"{prefix}:invalidate")
     clock = [0.0]
     directory = LiveDirectory(
-        catalog=CATALOG, records=records, capacity=capacity, monotonic=lambda: clock[0]
+        catalog=CATALOG,
+        records=records,
+        capacity=capacity,
+        compiled_capacity=compiled,
+        monotonic=lambda: clock[0],
     )
     return records, directory, clock
 
@@ -154,3 +159,38 @@ async def test_a_record_that_no_longer_compiles_is_refused_not_fatal(
     assert await directory.customer("odd") is None
     assert directory.stats().compile_failures == 1
     assert (await directory.record("odd")) is not None  # kept for an operator to fix
+
+
+async def test_customers_past_the_compiled_tier_are_held_as_records(
+    redis: Redis, key_prefix: str
+) -> None:
+    """The cache holds 20 records, 4 of them compiled: the other 16 are compiled again from
+    memory (no read), a change drops both tiers, and the collector tracks what is compiled only."""
+    records, directory, _ = await _setup(redis, key_prefix, n=20, capacity=20, compiled=4)
+    first = {
+        c.id: c.entitlements for c in [await directory.customer(f"c{i}") for i in range(20)] if c
+    }
+    assert await directory.key_owner(_sha("key-3")) is not None  # its pointer, held
+    calls = _count_gets(records)
+    for _ in range(2):
+        for i in range(20):
+            again = directory.cached_customer(f"c{i}")
+            assert again is not None and again.entitlements == first[f"c{i}"]
+        owner = directory.cached_key_owner(_sha("key-3"))
+        assert owner is not None and owner[0].id == "c3"
+    assert calls == []
+    stats = directory.stats()
+    assert (stats.size, stats.capacity, stats.misses) == (20, 20, 20)
+    del again, owner
+    compiled = sum(1 for o in gc.get_objects() if isinstance(o, Customer) and o.id in first)
+    assert compiled == 4  # the compiled tier only
+
+    await records.put_many(
+        [CustomerRecord("c5", {"plan": "pro"}, Source.API)], channel=f"{key_prefix}:invalidate"
+    )
+    held = directory.cached_customer("c5")  # held, as a record or compiled
+    assert held is not None and held.plan == "free"
+    directory.invalidate("c5")
+    assert directory.cached_customer("c5") is None
+    changed = await directory.customer("c5")
+    assert changed is not None and changed.plan == "pro" and calls == ["c5"]

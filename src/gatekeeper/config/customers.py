@@ -6,7 +6,6 @@ Nothing here raises: problems are recorded in the `Issues` collector.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from gatekeeper.config.fields import (
     section_seq,
 )
 from gatekeeper.config.plans import EntitlementBuilder, parse_rate_limits, parse_spend_cap
-from gatekeeper.config.yamlsrc import Node, Scalar, YMap, item_path, key_path, load_yaml
+from gatekeeper.config.yamlsrc import Node, Scalar, YMap, from_plain, item_path, key_path
 from gatekeeper.model import (
     ApiKey,
     CapAction,
@@ -108,7 +107,7 @@ def parse_customer(
     path = key_path("customers", cid)
     if not _CUSTOMER_ID.fullmatch(cid):
         issues.add(path, None, "customer ids match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (at most 128)")
-    node = load_yaml(json.dumps(doc), source=source, issues=issues)
+    node: Node | None = from_plain(doc)
     mapping = expect_map(node, path, issues) if node is not None else None
     if node is None:
         issues.add(path, None, "expected a customer document with at least a plan")

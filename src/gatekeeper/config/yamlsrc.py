@@ -9,6 +9,8 @@ and aliases work; duplicate keys are reported.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +20,17 @@ import yaml
 
 from gatekeeper.config.errors import ConfigError, ConfigIssue, Issues
 
-__all__ = ["Entry", "Node", "Scalar", "YMap", "YSeq", "item_path", "key_path", "load_yaml"]
+__all__ = [
+    "Entry",
+    "Node",
+    "Scalar",
+    "YMap",
+    "YSeq",
+    "from_plain",
+    "item_path",
+    "key_path",
+    "load_yaml",
+]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_NODES = 1_000_000  # alias expansion guard ("billion laughs")
@@ -109,6 +121,30 @@ def load_yaml(text: str, *, source: str, issues: Issues) -> Node | None:
         ) from None
     finally:
         loader.dispose()
+
+
+def from_plain(value: object, line: int = 1) -> Node:
+    """Plain JSON data (dicts with string keys, lists, str, int, float, bool, None) as the nodes
+    `load_yaml(json.dumps(value))` gives, without writing and parsing the text: strings are
+    quoted scalars, everything else plain, every node on `line` (JSON text is one line).
+    A directory record is read this way once per compile, so this is on the miss path."""
+    if isinstance(value, Mapping):
+        entries = {str(k): Entry(str(k), line, from_plain(v, line)) for k, v in value.items()}
+        return YMap(MappingProxyType(entries), line)
+    if isinstance(value, list | tuple):
+        return YSeq(tuple(from_plain(item, line) for item in value), line)
+    if isinstance(value, str):
+        return Scalar(value, value, False, line)
+    if value is None:
+        return Scalar(None, "null", True, line)
+    if isinstance(value, bool):
+        return Scalar(value, "true" if value else "false", True, line)
+    if isinstance(value, float) and not math.isfinite(value):
+        text = json.dumps(value)  # NaN, Infinity: plain text YAML reads as a string
+        return Scalar(text, text, True, line)
+    if isinstance(value, int | float):
+        return Scalar(value, json.dumps(value), True, line)
+    raise TypeError(f"not JSON data: {type(value).__name__}")
 
 
 class _Converter:

@@ -3,7 +3,16 @@ through a bounded cache.
 
 The catalog (features, prices, plans, routes) is small and held whole; a plan change swaps it,
 and each cached customer is compiled again under the new catalog when it is next asked for
-(lazily: a plan of 100,000 customers is not recompiled 100,000 times at once). Customers and
+(lazily: a plan of 100,000 customers is not recompiled 100,000 times at once).
+
+Customers are held in two tiers. The cache proper (`capacity`, the setting
+`directory.cache_size`) holds each customer's record as stored: an int and a bytes object,
+which Python's cyclic garbage collector does not track. A smaller tier (`compiled_capacity`)
+holds the most recent of them compiled, ready for the decision path; a customer in the first
+and not in the second is compiled again (~60 µs, no round trip). A compiled customer is ~7
+objects the collector tracks, and a full collection pauses the event loop for every tracked
+object in the process (~0.2 µs each here): 100,000 compiled customers made that a 150 ms
+stall of every decision in flight, 8,192 make it ~12 ms. Customers and
 API key pointers come from Redis (`store.customers`) on a miss: one round trip, shared by every
 request that misses on the same customer meanwhile, never holding up the others. A change
 announced on the invalidation channel drops that customer on every process; a process that
@@ -27,9 +36,12 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.model import ApiKey, Customer, Policy, frozen_map
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords
 
-__all__ = ["DirectoryStats", "LiveDirectory"]
+__all__ = ["COMPILED_CAPACITY", "DirectoryStats", "LiveDirectory"]
 
 log = logging.getLogger(__name__)
+
+COMPILED_CAPACITY = 8_192
+"""Customers a process holds compiled at most (the rest of the cache holds their records)."""
 
 _NO_KEYS: Mapping[str, ApiKey] = frozen_map()
 
@@ -69,7 +81,8 @@ class DirectoryStats:
 
 
 class LiveDirectory:
-    """PolicySource over the customer directory. `capacity`: customers held at most;
+    """PolicySource over the customer directory. `capacity`: customers held at most (as
+    stored); `compiled_capacity`: of those, how many are held compiled (see the module's doc);
     `unknown_key_ttl_s`: how long a key hash found in no record is remembered as unknown (a key
     created meanwhile works after at most that long)."""
 
@@ -79,12 +92,14 @@ class LiveDirectory:
         catalog: Policy,
         records: CustomerRecords,
         capacity: int = 100_000,
+        compiled_capacity: int = COMPILED_CAPACITY,
         unknown_key_ttl_s: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._catalog = catalog
         self._records = records
-        self._customers: Lru[str, _Entry] = Lru(capacity)
+        self._stored: Lru[str, tuple[int, bytes | None]] = Lru(capacity)  # (version, raw)
+        self._customers: Lru[str, _Entry] = Lru(min(capacity, compiled_capacity))
         self._pointers: Lru[str, tuple[str | None, float]] = Lru(capacity)
         self._unknown_ttl = unknown_key_ttl_s
         self._monotonic = monotonic
@@ -109,7 +124,7 @@ class LiveDirectory:
 
     # ---- customers -----------------------------------------------------------------------
     def cached_customer(self, customer_id: str) -> Customer | None:
-        entry = self._customers.get(customer_id)
+        entry = self._customers.get(customer_id) or self._held(customer_id)
         if entry is None or entry.raw is None:
             return None
         if entry.catalog is not self._catalog:
@@ -131,7 +146,7 @@ class LiveDirectory:
         pointer = self._pointers.peek(sha256_hex)
         if pointer is None or pointer[0] is None:
             return None
-        entry = self._customers.peek(pointer[0])
+        entry = self._customers.peek(pointer[0]) or self._held(pointer[0])
         if entry is None or entry.raw is None:
             return None
         if entry.catalog is not self._catalog:
@@ -154,23 +169,25 @@ class LiveDirectory:
     def invalidate(self, customer_id: str) -> None:
         """The customer changed somewhere: ask the directory again next time."""
         self._epoch += 1
+        self._stored.discard(customer_id)
         self._customers.discard(customer_id)
 
     def clear(self) -> None:
         """Messages may have been missed (the channel was lost): forget everything held."""
         self._epoch += 1
+        self._stored.clear()
         self._customers.clear()
         self._pointers.clear()
 
     def stats(self) -> DirectoryStats:
-        c = self._customers
+        c = self._stored
         return DirectoryStats(
             len(c), c.capacity, self.hits, self.misses, c.evictions, self.compile_failures
         )
 
     # ---- filling -------------------------------------------------------------------------
     async def _entry(self, customer_id: str) -> _Entry:
-        entry = self._customers.get(customer_id)
+        entry = self._customers.get(customer_id) or self._held(customer_id)
         if entry is not None:
             self.hits += 1
             if entry.raw is not None and entry.catalog is not self._catalog:
@@ -193,7 +210,19 @@ class LiveDirectory:
             raise StoreUnavailable(f"directory unavailable: {exc}") from exc
         entry = _Entry(None) if stored is None else self._compiled(customer_id, *stored)
         if epoch == self._epoch:  # no change announced while we read: keep it
+            self._stored.put(customer_id, (0, None) if stored is None else stored)
             self._customers.put(customer_id, entry)
+        return entry
+
+    def _held(self, customer_id: str) -> _Entry | None:
+        """The customer compiled from the record the cache holds (None: not held), now in the
+        compiled tier."""
+        stored = self._stored.get(customer_id)
+        if stored is None:
+            return None
+        version, raw = stored
+        entry = _Entry(None) if raw is None else self._compiled(customer_id, version, raw)
+        self._customers.put(customer_id, entry)
         return entry
 
     async def _owner_id(self, sha256_hex: str) -> str | None:
