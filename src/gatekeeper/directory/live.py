@@ -12,7 +12,8 @@ holds the most recent of them compiled, ready for the decision path; a customer 
 and not in the second is compiled again (~60 µs, no round trip). A compiled customer is ~7
 objects the collector tracks, and a full collection pauses the event loop for every tracked
 object in the process (~0.2 µs each here): 100,000 compiled customers made that a 150 ms
-stall of every decision in flight, 8,192 make it ~12 ms. Customers and
+stall of every decision in flight, 4,096 make it ~6 ms (the engine's plan templates, as
+many, about as much again). Customers and
 API key pointers come from Redis (`store.customers`) on a miss: one round trip, shared by every
 request that misses on the same customer meanwhile, never holding up the others. A change
 announced on the invalidation channel drops that customer on every process; a process that
@@ -40,7 +41,7 @@ __all__ = ["COMPILED_CAPACITY", "DirectoryStats", "LiveDirectory"]
 
 log = logging.getLogger(__name__)
 
-COMPILED_CAPACITY = 8_192
+COMPILED_CAPACITY = 4_096
 """Customers a process holds compiled at most (the rest of the cache holds their records)."""
 
 _NO_KEYS: Mapping[str, ApiKey] = frozen_map()
