@@ -100,6 +100,7 @@ async def _serve_app(app: App, args: argparse.Namespace) -> int:
     # event loop stall per full pass). Reference counting still frees any of it.
     gc.collect()
     gc.freeze()
+    app.metrics.collector.install()  # every pass timed on /metrics from now on
     host = args.host or app.config.settings.server.host
     ready = (
         f"gatekeeper: serving gRPC on {host}:{app.grpc_port}, "
@@ -113,6 +114,7 @@ async def _serve_app(app: App, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: not-ready, draining")
+    app.metrics.collector.remove()
     await app.stop(grace_s=5.0)
     return 0
 

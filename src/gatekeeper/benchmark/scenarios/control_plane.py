@@ -20,6 +20,9 @@ bench's Redis, under a fresh key prefix deleted afterwards:
   before; every other change on one of the 100 hottest customers, whose next decision then
   reads the directory again). Added latency is the median over rounds of busy − quiet of the
   same round; the worst single decision is compared with the quiet p99.
+- collector: the longest pass of serve's cyclic garbage collector since it started (from its
+  `gatekeeper_gc_pause_max_seconds`; a pass stops the event loop, so it bounds from below the
+  worst stall a change did not cause), and the passes during the rounds.
 - admin latency: create-customer and create-key through the HTTP API, back to back, quiet.
 
 Then the same with a policy file that itself lists `file_customers` customers with keys:
@@ -271,6 +274,7 @@ async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
     busy: list[Decisions] = []
     changes = ChangeLog()
     progress(f"control-plane: {profile.rounds} quiet/busy rounds, {run.label}")
+    before = await run.serve.metrics()
     for _ in range(profile.rounds):
         quiet.append(await cpdrive.decide_for(port, deciding, profile.round_seconds))
         decided, _ = await asyncio.gather(
@@ -281,7 +285,9 @@ async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
             ),
         )  # fmt: skip
         busy.append(decided)
+    after = await run.serve.metrics()
     q_fig, b_fig, worst = _stall_figures(run, quiet, busy, changes)
+    _collector_figure(run, before, after)
     created, keyed = await cpdrive.admin_latencies(
         api,
         new_ids=[f"{new_prefix}-{i}" for i in range(profile.admin_ops)],
@@ -309,6 +315,20 @@ async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
                 worst - (q_fig.p99_ms or 0.0) <= STALL_MS),
     ]  # fmt: skip
     return admin_p99
+
+
+def _collector_figure(run: _Run, before: dict[str, float], after: dict[str, float]) -> None:
+    """The longest pass of serve's cyclic garbage collector (it stops the event loop: every
+    decision in flight waits) since serve started, and the passes during the rounds."""
+    passes = "gatekeeper_gc_pause_seconds_count"
+    spent = "gatekeeper_gc_pause_seconds_sum"
+    longest = after.get("gatekeeper_gc_pause_max_seconds", 0.0)
+    run.figure(
+        "longest collector pass in serve (since start)", longest * 1e3, "ms",
+        note=f"{after.get(passes, 0) - before.get(passes, 0):,.0f} passes (all generations) "
+             f"during the rounds, {1e3 * (after.get(spent, 0) - before.get(spent, 0)):,.0f} ms "
+             "in all",
+    )  # fmt: skip
 
 
 def _stall_figures(
