@@ -58,6 +58,8 @@ async def test_export_lists_event_ids_and_totals_reconcile(
         assert line["quantity"] == sum(events[e["id"]].quantity for e in line["events"])
     total = doc["totals"]["USD"]
     assert total["amount_nano"] == sum(x["amount_nano"] for x in doc["lines"])
+    for billed in [*doc["lines"], total]:  # money as everywhere: what is billed, 2 decimals
+        assert billed["amount"] == f"{Decimal(billed['amount_minor']).scaleb(-2):.2f}"
     assert total["amount_minor"] == sum(x["amount_minor"] for x in doc["lines"])
     with (out / "invoice-alpha-2026-11-15.csv").open() as fh:
         rows = list(csv.DictReader(fh))

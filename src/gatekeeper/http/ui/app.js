@@ -57,17 +57,10 @@
   const rateFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
   const pctFmt = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
   function num(n) { return n === null || n === undefined ? "–" : intFmt.format(n); }
+  // one money format everywhere (money.js = gatekeeper.money.format_money)
   function money(amount, currency) {
     if (amount === null || amount === undefined) return "–";
-    const value = Number(amount);
-    const digits = value !== 0 && Math.abs(value) < 1 ? 4 : 2;
-    try {
-      return new Intl.NumberFormat(undefined, {
-        style: "currency", currency: currency || "USD", minimumFractionDigits: 2, maximumFractionDigits: digits,
-      }).format(value);
-    } catch (e) {
-      return `${amount} ${currency || ""}`.trim();
-    }
+    return window.gatekeeperMoney.formatMoney(amount, currency);
   }
   function when(iso) {
     if (!iso) return "–";
