@@ -261,22 +261,22 @@
     if (lag) {
       setText("op-group", `consumer group ${lag.group}`);
       setText("lag-pending", num(lag.pending));
-      setText("lag-lag", lag.lag === null ? "n/a (Redis < 7)" : num(lag.lag));
+      // lag: from Redis 7, counted by gatekeeper on 6.2 (the embedded Redis); null = unreadable
+      const atLeast = lag.lag_capped ? "≥ " : "";
+      setText("lag-lag", lag.lag === null ? "unavailable" : atLeast + num(lag.lag));
       setText("lag-length", num(lag.length));
       setText("lag-missing", num(lag.streams_without_group));
-      // Redis >= 7 knows how far behind the group is; without a group every entry is unbilled
       let backlog, note;
       if (lag.lag !== null) {
         backlog = lag.pending + lag.lag;
-        note = "usage events not yet billed";
-      } else if (lag.streams_without_group && lag.pending === 0) {
-        backlog = lag.length;
-        note = "no billing worker has read the streams yet";
+        note = lag.streams_without_group && lag.pending === 0 && lag.lag
+          ? "no billing worker has read the streams yet"
+          : "usage events not yet billed";
       } else {
         backlog = lag.pending;
-        note = "read, not yet acknowledged (Redis 6.2)";
+        note = "read, not yet acknowledged (lag unavailable)";
       }
-      setText("kpi-lag", num(backlog));
+      setText("kpi-lag", atLeast + num(backlog));
       setText("kpi-lag-note", note);
     }
 
