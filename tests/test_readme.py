@@ -116,3 +116,10 @@ def test_every_repository_path_a_command_names_is_shipped() -> None:
             path = word.split("=", 1)[-1]
             if re.match(r"(\./)?(src|envoy|scripts|bench|deploy|charts|docs|requirements)/", path):
                 assert (REPO / path).exists(), f"README: `{line}` names {path}, not shipped"
+
+
+def test_no_shell_example_leaves_a_glob_character_unquoted() -> None:
+    """`curl http://…/events?limit=5` fails in zsh ("no matches found"): quote such URLs."""
+    for line in _command_lines():
+        outside = re.sub(r"'[^']*'|\"[^\"]*\"", "", line)
+        assert not re.search(r"[?*\[]", outside), f"README: `{line}` has an unquoted glob"
