@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gatekeeper.money import format_money, parse_nano
+
 __all__ = ["KEYS", "USAGE", "ApiClient", "ApiError"]
 
 DEFAULT_API = "http://127.0.0.1:8080"
@@ -140,10 +142,15 @@ def format_usage(usage: Mapping[str, Any]) -> str:
         )
     spend = usage.get("spend")
     if spend:
-        cap = spend["cap"] or "no cap"
+        currency = spend.get("currency") or usage.get("currency") or "USD"
+
+        def money(amount: str | None, none: str) -> str:
+            return none if amount is None else format_money(parse_nano(amount), currency)
+
+        cap = money(spend["cap"], "no cap")
         lines.append(
-            f"  {'spend':<18} {'':<5} {spend['spent']:>12} / {cap:<12} {spend['currency']:<8} "
-            f"remaining {spend['remaining']:<12} resets {spend['reset']}"
+            f"  {'spend':<18} {'':<5} {money(spend['spent'], '-'):>12} / {cap:<21} "
+            f"remaining {money(spend['remaining'], '-'):<12} resets {spend['reset']}"
         )
     return "\n".join(lines)
 

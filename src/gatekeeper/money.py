@@ -11,6 +11,7 @@ __all__ = [
     "MAX_SCRIPT_NANO",
     "NANO",
     "MoneyError",
+    "format_money",
     "format_nano",
     "minor_units",
     "parse_nano",
@@ -44,6 +45,11 @@ _MINOR_EXPONENT = {
 }
 
 
+# Currencies shown with a symbol; every other one as its code before the amount ("CHF 1.10").
+# The dashboard's money.js holds the same table and rules (a test compares the two).
+_SYMBOL = {"USD": "$", "EUR": "\u20ac", "GBP": "\u00a3", "JPY": "\u00a5"}
+
+
 class MoneyError(ValueError):
     """A decimal amount that cannot be held exactly in nano-units."""
 
@@ -71,7 +77,9 @@ def parse_nano(text: str | int | Decimal) -> int:
 
 
 def format_nano(nano: int) -> str:
-    """Nano-units as a plain decimal string in major units, without trailing zeros beyond 2."""
+    """Nano-units as an exact decimal string in major units, without trailing zeros beyond 2:
+    the API's and the webhooks' money fields (data, read back exactly). What a person reads
+    is `format_money`."""
     value = Decimal(nano) / NANO
     text = format(value.normalize(), "f")
     if "." not in text:
@@ -90,3 +98,31 @@ def round_to_minor(nano: int, currency: str) -> int:
     exponent = minor_units(currency)
     minor = Decimal(nano) / (10 ** (9 - exponent))
     return int(minor.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def format_money(nano: int, currency: str, *, exact: bool = False, plain: bool = False) -> str:
+    """Nano-units as a person reads them, the one form of every CLI, dashboard, export and
+    message: "$1.10", "\u00a5120", "KWD 0.682", "-\u20ac1,234.50".
+
+    An amount has the currency's minor units (`minor_units`), rounded half-even as invoice
+    lines are. More decimals only where the amount itself needs them: with `exact` (a unit
+    price, "$0.0004971": every digit, at least the minor units) and for an amount that is not
+    zero but would round to zero ("$0.004", never "$0.00" for something spent). `plain`: no
+    symbol or code and no thousands separator ("1234.50", for CSV/JSON next to a currency
+    column). Raises nothing for any int.
+    """
+    m = minor_units(currency)
+    if exact or (nano != 0 and round_to_minor(nano, currency) == 0):
+        frac = f"{abs(nano) % NANO:09d}".rstrip("0")
+        value = Decimal(nano).scaleb(-9)
+        digits = max(m, len(frac))
+    else:
+        value = Decimal(round_to_minor(nano, currency)).scaleb(-m)
+        digits = m
+    sign = "-" if value < 0 else ""
+    number = f"{abs(value):{'' if plain else ','}.{digits}f}"
+    if plain:
+        return sign + number
+    code = currency.upper()
+    symbol = _SYMBOL.get(code)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{code} {number}"

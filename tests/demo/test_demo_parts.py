@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import random
+import re
+import shlex
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 
 from gatekeeper.config import load_config
+from gatekeeper.demo.banner import DemoInfo, banner, gatekeeper_command
 from gatekeeper.demo.policy import merge, write_demo_policy
 from gatekeeper.demo.progress import Snapshot, render
 from gatekeeper.demo.scenario import SCENARIO
@@ -80,3 +85,57 @@ def test_view_shows_answers_and_the_closest_limit() -> None:
     (row,) = [line for line in lines if "initech" in line]
     assert "spend" in row and "90.0%" in row and "$0.45 / $0.50" in row
     assert row.split()[1:4] == ["10", "7", "0"] and "last denial: 402 Cap" in row
+
+
+def _info() -> DemoInfo:
+    return DemoInfo(
+        envoy_url="http://127.0.0.1:10000", api_url="http://127.0.0.1:8080",
+        operator_token="tok-123", directory=Path("/tmp/gk-demo"), redis="embedded",
+        billing="sqlite:/tmp/gk-demo/billing.sqlite", pids={"serve": 1},
+    )  # fmt: skip
+
+
+def test_banner_commands_run_as_printed_from_the_repository(tmp_path: Path) -> None:
+    """The `gatekeeper usage` line names a command that runs from the repository root with the
+    venv off PATH (as after ./scripts/demo), and no URL is left for the shell to glob."""
+    repo = Path(__file__).resolve().parents[2]
+    text = banner(_info())
+    tried = text[text.index("Try:") :].splitlines()[1:]
+    for line in filter(None, (x.strip() for x in tried)):
+        shlex.split(line, comments=True)  # each is one well-formed shell command
+        outside_quotes = re.sub(r"'[^']*'", "", line.split(" #")[0])
+        assert "?" not in outside_quotes and "*" not in outside_quotes, line
+    usage = next(line for line in tried if " usage hobbyist" in line)
+    command = shlex.split(usage)[2:]  # after the two VAR=value assignments
+    bare_path = "/usr/bin:/bin"  # the venv is not on PATH
+    cmd = shlex.split(gatekeeper_command(path=bare_path, cwd=repo))
+    assert cmd[0] != "gatekeeper" or shutil.which("gatekeeper", path=bare_path)
+    done = subprocess.run(
+        [*cmd, *command[command.index("usage") :], "--help"], cwd=repo, capture_output=True,
+        text=True, timeout=60, env={"PATH": bare_path},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout
+
+
+def test_gatekeeper_command_names_what_works(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    python = venv / "python"
+    python.touch()
+    # no script beside this Python: run the module
+    assert gatekeeper_command(executable=str(python), path="", cwd=tmp_path) == (
+        f"{python} -m gatekeeper"
+    )
+    script = venv / "gatekeeper"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert gatekeeper_command(executable=str(python), path="/usr/bin", cwd=tmp_path) == (
+        ".venv/bin/gatekeeper"
+    )
+    assert gatekeeper_command(executable=str(python), path="/usr/bin", cwd=Path("/")) == (
+        str(script).lstrip("/")
+    )
+    assert gatekeeper_command(executable=str(python), path=str(venv), cwd=tmp_path) == (
+        "gatekeeper"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from gatekeeper.edge.answers import answer_for
@@ -46,3 +47,18 @@ def test_an_admission_under_a_spend_cap_only_has_no_ratelimit_headers() -> None:
     answer = answer_for(_allowed(_spend(10, 9)), now=NOW)
     assert answer.allowed
     assert not [h for h, _ in answer.client_headers if "ratelimit" in h]
+
+
+def test_a_spend_cap_denial_shows_money_in_the_one_format() -> None:
+    """The detail a person reads: the currency's minor units ($0.50, not 0.4971); the fields
+    stay exact decimal strings."""
+    denied = _spend(500_000_000, 497_134_000)
+    decision = Decision("d2", Outcome.SPEND_CAP, "acme", plan="pro", limits=(denied,),
+                        denied_by=denied)  # fmt: skip
+    body = json.loads(answer_for(decision, now=NOW).body)
+    assert body["status"] == 402
+    assert "spending cap of $0.50 reached" in body["detail"]
+    assert "(spent $0.50)" in body["detail"]
+    assert (body["cap"], body["spent"], body["currency"]) == ("0.50", "0.497134", "USD")
+    yen = json.loads(answer_for(decision, now=NOW, currency="JPY").body)
+    assert "spending cap of ¥0.5 reached" in yen["detail"]  # rounds to nothing: as is

@@ -58,6 +58,8 @@ async def test_export_lists_event_ids_and_totals_reconcile(
         assert line["quantity"] == sum(events[e["id"]].quantity for e in line["events"])
     total = doc["totals"]["USD"]
     assert total["amount_nano"] == sum(x["amount_nano"] for x in doc["lines"])
+    for billed in [*doc["lines"], total]:  # money as everywhere: what is billed, 2 decimals
+        assert billed["amount"] == f"{Decimal(billed['amount_minor']).scaleb(-2):.2f}"
     assert total["amount_minor"] == sum(x["amount_minor"] for x in doc["lines"])
     with (out / "invoice-alpha-2026-11-15.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -107,3 +109,49 @@ async def test_reconcile_finds_no_difference_then_a_planted_one(
 async def _run(args: list[str], env: dict[str, str]) -> int:
     # main() runs its own event loop (asyncio.run): give it a thread of its own.
     return await asyncio.to_thread(main, args, env=env)
+
+
+async def test_export_makes_its_out_folder_and_refuses_an_unknown_customer(
+    store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
+    key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    h = harness(redis, key_prefix)
+    await run_decisions(h, 30)
+    await make_worker(redis, store, key_prefix).drain()
+    env = cli_env(store_target, redis_target, key_prefix, tmp_path)
+    out = tmp_path / "exports" / "2026-11"  # `--out exports/`: made, as the README shows it
+    args = ["export", "--period", "2026-11", "--out", str(out)]
+    assert await _run([*args, "--customer", "alpha"], env) == 0
+    assert (out / "invoice-alpha-2026-11-15.json").is_file()
+    capsys.readouterr()
+    # a customer neither the policy nor the directory knows, with no usage: no empty invoice
+    nowhere = tmp_path / "nowhere"
+    unknown = ["export", "--period", "2026-11", "--out", str(nowhere), "--customer", "nobody"]
+    assert await _run(unknown, env) == 2
+    assert "nobody" in capsys.readouterr().err
+    assert not nowhere.exists()
+    # a known customer without usage in the period: an honest empty invoice
+    assert await _run([*args, "--customer", "beta", "--period", "2020-01"], env) == 0
+    doc = json.loads((out / "invoice-beta-2020-01-01.json").read_text())
+    assert doc["lines"] == []
+    # --out naming a file: bad input, naming it
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert await _run([*args[:3], "--out", str(a_file), "--customer", "alpha"], env) == 2
+    assert str(a_file) in capsys.readouterr().err
+
+
+async def test_reconcile_against_a_redis_without_usage_says_so(
+    store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
+    key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    h = harness(redis, key_prefix)
+    await run_decisions(h, 30)
+    await make_worker(redis, store, key_prefix).drain()
+    # the billing store has the period's usage; the Redis (a fresh key prefix) has nothing
+    env = cli_env(store_target, redis_target, f"{key_prefix}fresh", tmp_path)
+    assert await _run(["reconcile", "--period", "2026-11"], env) == 2
+    captured = capsys.readouterr()
+    assert "DIFF" not in captured.out and "difference" not in captured.out
+    assert "holds no gatekeeper usage" in captured.err
+    assert f"{key_prefix}fresh" in captured.err

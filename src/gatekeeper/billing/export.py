@@ -18,7 +18,7 @@ from typing import Any
 from gatekeeper.billing.protocol import BillingStore
 from gatekeeper.billing.types import InvoiceLine, StoredEvent
 from gatekeeper.forward.cloudevent import to_cloudevent
-from gatekeeper.money import format_nano, round_to_minor
+from gatekeeper.money import format_money, minor_units, round_to_minor
 from gatekeeper.periods import Window
 
 __all__ = [
@@ -96,8 +96,14 @@ def _line_dict(line: InvoiceLine) -> dict[str, Any]:
         "currency": line.currency, "status": line.status.value, "event_count": line.event_count,
         "quantity": line.quantity, "granted": line.granted,
         "billable_quantity": line.billable_quantity, "amount_nano": line.amount_nano,
-        "amount": format_nano(line.amount_nano), "amount_minor": line.amount_minor,
+        "amount": _billed(line.amount_minor, line.currency), "amount_minor": line.amount_minor,
     }  # fmt: skip
+
+
+def _billed(amount_minor: int, currency: str) -> str:
+    """What the line or total bills, as money is written everywhere ("0.68" beside its currency
+    column; `amount_nano` keeps the exact sum)."""
+    return format_money(amount_minor * 10 ** (9 - minor_units(currency)), currency, plain=True)
 
 
 def _stem(invoice: Invoice) -> str:
@@ -117,7 +123,7 @@ def write_csv(invoice: Invoice, out_dir: Path) -> Path:
         for currency, t in sorted(invoice.totals().items()):
             total: dict[str, object] = dict.fromkeys(_CSV_COLUMNS, "")
             total.update(line_id="total", customer=invoice.customer, currency=currency,
-                         amount_nano=t["amount_nano"], amount=format_nano(t["amount_nano"]),
+                         amount_nano=t["amount_nano"], amount=_billed(t["amount_minor"], currency),
                          amount_minor=t["amount_minor"])  # fmt: skip
             w.writerow([total[c] for c in _CSV_COLUMNS])
     return path
@@ -141,7 +147,10 @@ def write_json(invoice: Invoice, out_dir: Path) -> Path:
         "period_start": invoice.window.start.date().isoformat(),
         "period_end": invoice.window.end.date().isoformat(),
         "lines": lines,
-        "totals": invoice.totals(),
+        "totals": {
+            currency: {**t, "amount": _billed(t["amount_minor"], currency)}
+            for currency, t in invoice.totals().items()
+        },
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return path

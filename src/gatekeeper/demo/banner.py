@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gatekeeper.demo.scenario import SCENARIO
 
-__all__ = ["DemoInfo", "banner", "ready_line"]
+__all__ = ["DemoInfo", "banner", "gatekeeper_command", "ready_line"]
 
 RAISE_CAP = '{"amount": "2.00"}'
 
@@ -27,6 +30,27 @@ class DemoInfo:
 
 def _known_customers() -> list[tuple[str, str, str]]:
     return [(c.id, c.key, c.story) for c in SCENARIO if c.id != "unknown"]
+
+
+def gatekeeper_command(
+    *, executable: str | None = None, path: str | None = None, cwd: Path | None = None
+) -> str:
+    """How to run this gatekeeper from the working directory, as a shell command:
+    `gatekeeper` when the one on PATH is this one, else the script beside this Python
+    (`.venv/bin/gatekeeper` from the repository, whose venv is rarely on PATH), else
+    `<python> -m gatekeeper`. Defaults: sys.executable, $PATH, the working directory."""
+    python = Path(executable or sys.executable)
+    script = python.parent / "gatekeeper"
+    found = shutil.which("gatekeeper", path=path if path is not None else os.environ.get("PATH"))
+    if found and script.exists() and Path(found).resolve() == script.resolve():
+        return "gatekeeper"
+    if not script.exists():
+        return f"{shlex.quote(str(python))} -m gatekeeper"
+    here = (cwd or Path.cwd()).absolute()
+    try:
+        return shlex.quote(str(script.absolute().relative_to(here)))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def banner(info: DemoInfo) -> str:
@@ -60,9 +84,9 @@ def banner(info: DemoInfo) -> str:
         f"  curl -s -H 'Authorization: Bearer demo-acme-key' "
         f"{info.api_url}/v1/customers/acme/usage  # live usage vs limits, spend vs cap",
         f"  curl -s -H {q('Authorization: Bearer ' + info.operator_token)} "
-        f"{info.api_url}/v1/customers/initech/events?limit=5",
+        f"{q(info.api_url + '/v1/customers/initech/events?limit=5')}",
         f"  GATEKEEPER_API_URL={info.api_url} GATEKEEPER_API_TOKEN={q(info.operator_token)} "
-        "gatekeeper usage hobbyist",
+        f"{gatekeeper_command()} usage hobbyist",
         "  curl -s -X PUT -H 'Authorization: Bearer demo-initech-key'"
         f" -d {q(RAISE_CAP)} {info.api_url}/v1/customers/initech/spend-cap  # raise its own cap",
         "",

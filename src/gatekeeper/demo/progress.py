@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TextIO
 
 from gatekeeper.demo.traffic import CustomerStats
 from gatekeeper.demo.usage import LimitView
 from gatekeeper.demo.webhooks import ReceivedAlert
+from gatekeeper.money import format_money
 
 __all__ = ["Display", "Snapshot", "bar", "render"]
 
@@ -32,15 +32,12 @@ class Snapshot:
     alerts: Sequence[ReceivedAlert]
     alerts_total: int
     transport_errors: int
+    currency: str = "USD"  # the demo policy's
 
 
 def bar(ratio: float, width: int = BAR_WIDTH) -> str:
     filled = max(0, min(width, round(ratio * width)))
     return "█" * filled + "░" * (width - filled)
-
-
-def _money(nano: int) -> str:
-    return f"${(Decimal(nano) / 10**9).quantize(Decimal('0.01'), ROUND_HALF_EVEN)}"
 
 
 def _closest_limit(limits: tuple[LimitView, ...]) -> LimitView | None:
@@ -49,12 +46,12 @@ def _closest_limit(limits: tuple[LimitView, ...]) -> LimitView | None:
     return max(candidates, key=lambda x: x.ratio, default=None)
 
 
-def _limit_cell(limit: LimitView | None) -> str:
+def _limit_cell(limit: LimitView | None, currency: str) -> str:
     if limit is None:
         return ""
     name = "spend" if limit.kind == "spend" else limit.feature
     if limit.kind == "spend":
-        amounts = f"{_money(limit.used)} / {_money(limit.limit)}"
+        amounts = f"{format_money(limit.used, currency)} / {format_money(limit.limit, currency)}"
     else:
         amounts = f"{limit.used:,} / {limit.limit:,}"
     return f"{name:<14.14} [{bar(limit.ratio)}] {100 * limit.ratio:5.1f}%  {amounts}"
@@ -79,7 +76,7 @@ def render(snap: Snapshot) -> list[str]:
     for customer, stats in snap.stats.items():
         counts = "".join(f"{stats.statuses.get(code, 0):>6}" for code in _STATUS_COLUMNS)
         counts += f"{sum(n for code, n in stats.statuses.items() if code >= 500):>6}"
-        cell = _limit_cell(_closest_limit(snap.usage.get(customer, ())))
+        cell = _limit_cell(_closest_limit(snap.usage.get(customer, ())), snap.currency)
         last = f"  last denial: {stats.last_denial}" if stats.last_denial else ""
         lines.append(
             f"  {customer:<9}{stats.sent:>7}{stats.admitted:>7}{counts}  {cell}{last}".rstrip()

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from gatekeeper.engine import Decision, LimitKind, LimitStatus, Outcome
 from gatekeeper.model import NO_STRINGS, frozen_map
-from gatekeeper.money import format_nano
+from gatekeeper.money import format_money, format_nano
 
 __all__ = [
     "META_HEADER_PREFIX",
@@ -168,7 +168,7 @@ def answer_unavailable(as_status: bool) -> Answer:
     )
 
 
-def _denial_detail(decision: Decision, denied: LimitStatus | None) -> str:
+def _denial_detail(decision: Decision, denied: LimitStatus | None, currency: str) -> str:
     if decision.outcome is Outcome.NOT_ENTITLED:
         return f"your plan does not include {decision.feature}"
     if denied is None:
@@ -176,8 +176,8 @@ def _denial_detail(decision: Decision, denied: LimitStatus | None) -> str:
     reset = _iso(denied.reset_at)
     if denied.kind is LimitKind.SPEND:
         return (
-            f"spending cap of {format_nano(denied.limit)} reached for this billing period "
-            f"(spent {format_nano(denied.used)}); it resets at {reset}"
+            f"spending cap of {format_money(denied.limit, currency)} reached for this billing "
+            f"period (spent {format_money(denied.used, currency)}); it resets at {reset}"
         )
     if denied.kind is LimitKind.RATE:
         return f"{denied.feature}: more than {denied.limit} per {denied.window_s}s; retry later"
@@ -213,7 +213,7 @@ def _denial(decision: Decision, now: datetime, upgrade_url: str | None, currency
         headers.extend(rate_limit_headers(denied, now))
     slug = decision.outcome.value.replace("_", "-")
     body = _problem(
-        status, slug, _TITLE[decision.outcome], _denial_detail(decision, denied), **extra
+        status, slug, _TITLE[decision.outcome], _denial_detail(decision, denied, currency), **extra
     )
     return Answer(
         status=status,

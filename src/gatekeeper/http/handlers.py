@@ -31,7 +31,7 @@ from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.bodies import read_body as _body
 from gatekeeper.model import CapAction, Customer, Period, SpendCap
-from gatekeeper.money import MoneyError, format_nano, parse_nano
+from gatekeeper.money import MoneyError, format_money, format_nano, parse_nano
 from gatekeeper.periods import billing_window, window_for
 from gatekeeper.pipeline.forecasting import daily_points
 
@@ -291,9 +291,10 @@ class Handlers:
         ceiling = cap_ceiling(customer)
         own = customer.spend_cap
         effective = customer.effective_spend_cap
+        currency = self._policy.current().currency
         return {
             "customer": customer.id,
-            "currency": self._policy.current().currency,
+            "currency": currency,
             "own_cap": None
             if own is None
             else {
@@ -305,7 +306,7 @@ class Handlers:
             "plan_cap": _cap(customer.entitlements.spend_cap),
             "effective_cap": _cap(effective),
             "ceiling": None if ceiling is None else format_nano(ceiling),
-            **_cap_adjustment(customer, effective),
+            **_cap_adjustment(customer, effective, currency),
         }
 
     async def get_cap(self, request: web.Request) -> web.Response:
@@ -567,7 +568,9 @@ def _cap(cap: SpendCap | None) -> dict[str, object] | None:
     return {"amount": format_nano(cap.amount_nano), "action": cap.action.value}
 
 
-def _cap_adjustment(customer: Customer, effective: SpendCap | None) -> dict[str, object]:
+def _cap_adjustment(
+    customer: Customer, effective: SpendCap | None, currency: str
+) -> dict[str, object]:
     """Whether the plan overrode part of the customer's own cap (`adjusted`), and why (`note`):
     an own cap above the plan's current ceiling is enforced at the ceiling, and under a plan
     that blocks it blocks too (caps set before a plan change, or before these rules)."""
@@ -576,8 +579,9 @@ def _cap_adjustment(customer: Customer, effective: SpendCap | None) -> dict[str,
     if own is not None and effective is not None and effective.amount_nano is not None:
         if effective.amount_nano < own.amount_nano:
             notes.append(
-                f"your cap of {format_nano(own.amount_nano)} is above plan "
-                f"'{customer.plan}''s ceiling; {format_nano(effective.amount_nano)} applies"
+                f"your cap of {format_money(own.amount_nano, currency)} is above plan "
+                f"'{customer.plan}''s ceiling; {format_money(effective.amount_nano, currency)} "
+                "applies"
             )
         if own.action is CapAction.ALERT and effective.action is CapAction.BLOCK:
             notes.append(f"plan '{customer.plan}' blocks at its cap, so your cap blocks too")

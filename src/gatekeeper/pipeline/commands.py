@@ -50,10 +50,11 @@ from gatekeeper.notify.forecast_alerts import ForecastAlerter
 from gatekeeper.pipeline.alert_log import AlertLog
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
-from gatekeeper.pipeline.reconcile import reconcile
+from gatekeeper.pipeline.reconcile import holds_usage, reconcile
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
+from gatekeeper.settings import Settings
 from gatekeeper.store.connection import open_configured_redis
-from gatekeeper.store.datadir import DataDirMissing
+from gatekeeper.store.datadir import DataDir, DataDirMissing
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.tracing import Tracing, TracingConfigError
 
@@ -282,7 +283,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="csv / json: the invoice with its event ids; both: csv and json "
                              "(default); cloudevents: the period's usage events as a CloudEvents "
                              "1.0 batch; all: the three")  # fmt: skip
-    parser.add_argument("--out", default=".", help="directory for the files (default: .)")
+    parser.add_argument(
+        "--out", default=".", help="directory for the files, made when missing (default: .)"
+    )
 
 
 def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -296,7 +299,7 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"export: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     out = Path(args.out)
-    if not out.is_dir():
+    if out.exists() and not out.is_dir():
         print(f"export: --out {out} is not a directory", file=sys.stderr)
         return EXIT_BAD_INPUT
     sqlite_path = billing_sqlite_path(loaded.settings, args.sqlite_path)
@@ -306,13 +309,25 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_BAD_INPUT
 
     async def go() -> int:
-        billing_day = await _billing_day(loaded, args.customer)
+        known, billing_day = await _billing_day(loaded, args.customer)
         window = period.window(billing_day)
         store = await open_store(loaded.settings.billing.dsn, default_sqlite_path=sqlite_path)
         try:
             invoice = await build_invoice(store, args.customer, window)
         finally:
             await store.close()
+        if not known and not invoice.lines:  # an empty invoice of a customer nobody knows
+            print(
+                f"export: unknown customer {args.customer!r}: not in the policy file or the "
+                "directory, and no usage billed to it in the period",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        try:  # `--out exports/` names the folder to write in: made when missing
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"export: --out {out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         paths = []
         if args.format in ("csv", "both", "all"):
             paths.append(write_csv(invoice, out))
@@ -335,13 +350,13 @@ def run_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_FAILURE
 
 
-async def _billing_day(loaded: LoadedConfig, customer_id: str) -> int | None:
-    """The customer's billing day: the policy file's, else the directory's (in Redis: the URL
-    or the data directory's, never an empty one started here: DataDirMissing), else none
-    (calendar months)."""
+async def _billing_day(loaded: LoadedConfig, customer_id: str) -> tuple[bool, int | None]:
+    """Whether the customer is known, and its billing day: the policy file's, else the
+    directory's (in Redis: the URL or the data directory's, never an empty one started here:
+    DataDirMissing); (False, None) for a customer neither knows (calendar months)."""
     customer = loaded.policy.customers.get(customer_id)
     if customer is not None:
-        return customer.billing_day
+        return True, customer.billing_day
     handle = await open_configured_redis(loaded.settings, create=False)
     try:
         s = loaded.settings.redis
@@ -350,7 +365,7 @@ async def _billing_day(loaded: LoadedConfig, customer_id: str) -> int | None:
         found = await directory.customer(customer_id)
     finally:
         await handle.close()
-    return None if found is None else found.billing_day
+    return (False, None) if found is None else (True, found.billing_day)
 
 
 # -- reconcile ---------------------------------------------------------------------------------
@@ -383,6 +398,16 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             handle = await open_configured_redis(s, create=False)
             try:
                 keys = KeySpace(prefix=s.redis.key_prefix, partitions=s.redis.partitions)
+                if not await holds_usage(handle.client, keys):
+                    print(
+                        f"reconcile: {_redis_named(s)} holds no gatekeeper usage under key "
+                        f"prefix {keys.prefix!r} (no usage stream in any of its "
+                        f"{keys.partitions} partitions): nothing to compare with the billing "
+                        "store (wrong GATEKEEPER_REDIS_URL, GATEKEEPER_REDIS_KEY_PREFIX, "
+                        "GATEKEEPER_REDIS_PARTITIONS or --data-dir?)",
+                        file=sys.stderr,
+                    )
+                    return EXIT_BAD_INPUT
                 directory = await open_directory(redis=handle.client, keys=keys, config=loaded)
                 report = await reconcile(
                     redis=handle.client, store=store, policy=directory, period=period,
@@ -410,6 +435,13 @@ def run_reconcile(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except Exception as exc:  # the CLI edge: report, never a traceback
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _redis_named(settings: Settings) -> str:
+    """The Redis a command uses, for a message (never the URL: it may hold a password)."""
+    if settings.redis.url is not None:
+        return "the Redis at GATEKEEPER_REDIS_URL"
+    return f"the embedded Redis in {DataDir.at(settings.data_dir).redis_dir}"
 
 
 WORKER = CommandSpec("worker", "billing sink: usage streams -> billing store, exactly once",

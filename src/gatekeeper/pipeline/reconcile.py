@@ -26,7 +26,7 @@ from gatekeeper.model import Period
 from gatekeeper.periods import Window, window_for
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["Difference", "ReconcileReport", "reconcile"]
+__all__ = ["Difference", "ReconcileReport", "holds_usage", "reconcile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,17 @@ class ReconcileReport:
     compared: int = 0
     skipped: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
+
+
+async def holds_usage(redis: Redis, keys: KeySpace) -> bool:
+    """Whether any partition's usage stream exists: the first admitted decision creates it and
+    trimming never removes it, so a Redis without one never counted anything under this key
+    prefix (a fresh or wrong Redis), and comparing its counters would report every stored
+    amount as a difference. One pipelined EXISTS per partition."""
+    pipe = redis.pipeline(transaction=False)
+    for stream in keys.all_usage_streams():
+        pipe.exists(stream)
+    return any(int(n) for n in await pipe.execute())
 
 
 async def reconcile(

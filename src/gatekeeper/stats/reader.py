@@ -11,17 +11,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gatekeeper.clock import Clock
 from gatekeeper.events import AlertEvent
 from gatekeeper.stats.recorder import ALLOWED_CLASSES, outcome_class
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.scripts import load_script
 
 __all__ = ["AlertJson", "CustomerCount", "StatsReader", "StatsSnapshot", "StreamLag"]
 
 AlertJson = Callable[[AlertEvent], Mapping[str, object]]
 
 log = logging.getLogger(__name__)
+
+# undelivered entries counted per stream at most, where Redis does not give the lag (6.2)
+LAG_COUNT_CAP = 10_000
+_STREAM_LAG = load_script("stream_lag", library=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +41,10 @@ class CustomerCount:
 class StreamLag:
     """The billing consumer group over every partition usage stream.
 
-    `lag` (entries not yet delivered to the group) needs Redis >= 7.0; None on 6.2.
+    `lag`: entries not yet delivered to the group — XINFO GROUPS' `lag` on Redis 7, counted
+    (stream_lag.lua) where Redis does not give it (6.2, the embedded Redis); a stream without
+    the group counts whole. `lag_capped`: some stream had LAG_COUNT_CAP or more undelivered
+    entries, so `lag` is a lower bound. None when a count failed.
     """
 
     group: str
@@ -43,6 +52,7 @@ class StreamLag:
     lag: int | None
     length: int  # entries held in the usage streams
     streams_without_group: int
+    lag_capped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,7 @@ class StatsSnapshot:
                 "lag": lag.lag,
                 "length": lag.length,
                 "streams_without_group": lag.streams_without_group,
+                "lag_capped": lag.lag_capped,
             },
             "alerts": [alert_json(a) for a in self.alerts],
         }
@@ -166,7 +177,7 @@ class StatsReader:
             now,
             seconds,
             hashes,
-            self._lag(lag_replies),
+            await self._lag(streams, lag_replies),
             self._recent(alert_replies),
         )
 
@@ -214,10 +225,10 @@ class StatsReader:
             alerts=alerts,
         )
 
-    def _lag(self, replies: list[Any]) -> StreamLag | None:
+    async def _lag(self, streams: list[str], replies: list[Any]) -> StreamLag | None:
         pending, lag, length, without = 0, 0, 0, 0
-        lag_known = True
-        for groups, xlen in zip(replies[0::2], replies[1::2], strict=True):
+        uncounted: list[tuple[str, str]] = []  # (stream, last-delivered-id): Redis gave no lag
+        for stream, groups, xlen in zip(streams, replies[0::2], replies[1::2], strict=True):
             if isinstance(xlen, Exception):
                 log.warning("stream lag unavailable: %s", xlen)
                 return None
@@ -228,15 +239,24 @@ class StatsReader:
             mine = [g for g in groups if _text(g.get("name", b"")) == self._group]
             if not mine:
                 without += 1
-                lag_known = lag_known and int(xlen) == 0
+                lag += int(xlen)  # no group yet: none of its entries was delivered
                 continue
             group = mine[0]
             pending += int(group.get("pending") or 0)
-            if group.get("lag") is None:  # Redis 6.2, or a lag Redis cannot compute
-                lag_known = False
-            else:
+            if group.get("lag") is not None:
                 lag += int(group["lag"])
-        return StreamLag(self._group, pending, lag if lag_known else None, length, without)
+            else:  # Redis 6.2 (or a lag Redis 7 cannot compute after deletions): count them
+                uncounted.append((stream, _text(group.get("last-delivered-id", b"0-0"))))
+        capped = False
+        for stream, last in uncounted:
+            try:
+                n = int(await _STREAM_LAG.run(self._redis, [stream], [last, LAG_COUNT_CAP]))
+            except RedisError as exc:
+                log.warning("stream lag unavailable: %s", exc)
+                return None
+            lag += n
+            capped = capped or n >= LAG_COUNT_CAP
+        return StreamLag(self._group, pending, lag, length, without, capped)
 
     def _recent(self, replies: list[Any]) -> tuple[AlertEvent, ...]:
         found: list[tuple[tuple[int, int], AlertEvent]] = []

@@ -90,11 +90,12 @@ class LuaScript:
         return reply
 
 
-def load_script(name: str) -> LuaScript:
-    """Read `gatekeeper/lua/<name>.lua` with the shared library prepended."""
+def load_script(name: str, *, library: bool = True) -> LuaScript:
+    """Read `gatekeeper/lua/<name>.lua`, with the shared library prepended unless `library`
+    is False (a script that takes plain ARGV, not one MessagePack array)."""
     folder = resources.files("gatekeeper").joinpath("lua")
-    source = (
-        folder.joinpath(_LIBRARY).read_text() + "\n" + folder.joinpath(f"{name}.lua").read_text()
-    )
+    source = folder.joinpath(f"{name}.lua").read_text()
+    if library:
+        source = folder.joinpath(_LIBRARY).read_text() + "\n" + source
     sha = hashlib.sha1(source.encode()).hexdigest()
     return LuaScript(name=name, source=source, sha=sha, _head=evalsha_prefix(sha))

@@ -57,17 +57,10 @@
   const rateFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
   const pctFmt = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
   function num(n) { return n === null || n === undefined ? "–" : intFmt.format(n); }
+  // one money format everywhere (money.js = gatekeeper.money.format_money)
   function money(amount, currency) {
     if (amount === null || amount === undefined) return "–";
-    const value = Number(amount);
-    const digits = value !== 0 && Math.abs(value) < 1 ? 4 : 2;
-    try {
-      return new Intl.NumberFormat(undefined, {
-        style: "currency", currency: currency || "USD", minimumFractionDigits: 2, maximumFractionDigits: digits,
-      }).format(value);
-    } catch (e) {
-      return `${amount} ${currency || ""}`.trim();
-    }
+    return window.gatekeeperMoney.formatMoney(amount, currency);
   }
   function when(iso) {
     if (!iso) return "–";
@@ -268,22 +261,22 @@
     if (lag) {
       setText("op-group", `consumer group ${lag.group}`);
       setText("lag-pending", num(lag.pending));
-      setText("lag-lag", lag.lag === null ? "n/a (Redis < 7)" : num(lag.lag));
+      // lag: from Redis 7, counted by gatekeeper on 6.2 (the embedded Redis); null = unreadable
+      const atLeast = lag.lag_capped ? "≥ " : "";
+      setText("lag-lag", lag.lag === null ? "unavailable" : atLeast + num(lag.lag));
       setText("lag-length", num(lag.length));
       setText("lag-missing", num(lag.streams_without_group));
-      // Redis >= 7 knows how far behind the group is; without a group every entry is unbilled
       let backlog, note;
       if (lag.lag !== null) {
         backlog = lag.pending + lag.lag;
-        note = "usage events not yet billed";
-      } else if (lag.streams_without_group && lag.pending === 0) {
-        backlog = lag.length;
-        note = "no billing worker has read the streams yet";
+        note = lag.streams_without_group && lag.pending === 0 && lag.lag
+          ? "no billing worker has read the streams yet"
+          : "usage events not yet billed";
       } else {
         backlog = lag.pending;
-        note = "read, not yet acknowledged (Redis 6.2)";
+        note = "read, not yet acknowledged (lag unavailable)";
       }
-      setText("kpi-lag", num(backlog));
+      setText("kpi-lag", atLeast + num(backlog));
       setText("kpi-lag-note", note);
     }
 
