@@ -25,8 +25,9 @@ AlertJson = Callable[[AlertEvent], Mapping[str, object]]
 
 log = logging.getLogger(__name__)
 
-# undelivered entries counted per stream at most, where Redis does not give the lag (6.2)
-LAG_COUNT_CAP = 10_000
+# undelivered entries counted per stream at most, where Redis does not give the lag (6.2): the
+# count runs inside Redis (between decisions), ~0.1 ms per 1,000 entries, per partition per read
+LAG_COUNT_CAP = 1_000
 _STREAM_LAG = load_script("stream_lag", library=False)
 
 
