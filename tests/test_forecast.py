@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from gatekeeper.forecast import (
     DailyPoint,
     Forecast,
+    Outlook,
     detect_anomaly,
     forecast_spend,
     forecast_usage,
+    outlook,
     projected_overage,
 )
 
@@ -289,3 +291,54 @@ def test_anomaly_needs_history(values: list[int], now: datetime) -> None:
 
 def test_dates_are_utc_days() -> None:
     assert DailyPoint(date(2026, 11, 1), 5).day.isoformat() == "2026-11-01"
+
+
+def _fc(projected: int, rate: float) -> Forecast:
+    return Forecast(projected, projected, projected, rate, "ewma", "")
+
+
+_NOW = datetime(2026, 12, 10, 12, tzinfo=UTC)
+_END = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def test_the_outlook_follows_how_the_limit_is_enforced() -> None:
+    """A hard limit or a blocking cap: 'blocked' at the refusal point, with when; a soft limit
+    or an alert-only cap: 'over_limit' from the limit on; under it: 'within_limit'."""
+    hard = outlook(_fc(250, 10.0), used=40, limit=50, refused_at=50, now=_NOW, period_end=_END)
+    assert hard == Outlook("blocked", _NOW + timedelta(days=1))
+    graced = outlook(_fc(250, 10.0), used=40, limit=50, refused_at=60, now=_NOW, period_end=_END)
+    assert graced == Outlook("blocked", _NOW + timedelta(days=2))
+    soft = outlook(_fc(250, 10.0), used=40, limit=50, refused_at=None, now=_NOW, period_end=_END)
+    assert soft == Outlook("over_limit", _NOW + timedelta(days=1))
+    within = outlook(_fc(45, 1.0), used=40, limit=50, refused_at=50, now=_NOW, period_end=_END)
+    assert within == Outlook("within_limit", None)
+    assert outlook(_fc(9, 1.0), used=9, limit=None, refused_at=None, now=_NOW, period_end=_END) == (
+        Outlook("no_limit", None)
+    )
+    cut_off = outlook(_fc(50, 0.0), used=50, limit=50, refused_at=50, now=_NOW, period_end=_END)
+    assert cut_off == Outlook("blocked", _NOW)  # already there: blocked now
+
+
+@given(
+    used=st.integers(0, 10**6),
+    extra=st.integers(0, 10**6),
+    rate=st.floats(0, 10**5, allow_nan=False),
+    limit=st.integers(1, 10**6),
+    blocks=st.booleans(),
+)
+def test_an_outlook_is_never_over_a_limit_that_refuses(
+    used: int, extra: int, rate: float, limit: int, blocks: bool
+) -> None:
+    got = outlook(
+        _fc(used + extra, rate),
+        used=used,
+        limit=limit,
+        refused_at=limit if blocks else None,
+        now=_NOW,
+        period_end=_END,
+    )
+    projected_over = used + extra > limit or used > limit
+    assert (got.verdict == "over_limit") == (projected_over and not blocks)
+    assert (got.verdict == "blocked") == (blocks and used + extra >= limit)
+    if got.reached_at is not None:
+        assert _NOW <= got.reached_at <= _END

@@ -34,9 +34,11 @@ __all__ = [
     "AnomalyResult",
     "DailyPoint",
     "Forecast",
+    "Outlook",
     "detect_anomaly",
     "forecast_spend",
     "forecast_usage",
+    "outlook",
     "projected_overage",
 ]
 
@@ -257,6 +259,55 @@ def projected_overage(forecast: Forecast, limit: int | None) -> int | None:
     if limit is None or forecast.projected <= limit:
         return None
     return forecast.projected - limit
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What the projection means for the customer, given how the limit is enforced.
+
+    `verdict`: `no_limit`; `within_limit`; `blocked` (the projection reaches the point where
+    requests are refused: a hard limit, a soft limit's allowance, a blocking cap — the customer
+    will be cut off, not billed more); `over_limit` (past a limit that does not refuse: billed
+    as overage, or a cap that only alerts). `reached_at`: when the projection crosses the
+    figure the verdict is about (the refusal point, else the limit), `now` if already there,
+    None when it does not within the period or no rate is known."""
+
+    verdict: str
+    reached_at: datetime | None
+
+
+def outlook(
+    forecast: Forecast,
+    *,
+    used: int,
+    limit: int | None,
+    refused_at: int | None,
+    now: datetime,
+    period_end: datetime,
+) -> Outlook:
+    """`limit`: the limit shown (a quota's limit, a cap's amount); `refused_at`: the count from
+    which requests are refused (a hard limit's ceiling, a soft limit's limit + allowance, a
+    blocking cap's amount), None when nothing is refused."""
+    if limit is None:
+        return Outlook("no_limit", None)
+    if refused_at is not None and max(used, forecast.projected) >= refused_at:
+        return Outlook("blocked", _crossing(refused_at, used, forecast, now, period_end))
+    if max(used, forecast.projected) > limit:
+        return Outlook("over_limit", _crossing(limit, used, forecast, now, period_end))
+    return Outlook("within_limit", None)
+
+
+def _crossing(
+    target: int, used: int, forecast: Forecast, now: datetime, period_end: datetime
+) -> datetime | None:
+    if used >= target:
+        return now
+    if forecast.rate_per_day <= 0:
+        return None
+    days = (target - used) / forecast.rate_per_day
+    if days > (period_end - now).total_seconds() / _DAY_S:
+        return None  # not within the period (and no timedelta past its range)
+    return min(period_end, now + timedelta(days=days))
 
 
 def detect_anomaly(

@@ -72,6 +72,9 @@ async def test_usage_events_invoice_revenue(api: Api) -> None:
     assert status == 200
     projection = next(f for f in forecast["features"] if f["feature"] == "chat_requests")
     assert projection["used"] == 7 and projection["projected"] >= 7
+    assert projection["enforcement"] == "block"  # a hard daily quota: refused, never billed over
+    assert projection["outlook"] in ("within_limit", "blocked")
+    assert (projection["outlook"] == "blocked") == (projection["projected"] >= 50)
 
     status, problem = await api.call("GET", "/v1/customers/busy/events", cursor="garbage!")
     assert status == 422 and problem["errors"][0]["field"] == "cursor"

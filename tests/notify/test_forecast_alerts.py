@@ -80,6 +80,10 @@ async def test_forecast_and_anomaly_fire_once_per_period(redis: Redis, key_prefi
         assert fc.threshold > 100 and fc.period_start == datetime(2026, 11, 1, tzinfo=UTC)
         raw = next(e for e in entries if e["id"] == fc.id)
         assert int(raw["projected"]) > 10_000 and raw["method"]
+        # a hard limit: the customer will be refused from about when it is reached, not billed
+        assert raw["outlook"] == "blocked"
+        reached = datetime.fromisoformat(raw["limit_reached_at"].replace("Z", "+00:00"))
+        assert NOW < reached < datetime(2026, 12, 1, tzinfo=UTC)
         anomaly = next(a for a in alerts if a.kind is AlertKind.ANOMALY)
         assert anomaly.used == 5_000 and anomaly.limit == 0 and anomaly.threshold >= 500
 
@@ -136,6 +140,7 @@ async def test_the_notifier_delivers_forecast_alerts(redis: Redis, key_prefix: s
             assert body["feature"] is None and body["currency"] == "USD"
             assert body["limit"] == 100 * NANO and body["limit_amount"] == "100.00"
             assert body["details"]["projected"] > 100 * NANO
+            assert body["details"]["outlook"] == "blocked"  # the cap blocks: cut off, not billed
             assert body["period"] == {
                 "start": "2026-11-01T00:00:00.000000Z",
                 "end": "2026-12-01T00:00:00.000000Z",

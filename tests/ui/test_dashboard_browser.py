@@ -90,6 +90,10 @@ async def test_customer_view_updates_live(
     await expect(page.get_by_test_id("cu-alerts")).to_contain_text("80% of chat_requests")
     forecast = page.get_by_test_id("cu-forecast").locator("tr[data-feature=chat_requests]")
     await expect(forecast.locator("td").nth(1)).to_have_text("4", timeout=8_000)
+    # a hard daily quota cuts the customer off: the outlook never says "over by"
+    await expect(forecast.locator("td").nth(5)).to_have_text(
+        re.compile(r"^(blocked( around .+)? \(limit\)|within limit)$")
+    )
     await page.screenshot(path=str(tmp_path / "customer.png"), full_page=True)
 
     # the spend cap form names the field at fault

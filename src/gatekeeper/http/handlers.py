@@ -26,11 +26,11 @@ from gatekeeper.clock import Clock
 from gatekeeper.controls import SpendCapError, SpendControls, cap_ceiling
 from gatekeeper.directory.key_usage import KeyUsage
 from gatekeeper.engine import DecisionEngine, PolicySource
-from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage
+from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage, outlook
 from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.bodies import read_body as _body
-from gatekeeper.model import CapAction, Customer, Period, SpendCap
+from gatekeeper.model import CapAction, Customer, Enforcement, Period, SpendCap
 from gatekeeper.money import MoneyError, format_money, format_nano, parse_nano
 from gatekeeper.periods import billing_window, window_for
 from gatekeeper.pipeline.forecasting import daily_points
@@ -437,7 +437,27 @@ class Handlers:
                 period_end=window.end,
                 now=now,
             )
-            out.append(views.forecast_view(feature, current, metered.limit, result, window.end))
+            view = views.forecast_view(
+                feature,
+                current,
+                metered.limit,
+                result,
+                window.end,
+                outlook=outlook(
+                    result,
+                    used=current,
+                    limit=metered.limit,
+                    refused_at=metered.ceiling,
+                    now=now,
+                    period_end=window.end,
+                ),
+                enforcement=None
+                if metered.limit is None
+                else "block"
+                if metered.enforcement is Enforcement.HARD
+                else "overage",
+            )
+            out.append(view)
         spend = None
         status = used.get(("spend", None))
         if status is not None:
@@ -449,12 +469,23 @@ class Handlers:
                 period_end=window.end,
                 now=now,
             )
+            amount = None if cap is None else cap.amount_nano
+            blocks = cap is not None and cap.action is CapAction.BLOCK
             spend = views.forecast_view(
                 None,
                 status.used,
-                None if cap is None else cap.amount_nano,
+                amount,
                 result,
                 window.end,
+                outlook=outlook(
+                    result,
+                    used=status.used,
+                    limit=amount,
+                    refused_at=amount if blocks else None,
+                    now=now,
+                    period_end=window.end,
+                ),
+                enforcement=None if amount is None else "block" if blocks else "alert",
             )
         return _json({"customer": customer.id, "features": out, "spend": spend})
 

@@ -328,8 +328,17 @@ COMPONENTS: dict[str, Schema] = {
             "projected": {"type": ["integer", "string"]},
             "period_end": TIME,
             "exceeds_limit": BOOL,
+            "enforcement": {
+                "type": ["string", "null"],
+                "enum": ["block", "overage", "alert", None],
+            },
+            "outlook": {
+                "type": "string",
+                "enum": ["no_limit", "within_limit", "blocked", "over_limit"],
+            },
+            "limit_reached_at": _null(TIME),
         },
-        ("feature", "used", "projected", "period_end", "exceeds_limit"),
+        ("feature", "used", "projected", "period_end", "exceeds_limit", "outlook"),
     ),
     "Forecast": _obj(
         {"customer": STR, "features": _list(ref("Projection")), "spend": _null(ref("Projection"))},

@@ -9,7 +9,7 @@ from typing import Any
 
 from gatekeeper.billing.types import InvoiceLine, LedgerRow, LoggedAlert, StoredEvent
 from gatekeeper.engine.types import LimitKind, LimitStatus
-from gatekeeper.forecast import Forecast
+from gatekeeper.forecast import Forecast, Outlook
 from gatekeeper.model import (
     Customer,
     Feature,
@@ -218,9 +218,19 @@ def usage_view(
 
 
 def forecast_view(
-    feature: str | None, used: int, limit: int | None, forecast: Forecast, period_end: datetime
+    feature: str | None,
+    used: int,
+    limit: int | None,
+    forecast: Forecast,
+    period_end: datetime,
+    *,
+    outlook: Outlook,
+    enforcement: str | None,
 ) -> Json:
-    """One projection; money (feature None) as decimal strings."""
+    """One projection; money (feature None) as decimal strings. `enforcement`: what happens
+    at the limit — `block` (refused), `overage` (admitted, billed as overage), `alert` (a cap
+    that only alerts), None without a limit; `outlook` says what the projection means under it
+    ("blocked around <date>", not "over by …", when the customer will be cut off)."""
 
     def amount(value: int | None) -> object:
         if value is None or feature is not None:
@@ -239,6 +249,9 @@ def forecast_view(
         else format_nano(round(forecast.rate_per_day)),
         "period_end": _iso(period_end),
         "exceeds_limit": limit is not None and forecast.projected > limit,
+        "enforcement": enforcement,
+        "outlook": outlook.verdict,
+        "limit_reached_at": _iso(outlook.reached_at),
         "method": forecast.method,
     }
 

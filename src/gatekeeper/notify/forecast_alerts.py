@@ -34,9 +34,11 @@ from gatekeeper.forecast import (
     detect_anomaly,
     forecast_spend,
     forecast_usage,
+    outlook,
     projected_overage,
 )
-from gatekeeper.model import Customer, Period
+from gatekeeper.forward.cloudevent import rfc3339
+from gatekeeper.model import CapAction, Customer, Period
 from gatekeeper.periods import Window, billing_window, window_for
 from gatekeeper.store.keys import KeySpace
 
@@ -70,6 +72,7 @@ class _Subject:
     limit: int | None
     window: Window
     forecastable: bool
+    refused_at: int | None = None  # from this count on requests are refused (Outlook)
 
 
 class ForecastAlerter:
@@ -150,12 +153,12 @@ class ForecastAlerter:
                 if daily
                 else window_for(now, Period.DAY)
             )
-            out.append(_Subject(feature, ent.limit, window, daily))
+            out.append(_Subject(feature, ent.limit, window, daily, ent.ceiling))
         cap = customer.effective_spend_cap
         if cap is not None and cap.amount_nano is not None:
-            out.append(
-                _Subject(None, cap.amount_nano, billing_window(now, customer.billing_day), True)
-            )
+            refused = cap.amount_nano if cap.action is CapAction.BLOCK else None
+            window = billing_window(now, customer.billing_day)
+            out.append(_Subject(None, cap.amount_nano, window, True, refused))
         return out
 
     async def _forecast(
@@ -168,7 +171,22 @@ class ForecastAlerter:
         used = sum(p.quantity for p in points if window.start.date() <= p.day <= now.date())
         if limit <= 0 or used >= limit or projected_overage(fc, limit) is None:
             return None
-        extra = {"projected": fc.projected, "low": fc.low, "high": fc.high, "method": fc.method}
+        seen = outlook(
+            fc,
+            used=used,
+            limit=limit,
+            refused_at=subject.refused_at,
+            now=now,
+            period_end=window.end,
+        )
+        extra = {
+            "projected": fc.projected,
+            "low": fc.low,
+            "high": fc.high,
+            "method": fc.method,
+            "outlook": seen.verdict,
+            "limit_reached_at": "" if seen.reached_at is None else rfc3339(seen.reached_at),
+        }
         threshold = fc.projected * 100 // limit
         return await self._emit(
             AlertKind.FORECAST, customer, subject, now, threshold, used, limit, extra

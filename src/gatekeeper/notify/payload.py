@@ -31,7 +31,17 @@ PAYLOAD_VERSION = 1
 ALERT_TYPE_PREFIX = "gatekeeper.alert."
 DIGEST_TYPE = "gatekeeper.alert.digest"
 # Optional stream fields of forecast and anomaly alerts, copied into the payload's `details`.
-EXTRA_FIELDS = ("projected", "low", "high", "method", "score", "baseline", "today_rate")
+EXTRA_FIELDS = (
+    "projected",
+    "low",
+    "high",
+    "method",
+    "outlook",  # forecast: "blocked" (a limit that refuses) or "over_limit" (one that bills on)
+    "limit_reached_at",  # forecast: when the projection reaches it (RFC 3339), if in the period
+    "score",
+    "baseline",
+    "today_rate",
+)
 
 
 def _number(text: str) -> JsonValue:

@@ -312,7 +312,7 @@
       case "threshold": return `${a.threshold}% of ${a.feature ? a.feature : "the spend cap"} reached`;
       case "overage": return `${subject} is past its soft limit`;
       case "spend_cap": return "Spend cap reached";
-      case "forecast": return `${subject} projected to exceed its ${a.feature ? "limit" : "cap"}`;
+      case "forecast": return `${subject} projected to reach its ${a.feature ? "limit" : "cap"} before the period ends`;
       case "anomaly": return `Unusual ${subject} usage today`;
       default: return `${a.kind} alert on ${subject}`;
     }
@@ -445,6 +445,24 @@
     }
   }
 
+  // What the projection means under the limit's enforcement: a hard limit or a blocking cap
+  // cuts the customer off ("blocked around <date>"), it is never "over by" anything.
+  function outlookVerdict(r) {
+    const around = r.reached ? ` around ${when(r.reached)}` : "";
+    switch (r.outlook) {
+      case "blocked":
+        return h("span", { class: "verdict bad", text: `blocked${around}${r.name === "spend" ? " (spend cap)" : " (limit)"}` });
+      case "over_limit":
+        return h("span", { class: "verdict warn", text: r.enforcement === "alert"
+          ? `over the cap by ${r.fmt(r.projected - r.limit)} (alert only)`
+          : `over by ${r.fmt(r.projected - r.limit)}, billed as overage` });
+      case "within_limit":
+        return h("span", { class: "verdict ok", text: "within limit" });
+      default:
+        return h("span", { class: "muted", text: "no limit" });
+    }
+  }
+
   async function loadForecast(customer) {
     live.forecastAt = Date.now();
     const box = $("cu-forecast");
@@ -456,11 +474,11 @@
       box.append(h("p", { class: "muted", text: `Forecast unavailable: ${e.message}` }));
       return;
     }
-    const rows = (data.features || []).map((f) => ({ name: f.feature, unit: "", used: f.used, projected: f.projected, low: f.low, high: f.high, limit: f.limit, over: f.exceeds_limit, fmt: num }));
+    const rows = (data.features || []).map((f) => ({ name: f.feature, unit: "", used: f.used, projected: f.projected, low: f.low, high: f.high, limit: f.limit, over: f.exceeds_limit, outlook: f.outlook, reached: f.limit_reached_at, enforcement: f.enforcement, fmt: num }));
     if (data.spend) {
       const cur = live.lastUsage && live.lastUsage.currency;
       const n = (v) => (v === null || v === undefined ? null : Number(v));
-      rows.push({ name: "spend", used: n(data.spend.used), projected: n(data.spend.projected), low: n(data.spend.low), high: n(data.spend.high), limit: n(data.spend.limit), over: data.spend.exceeds_limit, fmt: (v) => money(v, cur) });
+      rows.push({ name: "spend", used: n(data.spend.used), projected: n(data.spend.projected), low: n(data.spend.low), high: n(data.spend.high), limit: n(data.spend.limit), over: data.spend.exceeds_limit, outlook: data.spend.outlook, reached: data.spend.limit_reached_at, enforcement: data.spend.enforcement, fmt: (v) => money(v, cur) });
     }
     box.textContent = "";
     if (!rows.length) { box.append(h("p", { class: "muted", text: "Nothing to forecast yet." })); return; }
@@ -476,11 +494,7 @@
       now.style.width = `${(100 * (r.used || 0)) / scale}%`;
       bar.append(proj, now);
       if (r.limit) { const lim = h("div", { class: "limit", title: "limit" }); lim.style.left = `calc(${(100 * r.limit) / scale}% - 1px)`; bar.append(lim); }
-      const verdict = r.limit === null || r.limit === undefined
-        ? h("span", { class: "muted", text: "no limit" })
-        : r.over
-          ? h("span", { class: "verdict bad", text: `over by ${r.fmt(r.projected - r.limit)}` })
-          : h("span", { class: "verdict ok", text: "within limit" });
+      const verdict = outlookVerdict(r);
       tbody.append(h("tr", { "data-feature": r.name },
         h("td", {}, h("span", { class: "feature-name", text: r.name })),
         h("td", { text: r.fmt(r.used) }),
