@@ -138,3 +138,51 @@ async def test_redis_down_answers_503_not_500(key_prefix: str, tmp_path: Path) -
     finally:
         await app.stop(0)
         server.stop()
+
+
+async def test_grant_balances_show_what_the_counters_hold(api: Api, key_prefix: str) -> None:
+    """Units drawn from a grant come before the plan's limit and are not in the feature's
+    `used`: the usage view shows each grant's balance, read from the grant's own counter."""
+    assert api.app.engine is not None and api.app.redis is not None
+    status, created = await api.call(
+        "POST",
+        "/v1/customers",
+        body={
+            "id": "granted",
+            "plan": "free",
+            "grants": [
+                {"id": "promo", "feature": "chat_requests", "amount": 3},
+                {
+                    "id": "trial",
+                    "feature": "llm_tokens",
+                    "amount": 1000,
+                    "expires_at": "2099-01-01T00:00:00Z",
+                },
+            ],
+        },
+    )
+    assert status == 201, created
+    for _ in range(4):
+        decision = await api.app.engine.decide(
+            DecisionRequest("granted", meters=(MeterRequest("chat_requests", 1),))
+        )
+        assert decision.allowed
+    status, usage = await api.call("GET", "/v1/customers/granted/usage")
+    assert status == 200, usage
+    chat = next(f for f in usage["features"] if f["feature"] == "chat_requests")
+    assert chat["used"] == 1  # 3 of the 4 came out of the grant
+    grants = {g["id"]: g for g in usage["grants"]}
+    assert grants["promo"] == {
+        "id": "promo",
+        "feature": "chat_requests",
+        "amount": 3,
+        "used": 3,
+        "remaining": 0,
+        "expires_at": None,
+        "expired": False,
+    }
+    assert (grants["trial"]["used"], grants["trial"]["remaining"]) == (0, 1000)
+    assert grants["trial"]["expires_at"] == "2099-01-01T00:00:00Z"
+    keys = KeySpace(prefix=key_prefix, partitions=api.app.config.settings.redis.partitions)
+    raw = await api.app.redis.client.hget(keys.grant("granted", "promo"), "u")
+    assert int(raw) == grants["promo"]["used"]

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gatekeeper.app import App
@@ -131,4 +132,33 @@ async def test_bad_token_shows_the_sign_in_form(app: App, browser: BrowserContex
     await page.locator("#token-input").fill(HOBBYIST_KEY)
     await page.get_by_role("button", name="Open dashboard").click()
     await expect(page.get_by_test_id("used-chat_requests")).to_have_text("0", timeout=10_000)
+    assert not errors, errors
+
+
+async def test_a_customer_living_on_a_grant_sees_its_balance(
+    app: App, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """3 chat requests all drawn from a grant of 3: the feature shows 0 used against its
+    limit, and the grant shows 0 of 3 left (the counters, through the usage API)."""
+    body = {
+        "id": "living",
+        "plan": "free",
+        "grants": [{"id": "promo", "feature": "chat_requests", "amount": 3}],
+    }
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    api = f"http://127.0.0.1:{app.http_port}/v1/customers"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(api, json=body, headers=admin) as r:
+            assert r.status == 201, await r.text()
+        async with session.post(f"{api}/living/api-keys", json={}, headers=admin) as r:
+            assert r.status == 201, await r.text()
+            key = (await r.json())["key"]
+    assert await chat(app, key, 3) == [200] * 3
+    errors: list[str] = []
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={key}", errors)
+    await expect(page.get_by_test_id("used-chat_requests")).to_have_text("0", timeout=10_000)
+    grant = page.get_by_test_id("grant-promo")
+    await expect(grant).to_contain_text("0 of 3 left", timeout=5_000)
+    await expect(grant).to_contain_text("3 used")
+    await page.screenshot(path=str(tmp_path / "living-on-grants.png"), full_page=True)
     assert not errors, errors

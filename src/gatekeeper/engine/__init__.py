@@ -5,6 +5,7 @@ from gatekeeper.engine.ports import DecisionStore, PolicySource
 from gatekeeper.engine.types import (
     Decision,
     DecisionRequest,
+    GrantBalance,
     LimitKind,
     LimitStatus,
     MeterRequest,
@@ -20,6 +21,7 @@ __all__ = [
     "DecisionIds",
     "DecisionRequest",
     "DecisionStore",
+    "GrantBalance",
     "LimitKind",
     "LimitStatus",
     "MeterRequest",

@@ -29,6 +29,7 @@ from gatekeeper.engine.templates import PlanTemplate, TemplateCache, limit_statu
 from gatekeeper.engine.types import (
     Decision,
     DecisionRequest,
+    GrantBalance,
     LimitStatus,
     MeterRequest,
     Outcome,
@@ -239,6 +240,25 @@ class DecisionEngine:
             plan, decision_id="peek", request_id="", idempotency_key=None, mode=MODE_PEEK
         )
         return tuple(limit_status(plan, row) for row in reply.rows)
+
+    async def grant_balances(self, customer_id: str) -> tuple[GrantBalance, ...] | None:
+        """Every grant of the customer with what is left of it now, in the order they are
+        drawn on (earliest expiry first); None for an unknown customer. Raises
+        StoreUnavailable."""
+        customer = await self._policy.customer(customer_id)
+        if customer is None:
+            return None
+        now = self._clock.now()
+        grants = sorted(
+            customer.grants, key=lambda g: (g.expires_at is None, g.expires_at or now, g.id)
+        )
+        used = await self._store.grants_used(customer_id, [g.id for g in grants])
+        out = []
+        for g, u in zip(grants, used, strict=True):
+            expired = g.expires_at is not None and g.expires_at <= now
+            left = 0 if expired else max(0, g.amount - u)
+            out.append(GrantBalance(g.id, g.feature, g.amount, u, left, g.expires_at, expired))
+        return tuple(out)
 
     async def settle(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -70,6 +70,10 @@ class DecisionStore(Protocol):
         ...
 
     async def reservation_time(self, customer_id: str, decision_id: str) -> datetime | None: ...
+
+    async def grants_used(self, customer_id: str, grant_ids: Sequence[str]) -> list[int]:
+        """Units consumed of each of the customer's grants, in order (0 for one never used)."""
+        ...
 
     async def settle(
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime

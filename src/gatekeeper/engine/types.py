@@ -13,6 +13,7 @@ from gatekeeper.model import NO_STRINGS, frozen_map
 __all__ = [
     "Decision",
     "DecisionRequest",
+    "GrantBalance",
     "LimitKind",
     "LimitStatus",
     "MeterRequest",
@@ -71,6 +72,20 @@ class DecisionRequest(NamedTuple):
     # what the request is beyond its usage, as the caller saw it (e.g. "POST /v1/chat"): an
     # idempotency key replays the first decision only for the same route and the same usage
     route: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GrantBalance:
+    """One of a customer's grants now: units granted, consumed, left (0 once expired: an
+    expired grant is never drawn on again)."""
+
+    id: str
+    feature: str
+    amount: int
+    used: int
+    remaining: int
+    expires_at: datetime | None
+    expired: bool
 
 
 class LimitStatus(NamedTuple):

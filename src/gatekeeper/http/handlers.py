@@ -406,7 +406,8 @@ class Handlers:
         limits = await self._engine.usage(customer_id)
         if limits is None:
             return None
-        return views.usage_view(policy, customer, limits, self._clock.now())
+        grants = await self._engine.grant_balances(customer_id) if customer.grants else ()
+        return views.usage_view(policy, customer, limits, self._clock.now(), grants or ())
 
     async def usage(self, request: web.Request) -> web.Response:
         customer = await self.customer(request)

@@ -305,6 +305,20 @@ COMPONENTS: dict[str, Schema] = {
                     ("feature", "kind", "used", "limit", "remaining", "reset"),
                 )
             ),
+            "grants": _list(
+                _obj(
+                    {
+                        "id": STR,
+                        "feature": STR,
+                        "amount": INT,
+                        "used": INT,
+                        "remaining": INT,
+                        "expires_at": _null(TIME),
+                        "expired": BOOL,
+                    },
+                    ("id", "feature", "amount", "used", "remaining", "expires_at", "expired"),
+                )
+            ),
             "spend": _null(
                 _obj(
                     {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper.billing.types import InvoiceLine, LedgerRow, LoggedAlert, StoredEvent
-from gatekeeper.engine.types import LimitKind, LimitStatus
+from gatekeeper.engine.types import GrantBalance, LimitKind, LimitStatus
 from gatekeeper.forecast import Forecast, Outlook
 from gatekeeper.model import (
     Customer,
@@ -168,9 +168,15 @@ def customer_view(
 
 
 def usage_view(
-    policy: Policy, customer: Customer, limits: Sequence[LimitStatus], now: datetime
+    policy: Policy,
+    customer: Customer,
+    limits: Sequence[LimitStatus],
+    now: datetime,
+    grants: Sequence[GrantBalance] = (),
 ) -> Json:
-    """Used, limit, remaining and reset of every counter; spend in money (decimal strings)."""
+    """Used, limit, remaining and reset of every counter; each grant's balance (units drawn
+    from a grant are not in its feature's `used`: they come before the plan's limit); spend in
+    money (decimal strings)."""
     ents = customer.entitlements
     features: list[Json] = []
     spend: Json | None = None
@@ -213,6 +219,18 @@ def usage_view(
         "currency": policy.currency,
         "at": _iso(now),
         "features": features,
+        "grants": [
+            {
+                "id": g.id,
+                "feature": g.feature,
+                "amount": g.amount,
+                "used": g.used,
+                "remaining": g.remaining,
+                "expires_at": _iso(g.expires_at),
+                "expired": g.expired,
+            }
+            for g in grants
+        ],
         "spend": spend,
     }
 

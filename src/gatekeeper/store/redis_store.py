@@ -6,6 +6,7 @@ through redis-py; either way a store failure is a StoreUnavailable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -176,6 +177,19 @@ class RedisDecisionStore:
             return None
         us = int(raw)
         return from_us(us)
+
+    async def grants_used(self, customer_id: str, grant_ids: Sequence[str]) -> list[int]:
+        """One round trip: the grants' counters share the customer's hash slot."""
+        if not grant_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for grant_id in grant_ids:
+            pipe.hget(self.keys.grant(customer_id, grant_id), "u")
+        try:
+            replies = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        return [0 if raw is None else int(raw) for raw in replies]
 
     async def settle(
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime

@@ -389,10 +389,30 @@
     const features = u.features || [];
     if (!features.length) box.append(h("p", { class: "muted", text: "No metered limits on this plan." }));
     for (const f of features) box.append(featureCard(f));
+    renderGrants(u.grants || []);
     renderSpend(u.spend, u.currency);
     if (!$("cap-currency").textContent && u.currency) setText("cap-currency", `(${u.currency})`);
     pushHistory(u);
     refreshForecastSoon();
+  }
+
+  // Grants are drawn on before the plan's limit, so their units are not in a feature's
+  // "used": each grant's balance is shown beside the features.
+  function renderGrants(grants) {
+    const box = $("cu-grants");
+    box.textContent = "";
+    box.hidden = !grants.length;
+    if (!grants.length) return;
+    box.append(h("h3", { text: "Grants (used before the plan's limits)" }));
+    const list = h("ul", { class: "grant-list" });
+    for (const g of grants) {
+      const state = g.expired ? "expired" : g.expires_at ? `expires ${when(g.expires_at)}` : "never expires";
+      list.append(h("li", { "data-testid": `grant-${g.id}`, "data-feature": g.feature },
+        h("span", { class: "feature-name", text: g.feature }),
+        h("span", { text: ` ${num(g.remaining)} of ${num(g.amount)} left` }),
+        h("span", { class: "muted small", text: ` · ${num(g.used)} used · ${state}` })));
+    }
+    box.append(list);
   }
 
   // The forecast follows usage, but costs a billing-store query: at most one every 5 s.
@@ -404,6 +424,14 @@
       live.forecastTimer = null;
       if (live.customer === customer && state.view === "customer") loadForecast(customer);
     }, wait);
+  }
+
+  // The x range from the points themselves (at least the last minute): with one or two
+  // points uPlot's own guess spans years.
+  function historyRange() {
+    const ts = live.history.map((p) => p.t);
+    const hi = ts.length ? ts[ts.length - 1] : Date.now() / 1000;
+    return [Math.min(ts.length ? ts[0] : hi, hi - 60), hi];
   }
 
   function pushHistory(u) {
@@ -424,7 +452,7 @@
     const existing = state.charts.cu;
     const signature = series.map((s) => s.label).join("|");
     if (existing && existing.signature === signature) existing.plot.setData(data);
-    else if (names.length) makeChart("cu", $("cu-chart"), series, data, { scales: { x: { time: true, range: (uu, min, max) => [Math.min(min, max - 60), max] }, y: { range: (uu, min, max) => [0, Math.max(100, max * 1.1)] } } });
+    else if (names.length) makeChart("cu", $("cu-chart"), series, data, { scales: { x: { time: true, range: historyRange }, y: { range: (uu, min, max) => [0, Math.max(100, max * 1.1)] } } });
     else $("cu-chart").textContent = "No limited features to chart.";
   }
 
