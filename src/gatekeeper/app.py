@@ -45,6 +45,7 @@ from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.model import frozen_map
+from gatekeeper.notify.state import AlertMutes
 from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
@@ -265,6 +266,7 @@ class App:
             billing=self.billing_store,
             clock=self.clock,
             key_usage=self.key_usage,
+            mutes=AlertMutes(redis=client, keys=store.keys),
         )
         admin = self.admin
         http_app = build_api(

@@ -33,6 +33,8 @@ MATRIX: list[tuple[str, str, object, tuple[int, int, int, int, int]]] = [
     ("GET", C + "/spend-cap", None, (OK, OK, OK, 404, 401)),
     ("GET", C + "/alert-thresholds", None, (OK, OK, OK, 404, 401)),
     ("GET", C + "/webhooks", None, (OK, OK, OK, 404, 401)),
+    ("GET", C + "/alert-mutes", None, (OK, OK, OK, 404, 401)),
+    ("PUT", C + "/alert-mutes", {"muted": ["anomaly"]}, (OK, 403, OK, 404, 401)),
     ("PUT", C + "/spend-cap", {"amount": None}, (OK, 403, OK, 404, 401)),
     ("PUT", C + "/alert-thresholds", {"features": {"chat_requests": [50, 90]}},
      (OK, 403, OK, 404, 401)),

@@ -186,3 +186,25 @@ async def test_grant_balances_show_what_the_counters_hold(api: Api, key_prefix: 
     keys = KeySpace(prefix=key_prefix, partitions=api.app.config.settings.redis.partitions)
     raw = await api.app.redis.client.hget(keys.grant("granted", "promo"), "u")
     assert int(raw) == grants["promo"]["used"]
+
+
+async def test_alert_mutes_through_the_api(api: Api, key_prefix: str) -> None:
+    """A customer mutes alert kinds for its own endpoints: the set the notifier reads."""
+    base = "/v1/customers/hobbyist/alert-mutes"
+    status, mutes = await api.call("GET", base, token=key_of("hobbyist"))
+    assert status == 200 and mutes["muted"] == [] and "threshold" in mutes["kinds"]
+    status, mutes = await api.call(
+        "PUT", base, token=key_of("hobbyist"), body={"muted": ["forecast", "anomaly", "forecast"]}
+    )
+    assert status == 200 and mutes["muted"] == ["anomaly", "forecast"]
+    assert api.app.redis is not None
+    keys = KeySpace(prefix=key_prefix, partitions=api.app.config.settings.redis.partitions)
+    stored = await api.app.redis.client.smembers(keys.alert_mutes("hobbyist"))
+    assert {m.decode() for m in stored} == {"anomaly", "forecast"}
+    status, problem = await api.call("PUT", base, body={"muted": ["loud"]})
+    assert status == 422 and problem["errors"][0]["field"] == "muted"
+    status, problem = await api.call("PUT", base, body={"kinds": []})
+    assert status == 422
+    status, mutes = await api.call("PUT", base, body={"muted": []})
+    assert status == 200 and mutes["muted"] == []
+    assert await api.app.redis.client.exists(keys.alert_mutes("hobbyist")) == 0

@@ -7,6 +7,7 @@ operator view. Screenshots land in the test's tmp_path.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -161,4 +162,18 @@ async def test_a_customer_living_on_a_grant_sees_its_balance(
     await expect(grant).to_contain_text("0 of 3 left", timeout=5_000)
     await expect(grant).to_contain_text("3 used")
     await page.screenshot(path=str(tmp_path / "living-on-grants.png"), full_page=True)
+
+    # the customer mutes anomaly alerts for its webhooks from the page: the API holds it
+    await page.get_by_test_id("cu-mutes").locator("summary").click()
+    anomaly = page.get_by_test_id("mute-anomaly")
+    await expect(anomaly).to_be_checked()
+    await anomaly.uncheck()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(50):  # the PUT is the page's: at most ~5 s
+            async with session.get(f"{api}/living/alert-mutes", headers=admin) as r:
+                muted = (await r.json())["muted"]
+            if muted:
+                break
+            await asyncio.sleep(0.1)
+    assert muted == ["anomaly"]
     assert not errors, errors

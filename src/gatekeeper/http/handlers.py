@@ -32,6 +32,7 @@ from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.bodies import read_body as _body
 from gatekeeper.model import CapAction, Customer, Enforcement, Period, SpendCap
 from gatekeeper.money import MoneyError, format_money, format_nano, parse_nano
+from gatekeeper.notify.state import ALERT_KINDS, AlertMutes
 from gatekeeper.periods import billing_window, window_for
 from gatekeeper.pipeline.forecasting import daily_points
 
@@ -110,8 +111,10 @@ class Handlers:
         billing: Callable[[], Awaitable[BillingStore | None]],
         clock: Clock,
         key_usage: KeyUsage | None = None,
+        mutes: AlertMutes | None = None,
     ) -> None:
         self._admin = admin
+        self._mutes = mutes
         self._policy = policy
         self._controls = controls
         self._engine = engine
@@ -374,6 +377,42 @@ class Handlers:
         customer = await self.customer(request)
         await self._admin.set_thresholds(self.actor(request), customer.id, await _body(request))
         return _json(self._thresholds(await self._changed(customer.id)))
+
+    # ---- alert mutes ---------------------------------------------------------------------
+    async def get_mutes(self, request: web.Request) -> web.Response:
+        customer = await self.customer(request)
+        return _json(await self._mutes_view(customer.id))
+
+    async def put_mutes(self, request: web.Request) -> web.Response:
+        """`{"muted": [kind, ...]}`: the alert kinds this customer's endpoints are not sent
+        (the whole set, replaced; `[]` unmutes all). Alerts are still recorded and listed."""
+        customer = await self.customer(request)
+        if not self.actor(request).may_manage(customer.id):
+            raise PermissionError("this token may not change this customer")
+        body = await _body(request)
+        if not isinstance(body, dict) or set(body) != {"muted"}:
+            raise InputError.one("muted", 'expected {"muted": [alert kind, ...]}')
+        wanted = body["muted"]
+        if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+            raise InputError.one("muted", "expected a list of alert kinds")
+        unknown = sorted(set(wanted) - ALERT_KINDS)
+        if unknown:
+            raise InputError.one(
+                "muted", f"unknown alert kinds {unknown}; known: {sorted(ALERT_KINDS)}"
+            )
+        mutes = self._require_mutes()
+        await mutes.unmute(customer.id)
+        await mutes.mute(customer.id, sorted(set(wanted)))
+        return _json(await self._mutes_view(customer.id))
+
+    def _require_mutes(self) -> AlertMutes:
+        if self._mutes is None:  # pragma: no cover - serve always wires it
+            raise NotFound("alert mutes are not available here")
+        return self._mutes
+
+    async def _mutes_view(self, customer_id: str) -> dict[str, Any]:
+        muted = await self._require_mutes().muted(customer_id)
+        return {"customer": customer_id, "muted": sorted(muted), "kinds": sorted(ALERT_KINDS)}
 
     # ---- customer webhooks -------------------------------------------------------------
     async def webhooks(self, request: web.Request) -> web.Response:

@@ -259,6 +259,11 @@ COMPONENTS: dict[str, Schema] = {
         (),
         extra=False,
     ),
+    "Mutes": _obj(
+        {"customer": STR, "muted": _list(STR), "kinds": _list(STR)},
+        ("customer", "muted", "kinds"),
+    ),
+    "MutesInput": _obj({"muted": _list(STR)}, ("muted",), extra=False),
     "Webhook": _obj(
         {"id": STR, "url": STR, "kinds": _list(STR), "created_at": _null(STR)}, ("id", "url")
     ),

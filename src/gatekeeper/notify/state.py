@@ -14,9 +14,10 @@ from gatekeeper.clock import to_us
 from gatekeeper.events import AlertKind
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["AlertMutes", "DeadLetterEntry", "NotifyState"]
+__all__ = ["ALERT_KINDS", "AlertMutes", "DeadLetterEntry", "NotifyState"]
 
-_KINDS = frozenset(k.value for k in AlertKind)
+ALERT_KINDS = frozenset(k.value for k in AlertKind)
+_KINDS = ALERT_KINDS
 
 # Open the customer's digest window unless one is open at `now` (atomic check-and-set, so two
 # consumers never both treat an alert as the window's first).

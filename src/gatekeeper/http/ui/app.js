@@ -535,6 +535,28 @@
     box.append(table);
   }
 
+  // Mutes: a ticked kind is sent to the customer's webhooks, an unticked one is muted.
+  async function loadMutes(customer) {
+    const box = $("cu-mute-kinds");
+    const path = `/v1/customers/${encodeURIComponent(customer)}/alert-mutes`;
+    let data;
+    try { data = await api("GET", path); } catch (e) { box.textContent = `Unavailable: ${e.message}`; return; }
+    const render = (d) => {
+      box.textContent = "";
+      for (const kind of d.kinds) {
+        const input = h("input", { type: "checkbox", "data-testid": `mute-${kind}` });
+        input.checked = !d.muted.includes(kind);
+        input.addEventListener("change", async () => {
+          const muted = [...box.querySelectorAll("input")].filter((i) => !i.checked).map((i) => i.dataset.kind);
+          try { render(await api("PUT", path, { muted })); } catch (e) { input.checked = !input.checked; banner(`Could not save: ${e.message}`); }
+        });
+        input.dataset.kind = kind;
+        box.append(h("label", { class: "mute" }, input, ` ${kind.replace("_", " ")}`));
+      }
+    };
+    render(data);
+  }
+
   async function loadCap(customer) {
     try {
       const cap = await api("GET", `/v1/customers/${encodeURIComponent(customer)}/spend-cap`);
@@ -599,6 +621,7 @@
     renderAlerts($("cu-alerts"), [], false);
     openStream(`/v1/customers/${encodeURIComponent(customer)}/stream`, { usage: renderUsage, alert: (a) => onAlert(a, false) });
     loadCap(customer);
+    loadMutes(customer);
     loadForecast(customer);
     loadAlertLog(customer);
     state.timers.push(setInterval(() => loadForecast(customer), 60000));
