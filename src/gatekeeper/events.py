@@ -101,6 +101,8 @@ class AlertKind(StrEnum):
     SPEND_CAP = "spend_cap"  # spend past a cap whose action is "alert"
     FORECAST = "forecast"  # the period is projected to end above a limit or cap
     ANOMALY = "anomaly"  # today's pace far above the recent daily baseline
+    BLOCKED = "blocked"  # the first request refused by a quota or a spend cap (once per episode)
+    RESUMED = "resumed"  # that block ended: the limit or cap changed, or a grant paid for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,7 +389,8 @@ async def test_thresholds_fire_once_per_window(redis: Redis, key_prefix: str) ->
     h = make_harness(redis, policy(p), key_prefix)
     await h.engine.decide(req(("requests", 6)))  # crosses 50
     await h.engine.decide(req(("requests", 4)))  # crosses 80 and 100
-    await h.engine.decide(req(("requests", 1)))  # denied: nothing
+    await h.engine.decide(req(("requests", 1)))  # denied: the block episode opens
+    await h.engine.decide(req(("requests", 1)))  # denied again: same episode, nothing
     h.clock.advance(3600)
     await h.engine.decide(req(("requests", 5)))  # new window: 50 again
     alerts = await h.alerts()
@@ -397,8 +398,10 @@ async def test_thresholds_fire_once_per_window(redis: Redis, key_prefix: str) ->
         ("threshold", "50", "6", "10"),
         ("threshold", "80", "10", "10"),
         ("threshold", "100", "10", "10"),
+        ("blocked", "100", "10", "10"),
         ("threshold", "50", "5", "10"),
     ]
+    assert alerts[3]["cause"] == "quota_exhausted"
 
 
 async def test_store_unavailable_is_raised_not_swallowed(key_prefix: str) -> None:
@@ -466,5 +469,5 @@ async def test_hard_limit_grace_admits_a_percentage_over_with_one_alert(
     decisions = [await h.engine.decide(req(("requests", 1))) for _ in range(13)]
     assert [d.allowed for d in decisions] == [True] * 12 + [False]
     assert [d.overage for d in decisions[9:12]] == [(), ("requests",), ("requests",)]
-    assert [a["kind"] for a in await h.alerts()] == ["overage"]
+    assert [a["kind"] for a in await h.alerts()] == ["overage", "blocked"]
     assert decisions[12].denied_by is not None and decisions[12].denied_by.limit == 10

@@ -81,5 +81,7 @@ async def test_500_concurrent_decisions_fire_each_threshold_once(
     expected = [("threshold", 50), ("threshold", 80), ("threshold", 100)]
     if name == "soft_thresholds":
         expected.insert(0, ("overage", 100))
+    else:  # 100 refused, concurrently: one block episode, announced once
+        expected.insert(0, ("blocked", 100))
     assert by_threshold == sorted(expected)
     assert len(await h.events()) == admitted

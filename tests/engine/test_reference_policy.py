@@ -47,10 +47,14 @@ async def test_free_plan_daily_hard_limit_rate_limit_and_alerts(
     assert denied.denied_by is not None and denied.denied_by.reset_at == datetime(
         2026, 11, 25, tzinfo=UTC
     )
-    thresholds = [
-        int(a["threshold"]) for a in await h.alerts("hobbyist") if a["feature"] == "chat_requests"
+    alerts = [a for a in await h.alerts("hobbyist") if a["feature"] == "chat_requests"]
+    assert [(a["kind"], int(a["threshold"])) for a in alerts] == [
+        ("threshold", 50),
+        ("threshold", 80),
+        ("threshold", 100),
+        ("blocked", 100),  # the first refusal: the customer is told it is cut off, and why
     ]
-    assert thresholds == [50, 80, 100]
+    assert alerts[-1]["cause"] == "quota_exhausted"
 
 
 async def test_pro_override_soft_limit_anchored_to_billing_day(

@@ -177,3 +177,35 @@ async def test_a_customer_living_on_a_grant_sees_its_balance(
             await asyncio.sleep(0.1)
     assert muted == ["anomaly"]
     assert not errors, errors
+
+
+async def test_blocked_customers_are_told_why_and_how_to_lift_it(
+    app: App, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """Blocked by quota (hobbyist: 5 a day) and by a blocking spend cap (thrifty: 0.005 USD):
+    the card says blocked, since when and what lifts it; the alert list says it once."""
+    assert await chat(app, HOBBYIST_KEY, 7) == [200] * 5 + [429] * 2
+    errors: list[str] = []
+    page = await _open(
+        browser, f"http://127.0.0.1:{app.http_port}/ui/#token={HOBBYIST_KEY}", errors
+    )
+    card = page.get_by_test_id("feature-chat_requests")
+    await expect(card.get_by_test_id("blocked")).to_contain_text("used up", timeout=10_000)
+    await expect(card.get_by_test_id("blocked")).to_contain_text("until the reset")
+    alerts = page.get_by_test_id("cu-alerts")
+    await expect(alerts).to_contain_text("Blocked: chat_requests quota used up")
+    assert await alerts.locator("li[data-kind=blocked]").count() == 1
+    await page.screenshot(path=str(tmp_path / "blocked-by-quota.png"), full_page=True)
+    await page.close()
+
+    thrifty = "gk-test-thrifty"
+    statuses = await chat(app, thrifty, 6)
+    assert statuses[0] == 200 and 402 in statuses, statuses
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={thrifty}", errors)
+    spend = page.get_by_test_id("cu-spend")
+    await expect(spend.get_by_test_id("blocked")).to_contain_text(
+        "spend cap is reached", timeout=10_000
+    )
+    await expect(spend.get_by_test_id("blocked")).to_contain_text("raise your cap")
+    await page.screenshot(path=str(tmp_path / "blocked-by-cap.png"), full_page=True)
+    assert not errors, errors

@@ -45,7 +45,15 @@ __all__ = ["ALERT_KINDS", "parse_settings"]
 
 _D = TypeVar("_D", ServerSettings, EdgeSettings)
 
-ALERT_KINDS = ("threshold", "overage", "forecast", "anomaly", "spend_cap")
+ALERT_KINDS = (
+    "threshold",
+    "overage",
+    "forecast",
+    "anomaly",
+    "spend_cap",
+    "blocked",
+    "resumed",
+)  # AlertKind's values (events.py; a test keeps them equal)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PORTS = ("grpc_port", "authz_http_port", "http_port")
 

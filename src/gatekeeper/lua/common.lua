@@ -120,7 +120,11 @@ local function evaluate(m, now)
   m.granted = m.qty - rest
   local q = m.q
   if q.key then
-    q.u0 = hnum(q.key, 'u')
+    -- 'blk': the counter's block episode is open (decide.lua: blocked on its first denial,
+    -- resumed on the next admission); read with the count, no extra call
+    local v = redis.call('HMGET', q.key, 'u', 'blk')
+    q.u0 = tonumber(v[1]) or 0
+    q.blk = v[2]
     q.u1 = q.u0 + m.billable
     q.deny = q.ceiling >= 0 and q.u1 > q.ceiling
   end
@@ -139,12 +143,23 @@ local function evaluate(m, now)
   if #m.tiers > 0 then m.cost = tier_cost(m.tiers, m.b0, m.billable) end
 end
 
--- Alerts: each threshold of each counter fires once per window (HSETNX on the counter).
+-- Alerts: each threshold of each counter fires once per window and limit: the counter keeps
+-- the limit it fired against ('a<t>' = limit), so a limit or cap changed mid-window re-arms
+-- it (a cap raised from 0.05 to 0.08 alerts again at 50 % and 100 % of 0.08). A value of 1
+-- was written before limits were kept: taken as fired against the limit in force.
+local function fired(key, field, limit)
+  local seen = redis.call('HGET', key, field)
+  local want = fmt(limit)
+  if seen == want then return true end
+  redis.call('HSET', key, field, want)
+  return seen == '1'
+end
+
 local function fire_thresholds(key, thr, limit, used, emit)
   if limit <= 0 then return end
   for _, t in ipairs(thr) do
     if used * 100 < t * limit then return end
-    if redis.call('HSETNX', key, 'a' .. t, 1) == 1 then emit('threshold', t) end
+    if not fired(key, 'a' .. t, limit) then emit('threshold', t) end
   end
 end
 
@@ -182,7 +197,7 @@ local function apply(m, now, emit)
       fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t) emit(kind, t, m) end)
       if q.u1 > q.limit then
         over = true
-        if redis.call('HSETNX', q.key, 'ov', 1) == 1 then emit('overage', 100, m) end
+        if not fired(q.key, 'ov', q.limit) then emit('overage', 100, m) end
       end
     end
   end
@@ -205,7 +220,7 @@ local function apply_spend(s, total, emit, now)
   if s.s1 == total then redis.call('PEXPIRE', s.key, ttl_until(s.exp_us, now)) end
   if total > 0 and s.cap >= 0 then
     fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t) emit(kind, t, nil) end)
-    if s.s1 > s.cap and redis.call('HSETNX', s.key, 'ov', 1) == 1 then
+    if s.s1 > s.cap and not fired(s.key, 'ov', s.cap) then
       emit('spend_cap', 100, nil)
     end
   end

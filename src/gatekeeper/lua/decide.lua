@@ -14,7 +14,9 @@
 --
 -- Checks every counter the request touches (grants, quota, rate, spend) and consumes all or
 -- none. Denial priority: quota, then spend cap, then rate. On admission appends one usage
--- event per metered feature and the alert events of thresholds crossed, in this same script.
+-- event per metered feature and the alert events of thresholds crossed, in this same script;
+-- the first denial by a quota or spend cap appends a 'blocked' alert, the admission that ends
+-- that block a 'resumed' one.
 --
 -- Returns a flat array: 'N' (a new decision) or 'R' (replayed from the idempotency record),
 -- outcome (A|D|P), decision_id, deny_kind, deny_meter, deny_rate, retry_after_us, cost_nano,
@@ -62,7 +64,9 @@ for _, m in ipairs(meters) do
   total = total + m.cost
 end
 if spend.key then
-  spend.s0 = hnum(spend.key, 'u')
+  local v = redis.call('HMGET', spend.key, 'u', 'blk')
+  spend.s0 = tonumber(v[1]) or 0
+  spend.blk = v[2]
   spend.s1 = spend.s0 + total
   spend.deny = spend.block and spend.cap >= 0 and spend.s1 > spend.cap
 end
@@ -89,23 +93,51 @@ local overage = {}
 local reserved = false
 local n_alerts = 0
 
-if admitted then
-  local function emit(kind, threshold, m)
-    n_alerts = n_alerts + 1
-    local feature, used, limit, start_us, end_us
-    if m then
-      feature, used, limit = m.feature, m.q.u1, m.q.limit
-      start_us, end_us = m.q.start_us, m.q.end_us
-    else
-      feature, used, limit = '', spend.s1, spend.cap
-      start_us, end_us = spend.start_us, spend.end_us
-    end
-    alert(KEYS[2], {
-      'id', decision_id .. '.a' .. n_alerts, 'kind', kind, 'customer', customer, 'plan', plan,
-      'feature', feature, 'threshold', fmt(threshold), 'used', fmt(used), 'limit', fmt(limit),
-      'period_start_us', fmt(start_us), 'period_end_us', fmt(end_us), 'time_us', fmt(now),
-      'decision_id', decision_id})
+-- One alert on the partition's alert stream about meter m's quota (m nil: the spend cap).
+-- `cause` (blocked/resumed): quota_exhausted or spend_cap; `used` defaults to after this call.
+local function emit(kind, threshold, m, cause, used)
+  n_alerts = n_alerts + 1
+  local feature, limit, start_us, end_us
+  if m then
+    feature, limit = m.feature, m.q.limit
+    used = used or m.q.u1
+    start_us, end_us = m.q.start_us, m.q.end_us
+  else
+    feature, limit = '', spend.cap
+    used = used or spend.s1
+    start_us, end_us = spend.start_us, spend.end_us
   end
+  local fields = {
+    'id', decision_id .. '.a' .. n_alerts, 'kind', kind, 'customer', customer, 'plan', plan,
+    'feature', feature, 'threshold', fmt(threshold), 'used', fmt(used), 'limit', fmt(limit),
+    'period_start_us', fmt(start_us), 'period_end_us', fmt(end_us), 'time_us', fmt(now),
+    'decision_id', decision_id}
+  if cause then fields[#fields + 1] = 'cause'; fields[#fields + 1] = cause end
+  alert(KEYS[2], fields)
+end
+
+-- A block episode opens on a counter's first denial (quota, spend cap) and is announced once,
+-- however many requests are refused meanwhile ('blk' = the limit it blocked at, HSETNX on the
+-- counter). An admission closes it ('resumed') when the limit or cap changed since or a grant
+-- paid for it; a smaller request that still fits under the same limit does not (the customer
+-- is at its limit; one alert per episode). A new window is a new counter: a reset ends the
+-- episode (the blocked alert's period end says when) and its first denial opens a new one.
+if deny_kind ~= '' and not peek and not force then
+  if deny_kind == 'quota' then
+    local m = meters[deny_meter]
+    if redis.call('HSETNX', m.q.key, 'blk', fmt(m.q.limit)) == 1 then
+      if m.q.u0 == 0 then redis.call('PEXPIRE', m.q.key, ttl_until(m.q.exp_us, now)) end
+      emit('blocked', 100, m, 'quota_exhausted', m.q.u0)
+    end
+  elseif deny_kind == 'spend' then
+    if redis.call('HSETNX', spend.key, 'blk', fmt(spend.cap)) == 1 then
+      if spend.s0 == 0 then redis.call('PEXPIRE', spend.key, ttl_until(spend.exp_us, now)) end
+      emit('blocked', 100, nil, 'spend_cap', spend.s0)
+    end
+  end
+end
+
+if admitted then
   for j, m in ipairs(meters) do
     local over = apply(m, now, emit)
     if over then overage[#overage + 1] = fmt(j) end
@@ -122,6 +154,16 @@ if admitted then
     end
   end
   apply_spend(spend, total, emit, now)
+  for _, m in ipairs(meters) do
+    if m.q.blk and (m.q.blk ~= fmt(m.q.limit) or m.granted > 0) then
+      redis.call('HDEL', m.q.key, 'blk')
+      emit('resumed', 100, m, 'quota_exhausted')
+    end
+  end
+  if spend.blk and spend.blk ~= fmt(spend.cap) and total > 0 then
+    redis.call('HDEL', spend.key, 'blk')
+    emit('resumed', 100, nil, 'spend_cap')
+  end
   if reserved then
     local rk = KEYS[4]
     redis.call('HSET', rk, 't', fmt(now), 'x', fmt(now + res_ttl * 1000), 'd', decision_id)

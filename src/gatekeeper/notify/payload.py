@@ -32,6 +32,7 @@ ALERT_TYPE_PREFIX = "gatekeeper.alert."
 DIGEST_TYPE = "gatekeeper.alert.digest"
 # Optional stream fields of forecast and anomaly alerts, copied into the payload's `details`.
 EXTRA_FIELDS = (
+    "cause",  # blocked, resumed: quota_exhausted or spend_cap
     "projected",
     "low",
     "high",

@@ -314,6 +314,8 @@
       case "spend_cap": return "Spend cap reached";
       case "forecast": return `${subject} projected to reach its ${a.feature ? "limit" : "cap"} before the period ends`;
       case "anomaly": return `Unusual ${subject} usage today`;
+      case "blocked": return a.feature ? `Blocked: ${a.feature} quota used up until ${when(a.period_end)}` : `Blocked: spend cap of ${money(a.limit, live.lastUsage && live.lastUsage.currency)} reached`;
+      case "resumed": return a.feature ? `${a.feature} available again` : "Spending allowed again";
       default: return `${a.kind} alert on ${subject}`;
     }
   }
@@ -321,7 +323,7 @@
     list.textContent = "";
     if (!alerts.length) list.append(h("li", { class: "empty", text: "No alerts." }));
     for (const a of alerts) {
-      const sev = a.kind === "spend_cap" || a.kind === "overage" || a.threshold >= 100 ? "bad" : a.kind === "forecast" || a.kind === "anomaly" ? "info" : "";
+      const sev = a.kind === "resumed" ? "ok" : a.kind === "blocked" || a.kind === "spend_cap" || a.kind === "overage" || a.threshold >= 100 ? "bad" : a.kind === "forecast" || a.kind === "anomaly" ? "info" : "";
       list.append(h("li", { class: `alert${freshIds && freshIds.has(a.id) ? " fresh" : ""}`, "data-kind": a.kind },
         h("span", { class: `sev ${sev}` }),
         h("div", {},
@@ -352,7 +354,11 @@
       h("div", { class: "meter", role: "meter", "aria-valuemin": "0", "aria-valuemax": limited ? String(f.limit) : null, "aria-valuenow": String(f.used) }, fill),
       h("div", { class: "feature-foot" },
         h("span", { text: limited ? `${num(f.remaining)} left (${pctFmt.format(Math.min(ratio, 9.99))} used)` : "" }),
-        h("span", { title: f.reset ? new Date(f.reset).toString() : "", text: f.reset ? `resets in ${until(f.reset)}` : "" })));
+        h("span", { title: f.reset ? new Date(f.reset).toString() : "", text: f.reset ? `resets in ${until(f.reset)}` : "" })),
+      f.kind === "quota" && blockOf(f.feature)
+        ? blockNote(blockOf(f.feature), `the ${f.period || "period"}'s ${num(f.limit)}${unit} are used up`,
+          `Requests are refused until the reset (${f.reset ? when(f.reset) : "period end"}); a larger plan or a grant lifts it sooner.`)
+        : null);
   }
 
   function renderSpend(spend, currency) {
@@ -375,7 +381,9 @@
       cap !== null ? h("div", { class: "meter" }, fill) : null,
       h("dl", { class: "facts" },
         h("div", {}, h("dt", { text: "Remaining" }), h("dd", { text: spend.remaining === null || spend.remaining === undefined ? "–" : money(spend.remaining, cur) })),
-        h("div", {}, h("dt", { text: "Period ends" }), h("dd", { text: spend.reset ? when(spend.reset) : "–" })))));
+        h("div", {}, h("dt", { text: "Period ends" }), h("dd", { text: spend.reset ? when(spend.reset) : "–" }))),
+      blockOf("") ? blockNote(blockOf(""), "the spend cap is reached",
+        `Paid requests are refused until ${spend.reset ? when(spend.reset) : "the period ends"}; raise your cap below to lift it now.`) : null));
     setText("cu-spend-period", spend.reset ? `resets in ${until(spend.reset)}` : "");
   }
 
@@ -461,6 +469,26 @@
     live.alerts.set(a.id, a);
     const sorted = [...live.alerts.values()].sort((x, y) => (x.at < y.at ? 1 : -1)).slice(0, 50);
     renderAlerts($("cu-alerts"), sorted, false, quiet ? null : new Set([a.id]));
+    if ((a.kind === "blocked" || a.kind === "resumed") && live.lastUsage) renderUsage(live.lastUsage);
+  }
+
+  // Blocked now, per feature ("" = the spend cap): the newest blocked/resumed alert of this
+  // period says so (the server announces a block on its first refusal, a resumption when a
+  // raised cap or limit or a grant ends it; the period's end ends it too).
+  function blockOf(feature) {
+    let newest = null;
+    for (const a of live.alerts.values()) {
+      if ((a.kind !== "blocked" && a.kind !== "resumed") || (a.feature || "") !== feature) continue;
+      if (!newest || a.at > newest.at) newest = a;
+    }
+    if (!newest || newest.kind !== "blocked") return null;
+    if (newest.period_end && new Date(newest.period_end) <= new Date()) return null;
+    return newest;
+  }
+  function blockNote(block, what, lift) {
+    return h("div", { class: "blocked-note", "data-testid": "blocked", role: "status" },
+      h("strong", { text: `Blocked: ${what}` }),
+      h("span", { text: ` since ${when(block.at)}. ${lift}` }));
   }
 
   // Older alerts from the alert log (billing store), beside the recent ones the stream sends.

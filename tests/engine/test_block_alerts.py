@@ -1,0 +1,114 @@
+"""Alerts that follow the customer's situation: a block announced on its first refusal (not on
+a percentage), once per episode; a resumption when a raised cap or limit, or a grant, ends it;
+thresholds armed again when the limit they are a percentage of changes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from gatekeeper.engine import DecisionRequest, MeterRequest, Outcome
+from tests.engine.harness import make_harness
+from tests.engine.policies import cap, flat, grant, metered, plan, policy
+
+
+def req(qty: int = 1) -> DecisionRequest:
+    return DecisionRequest("cust", meters=(MeterRequest("requests", qty),))
+
+
+def _seen(alerts: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    return [(a["kind"], a["threshold"], a["used"], a["limit"]) for a in alerts]
+
+
+async def test_spend_stopping_under_the_cap_is_still_told_it_is_blocked(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Cap 0.010, 0.003 a request: spend stops at 0.009 and the 100 % threshold never fires;
+    the refusal itself is announced (once), and raising the cap resumes it and re-arms."""
+    p = plan("p", metered("requests", None), spend_cap=cap(10_000, thresholds=(50, 100)))
+    h = make_harness(redis, policy(p, prices=(flat("requests", 3_000),)), key_prefix)
+    outcomes = [(await h.engine.decide(req())).outcome for _ in range(6)]
+    assert outcomes == [Outcome.ALLOWED] * 3 + [Outcome.SPEND_CAP] * 3
+    alerts = await h.alerts()
+    assert _seen(alerts) == [
+        ("threshold", "50", "6000", "10000"),
+        ("blocked", "100", "9000", "10000"),
+    ]
+    assert (alerts[1]["feature"], alerts[1]["cause"]) == ("", "spend_cap")
+
+    raised = plan("p", metered("requests", None), spend_cap=cap(20_000, thresholds=(50, 100)))
+    h.source.replace(policy(raised, prices=(flat("requests", 3_000),)))
+    assert (await h.engine.decide(req())).allowed  # 0.012 of 0.020
+    assert (await h.engine.decide(req())).allowed  # 0.015
+    after = (await h.alerts())[2:]
+    assert [(a["kind"], a["threshold"], a["used"], a["limit"]) for a in after] == [
+        ("threshold", "50", "12000", "20000"),  # re-armed: 50 % of the new cap
+        ("resumed", "100", "12000", "20000"),
+    ]
+    assert after[1]["cause"] == "spend_cap"
+
+
+async def test_one_block_per_episode_under_concurrency(redis: Redis, key_prefix: str) -> None:
+    h = make_harness(redis, policy(plan("p", metered("requests", 5))), key_prefix)
+    results = await asyncio.gather(*(h.engine.decide(req()) for _ in range(40)))
+    assert sum(d.allowed for d in results) == 5
+    kinds = [a["kind"] for a in await h.alerts()]
+    assert kinds.count("blocked") == 1 and "resumed" not in kinds
+
+
+async def test_a_grant_or_a_raised_limit_resumes_and_a_fitting_request_does_not(
+    redis: Redis, key_prefix: str
+) -> None:
+    h = make_harness(redis, policy(plan("p", metered("requests", 10))), key_prefix)
+    assert (await h.engine.decide(req(8))).allowed
+    assert not (await h.engine.decide(req(5))).allowed  # blocked: 8 + 5 > 10
+    assert (await h.engine.decide(req(2))).allowed  # still fits: the same episode goes on
+    assert not (await h.engine.decide(req(1))).allowed  # refused again: no second announcement
+    assert [a["kind"] for a in await h.alerts()] == ["blocked"]
+
+    h.source.replace(
+        policy(plan("p", metered("requests", 10)), grants=(grant("g", "requests", 3),))
+    )
+    assert (await h.engine.decide(req(1))).allowed  # paid by the grant
+    assert [a["kind"] for a in await h.alerts()] == ["blocked", "resumed"]
+    assert (await h.alerts())[1]["cause"] == "quota_exhausted"
+
+    assert (await h.engine.decide(req(2))).allowed  # the grant's last 2
+    assert not (await h.engine.decide(req(1))).allowed  # a new episode
+    h.source.replace(
+        policy(plan("p", metered("requests", 20)), grants=(grant("g", "requests", 3),))
+    )
+    assert (await h.engine.decide(req(1))).allowed  # the limit was raised
+    assert [a["kind"] for a in await h.alerts()] == ["blocked", "resumed", "blocked", "resumed"]
+
+
+async def test_thresholds_are_armed_again_when_the_limit_changes(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("requests", 10, thresholds=(50,)))
+    h = make_harness(redis, policy(p), key_prefix)
+    assert (await h.engine.decide(req(6))).allowed  # 60 % of 10
+    assert (await h.engine.decide(req(1))).allowed  # nothing new
+    h.source.replace(policy(plan("p", metered("requests", 12, thresholds=(50,)))))
+    assert (await h.engine.decide(req(1))).allowed  # 8 of 12: 50 % of the new limit
+    assert (await h.engine.decide(req(1))).allowed  # nothing new
+    assert _seen(await h.alerts()) == [
+        ("threshold", "50", "6", "10"),
+        ("threshold", "50", "8", "12"),
+    ]
+
+
+async def test_a_counter_alerted_before_limits_were_kept_is_not_alerted_again(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Counters written by an earlier version hold 'a50' = 1: taken as fired, not re-fired."""
+    h = make_harness(
+        redis, policy(plan("p", metered("requests", 10, thresholds=(50,)))), key_prefix
+    )
+    assert (await h.engine.decide(req(6))).allowed
+    [quota] = [k async for k in redis.scan_iter(match=f"{key_prefix}:*:q:*")]
+    await redis.hset(quota, "a50", "1")
+    assert (await h.engine.decide(req(1))).allowed
+    assert len(await h.alerts()) == 1
+    assert await redis.hget(quota, "a50") == b"10"
