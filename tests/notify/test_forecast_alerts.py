@@ -148,3 +148,10 @@ async def test_the_notifier_delivers_forecast_alerts(redis: Redis, key_prefix: s
         finally:
             await n.aclose()
             await rx.stop()
+
+
+def test_every_alert_kind_can_be_named_in_the_policy_file() -> None:
+    from gatekeeper.config.settings_parser import ALERT_KINDS as FILE_KINDS
+    from gatekeeper.notify.state import ALERT_KINDS
+
+    assert set(FILE_KINDS) == ALERT_KINDS == {k.value for k in AlertKind}
