@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gatekeeper.store.embedded import EmbeddedRedis
+from gatekeeper.store.localcluster import LocalCluster
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,17 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 primaries, 3 replicas) on 127.0.0.1, started once per session
+    from the embedded Redis's binary and stopped (every process, by PID) at its end."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(params=_targets())
