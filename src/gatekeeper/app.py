@@ -50,7 +50,7 @@ from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
-from gatekeeper.store.connection import GatekeeperRedis, open_configured_redis
+from gatekeeper.store.connection import autopipeline_of, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
@@ -250,7 +250,7 @@ class App:
             engine=self.engine,
             als=self.als,
             backlog=self.backlog,
-            autopipeline=client.autopipeline if isinstance(client, GatekeeperRedis) else None,
+            autopipeline=autopipeline_of(client),
             ratelimit=self.ratelimit,
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,

@@ -27,7 +27,7 @@ from gatekeeper.ratelimit import (
     StatsTable,
 )
 from gatekeeper.ratelimit.service import Code
-from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.autopipeline import Pipelined
 
 __all__ = ["DECISION_BUCKETS", "RATELIMIT_STATS", "ServeMetrics", "process_start_time"]
 
@@ -117,7 +117,7 @@ class ServeMetrics:
         engine: DecisionEngine,
         als: AccessLogServicer,
         backlog: OfflineBacklog | None,
-        autopipeline: AutoPipeline | None,
+        autopipeline: Pipelined | None,
         ratelimit: RateLimitService | None,
         handler_failures: Callable[[], Mapping[tuple[str, str], int]],
         ratelimit_watcher: ConfigWatcher | None = None,
