@@ -396,6 +396,7 @@ class App:
             clock=self.clock,
             max_series=settings.ratelimit_metric_series,
             tracer=self.tracing,
+            cluster=redis_settings.cluster,
         )
         self.ratelimit = service
         tracing = self.tracing
