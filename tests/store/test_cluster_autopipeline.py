@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.crc import key_slot
@@ -160,3 +161,58 @@ async def test_no_node_answers(redis_cluster: LocalCluster) -> None:
             await pipe.command("PING", key="x")
     finally:
         await pipe.aclose()
+
+
+def _replica_of(cluster: LocalCluster, primary: int) -> int:
+    for port in cluster.replica_ports:
+        with cluster.client(port) as node:
+            if int(node.info("replication")["master_port"]) == primary:
+                return port
+    raise AssertionError(f"no replica of {primary}")
+
+
+async def _until(cond: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await cond():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_failovers_are_followed_and_ambiguous_calls_not_resent() -> None:
+    """A private cluster: a manual failover (the old primary answers MOVED: resent), then a
+    primary killed (its calls fail, the map is re-read, the promoted replica serves)."""
+    with LocalCluster(node_timeout_ms=1_000) as cluster:
+        pipe = ClusterAutoPipeline(parse_seeds(cluster.seeds))
+        try:
+            keys = _keys_per_primary(cluster, "gkt-failover")
+            (first, key_a), (second, key_b) = list(keys.items())[:2]
+            assert await pipe.command("INCR", key_a, key=key_a) == 1
+            assert await pipe.command("INCR", key_b, key=key_b) == 1
+            # graceful: the replica takes over; the old primary redirects with MOVED
+            promoted = _replica_of(cluster, first)
+            with cluster.client(promoted) as node:
+                node.execute_command("CLUSTER", "FAILOVER")
+
+            async def moved() -> bool:
+                return cluster.slot_owners()[key_slot(key_a.encode())] == promoted
+
+            await _until(moved, 10)
+            assert await pipe.command("INCR", key_a, key=key_a) == 2
+            assert pipe.redirects >= 1
+            # hard: the primary of key_b dies; calls fail until its replica is promoted
+            cluster.kill(second)
+            with pytest.raises(StoreUnavailable):
+                await pipe.command("INCR", key_b, key=key_b)
+
+            async def served() -> bool:
+                try:
+                    return await pipe.command("GET", key_b, key=key_b) == b"1"
+                except StoreUnavailable:
+                    return False
+
+            await _until(served, 20)
+            assert await pipe.command("INCR", key_b, key=key_b) == 2  # nothing ran twice
+            assert pipe.refreshes >= 2
+        finally:
+            await pipe.aclose()

@@ -105,6 +105,7 @@ class LocalCluster:
 
     @property
     def primary_ports(self) -> list[int]:
+        """The primaries as started (a failover since is not reflected: see slot_owners())."""
         return self.ports[: self.primaries]
 
     @property
@@ -159,6 +160,13 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on `port` (failover tests); stop() still reaps it."""
+        for node in self._nodes:
+            if node.port == port and node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait(timeout=5)
 
     def client(self, port: int) -> redis.Redis:
         """A plain (non-cluster) client of one node, for inspection."""
