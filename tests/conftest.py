@@ -14,17 +14,39 @@ from dataclasses import dataclass
 import pytest
 from redis.asyncio import Redis
 
+from gatekeeper.settings import RedisSettings
+from gatekeeper.store.connection import connect_redis
 from gatekeeper.store.embedded import EmbeddedRedis
+from gatekeeper.store.localcluster import LocalCluster
 
 
 @dataclass(frozen=True)
 class RedisTarget:
-    name: str  # embedded | external
-    url: str
+    name: str  # embedded | external | cluster
+    url: str  # the cluster's: comma-separated seeds
+    cluster: bool = False
+
+    @property
+    def settings(self) -> RedisSettings:
+        """RedisSettings for this target (cluster on for the cluster)."""
+        return RedisSettings(cluster=self.cluster)
 
 
-def _targets() -> list[str]:
-    return ["embedded", "external"] if os.environ.get("GATEKEEPER_REDIS_URL") else ["embedded"]
+def redis_targets(*, cluster: bool = False) -> list[str]:
+    """Target names: embedded, external when GATEKEEPER_REDIS_URL is set, and the local Redis
+    Cluster for suites whose code under test takes one (they override `redis_target`)."""
+    names = ["embedded", "external"] if os.environ.get("GATEKEEPER_REDIS_URL") else ["embedded"]
+    return [*names, "cluster"] if cluster else names
+
+
+def redis_target_of(request: pytest.FixtureRequest, name: str) -> RedisTarget:
+    if name == "external":
+        return RedisTarget("external", os.environ["GATEKEEPER_REDIS_URL"])
+    if name == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return RedisTarget("cluster", cluster.seeds, cluster=True)
+    server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
+    return RedisTarget("embedded", server.url)
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +58,20 @@ def embedded_redis() -> Iterator[EmbeddedRedis]:
         server.stop()
 
 
-@pytest.fixture(params=_targets())
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 primaries, 3 replicas) on 127.0.0.1, started once per session
+    from the embedded Redis's binary and stopped (every process, by PID) at its end."""
+    cluster = LocalCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=redis_targets())
 def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
-    if request.param == "external":
-        return RedisTarget("external", os.environ["GATEKEEPER_REDIS_URL"])
-    server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
-    return RedisTarget("embedded", server.url)
+    return redis_target_of(request, request.param)
 
 
 @pytest.fixture
@@ -51,7 +81,13 @@ def key_prefix() -> str:
 
 @pytest.fixture
 async def redis(redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[Redis]:
-    client: Redis = Redis.from_url(redis_target.url)
+    """A redis-py client of the target (RedisCluster on the cluster, without auto-pipeline);
+    the test's keys are deleted afterwards (SCAN over every primary on the cluster)."""
+    if redis_target.cluster:
+        settings = RedisSettings(cluster=True, autopipeline=False)
+        client: Redis = connect_redis(redis_target.url, settings)
+    else:
+        client = Redis.from_url(redis_target.url)
     try:
         yield client
     finally:

@@ -51,7 +51,7 @@ from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
-from gatekeeper.store.connection import GatekeeperRedis, open_configured_redis
+from gatekeeper.store.connection import autopipeline_of, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
 from gatekeeper.store.directory import INVALIDATE_DIRECTORY, DirectoryStore
 from gatekeeper.store.feed import UsageFeed
@@ -251,7 +251,7 @@ class App:
             engine=self.engine,
             als=self.als,
             backlog=self.backlog,
-            autopipeline=client.autopipeline if isinstance(client, GatekeeperRedis) else None,
+            autopipeline=autopipeline_of(client),
             ratelimit=self.ratelimit,
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
@@ -398,6 +398,7 @@ class App:
             clock=self.clock,
             max_series=settings.ratelimit_metric_series,
             tracer=self.tracing,
+            cluster=redis_settings.cluster,
         )
         self.ratelimit = service
         tracing = self.tracing

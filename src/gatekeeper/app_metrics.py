@@ -28,7 +28,7 @@ from gatekeeper.ratelimit import (
     StatsTable,
 )
 from gatekeeper.ratelimit.service import Code
-from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.autopipeline import Pipelined
 
 __all__ = [
     "DECISION_BUCKETS",
@@ -168,7 +168,7 @@ class ServeMetrics:
         engine: DecisionEngine,
         als: AccessLogServicer,
         backlog: OfflineBacklog | None,
-        autopipeline: AutoPipeline | None,
+        autopipeline: Pipelined | None,
         ratelimit: RateLimitService | None,
         handler_failures: Callable[[], Mapping[tuple[str, str], int]],
         ratelimit_watcher: ConfigWatcher | None = None,

@@ -78,6 +78,9 @@ class RedisSettings:
     # decisions' Lua calls share pipelined writes on a few lean connections (store/autopipeline.py);
     # false = one redis-py call each. Ignored for rediss:// (TLS goes through redis-py).
     autopipeline: bool = True
+    # Redis Cluster: `url` names one or more seed nodes, comma-separated (redis:// only); the
+    # slot map is read from them. false = `url` is one server (several seeds are an error).
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True)

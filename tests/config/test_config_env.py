@@ -168,3 +168,34 @@ def test_pool_settings_from_env() -> None:
     env = {"GATEKEEPER_REDIS_MAX_CONNECTIONS": "8", "GATEKEEPER_REDIS_POOL_TIMEOUT_S": "2"}
     redis = parse_config(BASE, env=env).settings.redis
     assert (redis.max_connections, redis.pool_timeout_s) == (8, 2)
+
+
+def test_cluster_takes_comma_separated_seeds() -> None:
+    env = {
+        "GATEKEEPER_REDIS_CLUSTER": "true",
+        "GATEKEEPER_REDIS_URL": "redis://:pw@10.0.0.1:7000,redis://10.0.0.2:7000, 10.0.0.3:7001",
+    }
+    settings = parse_config(BASE, env=env).settings
+    assert settings.redis.cluster is True
+    assert settings.redis.url is not None and settings.redis.url.value.count(",") == 2
+    assert parse_config(BASE, env={}).settings.redis.cluster is False
+
+
+def test_several_seeds_without_cluster_name_the_field_and_hide_the_value() -> None:
+    (message,) = _issues(BASE, {"GATEKEEPER_REDIS_URL": "redis://:hunter2@a:7000,b:7000"})
+    assert message.startswith("environment: GATEKEEPER_REDIS_URL: ")
+    assert "GATEKEEPER_REDIS_CLUSTER" in message and "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["unix:///tmp/r.sock", "redis://a:7000,rediss://b:7000", "redis://a:1,b"]
+)
+def test_cluster_seeds_must_be_redis_host_port(url: str) -> None:
+    text = BASE.replace("redis: {partitions: 16}", "redis: {partitions: 16, cluster: true}")
+    (message,) = _issues(text, {"GATEKEEPER_REDIS_URL": url})
+    assert message.startswith("environment: GATEKEEPER_REDIS_URL: ") and "seed" in message
+
+
+def test_cluster_without_seeds_is_an_error() -> None:
+    (message,) = _issues(BASE, {"GATEKEEPER_REDIS_CLUSTER": "yes"})
+    assert message.startswith("environment: GATEKEEPER_REDIS_CLUSTER: ") and "seed" in message

@@ -1,4 +1,5 @@
-"""Every engine test runs on both Redis paths: the auto-pipeline (default) and plain redis-py."""
+"""Every engine test runs on both Redis paths (the auto-pipeline, default, and plain redis-py),
+on one server and on the local Redis Cluster."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from gatekeeper.settings import RedisSettings
 from gatekeeper.store.connection import connect_redis
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, redis_target_of, redis_targets
+
+
+@pytest.fixture(params=redis_targets(cluster=True))
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """The engine's suites also run on the local Redis Cluster."""
+    return redis_target_of(request, request.param)
 
 
 @pytest.fixture(params=["autopipeline", "redis-py"])
@@ -20,7 +26,7 @@ async def redis(
     if request.param == "redis-py":
         yield redis
         return
-    client = connect_redis(redis_target.url, RedisSettings())
+    client = connect_redis(redis_target.url, redis_target.settings)
     assert client.autopipeline is not None
     try:
         yield client

@@ -1,4 +1,5 @@
-"""Exactness under concurrency: 4 OS processes hammer one customer through the real engine."""
+"""Exactness under concurrency: 4 OS processes hammer customers through the real engine, on one
+server and on the local Redis Cluster (tests/engine/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
-from gatekeeper.store.connection import GatekeeperRedis
+from gatekeeper.store.connection import autopipeline_of
+from gatekeeper.store.localcluster import LocalCluster
 from tests.conftest import RedisTarget
 from tests.engine.harness import make_harness
-from tests.engine.workers import SPEND_CAP_NANO, run_batch, scenario
+from tests.engine.workers import MANY, SPEND_CAP_NANO, run_batch, scenario
 
 PROCESSES = 4
 
@@ -24,7 +27,9 @@ def _fan_out(
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
         futures = [
-            pool.submit(run_batch, target.url, prefix, name, per, seed, autopipeline)
+            pool.submit(
+                run_batch, target.url, prefix, name, per, seed, autopipeline, target.cluster
+            )
             for seed in range(PROCESSES)
         ]
         return [r for f in futures for r in f.result(timeout=120)]
@@ -32,7 +37,7 @@ def _fan_out(
 
 def _autopipelined(redis: Redis) -> bool:
     """The decision path under test: the one of the `redis` fixture (tests/engine/conftest.py)."""
-    return isinstance(redis, GatekeeperRedis) and redis.autopipeline is not None
+    return autopipeline_of(redis) is not None
 
 
 @pytest.mark.slow
@@ -85,3 +90,23 @@ async def test_500_concurrent_decisions_fire_each_threshold_once(
         expected.insert(0, ("blocked", 100))
     assert by_threshold == sorted(expected)
     assert len(await h.events()) == admitted
+
+
+@pytest.mark.slow
+async def test_hard_limits_stay_exact_for_customers_on_every_primary(
+    request: pytest.FixtureRequest, redis: Redis, redis_target: RedisTarget, key_prefix: str
+) -> None:
+    """12 customers, 200 decisions each from 4 processes at once: exactly 100 admitted each.
+    On the cluster their partitions sit on all three primaries."""
+    h = make_harness(redis, scenario("many"), key_prefix)
+    if redis_target.cluster:
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        owners = cluster.slot_owners()
+        used = {owners[key_slot(h.usage_stream(c).encode())] for c in MANY}
+        assert used == set(cluster.primary_ports)
+    results = _fan_out(
+        redis_target, key_prefix, "many", 200 * len(MANY), autopipeline=_autopipelined(redis)
+    )
+    assert sum(admitted for admitted, _ in results) == 100 * len(MANY)
+    for customer in MANY:
+        assert len(await h.events(customer)) == 100

@@ -50,8 +50,11 @@ customers:
   alpha: {plan: std, billing_day: 15}
   beta: {plan: std}
   gamma: {plan: std, billing_day: 31}
+  epsilon: {plan: std}
 """
-CUSTOMERS = ("alpha", "beta", "gamma")
+# with PARTITIONS = 4 their partitions (2, 3, 1, 0) sit on all three primaries of the test
+# cluster (tests/pipeline/test_worker.py checks it)
+CUSTOMERS = ("alpha", "beta", "gamma", "epsilon")
 
 
 def test_policy() -> Policy:

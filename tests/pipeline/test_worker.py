@@ -8,10 +8,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from gatekeeper.billing import BilledEvent, BillingStore, BillingStoreError, RecordResult
 from gatekeeper.pipeline import BILLING_GROUP, WorkerFailed
 from gatekeeper.pipeline.streams import read_group
+from gatekeeper.store.localcluster import LocalCluster
+from tests.conftest import RedisTarget, redis_target_of, redis_targets
 from tests.pipeline.support import (
     CUSTOMERS,
     all_stored_ids,
@@ -21,6 +24,21 @@ from tests.pipeline.support import (
     run_decisions,
     stream_event_ids,
 )
+
+
+@pytest.fixture(params=redis_targets(cluster=True))
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """The worker's suite also runs on the local Redis Cluster (streams read per slot)."""
+    return redis_target_of(request, request.param)
+
+
+def test_customers_and_streams_sit_on_every_primary_of_the_cluster(
+    redis_cluster: LocalCluster,
+) -> None:
+    owners = redis_cluster.slot_owners()
+    ks = keyspace("gk")
+    on = {owners[key_slot(ks.usage_stream(ks.partition(c)).encode())] for c in CUSTOMERS}
+    assert on == set(redis_cluster.primary_ports)
 
 
 async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:

@@ -16,6 +16,7 @@ from gatekeeper.ratelimit import (
     load_ratelimit_config,
 )
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import RedisTarget, redis_target_of, redis_targets
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -34,9 +35,16 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
+@pytest.fixture(params=redis_targets(cluster=True))
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """The rate limit service's suites also run on the local Redis Cluster."""
+    return redis_target_of(request, request.param)
+
+
 @pytest.fixture
-def store(redis: Redis, key_prefix: str) -> RedisCounterStore:
-    return RedisCounterStore(redis=redis, keys=KeySpace(prefix=key_prefix))
+def store(redis: Redis, key_prefix: str, redis_target: RedisTarget) -> RedisCounterStore:
+    keys = KeySpace(prefix=key_prefix)
+    return RedisCounterStore(redis=redis, keys=keys, cluster=redis_target.cluster)
 
 
 @pytest.fixture

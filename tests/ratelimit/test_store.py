@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from gatekeeper.ratelimit import Counter, RedisCounterStore, descriptor_key
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.localcluster import LocalCluster
+from tests.conftest import RedisTarget
 
 
 def counter(value: str, hits: int = 1, window: int = 60, start: int = 1_767_225_600) -> Counter:
@@ -58,7 +62,7 @@ async def test_windows_are_separate_keys(store: RedisCounterStore) -> None:
 
 
 async def test_cluster_mode_groups_by_slot_and_keeps_the_order(
-    redis: Redis, key_prefix: str
+    redis: Redis, key_prefix: str, redis_target: RedisTarget
 ) -> None:
     keys = KeySpace(prefix=key_prefix)
     clustered = RedisCounterStore(redis=redis, keys=keys, cluster=True)
@@ -67,9 +71,29 @@ async def test_cluster_mode_groups_by_slot_and_keeps_the_order(
     slots = {key_slot(clustered.key(c).encode()) for c in counters}
     assert len(slots) > 1  # spread over slots: one Lua call per slot
     assert await clustered.hit(counters) == [1, 2, 3, 4, 5, 6, 7, 8, 6]
+    if redis_target.cluster:  # a real Cluster refuses one call over several slots
+        with pytest.raises(RedisClusterException, match="same key slot"):
+            await single.hit(counters)
+        return
     assert await single.hit(counters) == [7, 4, 6, 8, 10, 12, 14, 16, 12]
 
 
 async def test_concurrent_hits_are_exact(store: RedisCounterStore) -> None:
     results = await asyncio.gather(*(store.hit([counter("c")]) for _ in range(100)))
     assert sorted(r[0] for r in results) == list(range(1, 101))
+
+
+async def test_concurrent_multi_descriptor_hits_are_exact_on_every_primary(
+    request: pytest.FixtureRequest, store: RedisCounterStore, redis_target: RedisTarget
+) -> None:
+    """50 concurrent requests, each hitting 12 descriptors at once: every count ends at 50.
+    On the cluster the descriptors' counters sit on all three primaries."""
+    counters = [counter(f"d{i}") for i in range(12)]
+    if redis_target.cluster:
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        owners = cluster.slot_owners()
+        used = {owners[key_slot(store.key(c).encode())] for c in counters}
+        assert used == set(cluster.primary_ports)
+    results = await asyncio.gather(*(store.hit(counters) for _ in range(50)))
+    for column in zip(*results, strict=True):
+        assert sorted(column) == list(range(1, 51))

@@ -101,6 +101,7 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "max_connections": _POSITIVE,
         "pool_timeout_s": _POSITIVE,
         "autopipeline": FieldSpec("bool"),
+        "cluster": FieldSpec("bool"),
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE, "allow_private_customer_webhooks": FieldSpec("bool")},

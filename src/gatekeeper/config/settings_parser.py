@@ -36,6 +36,7 @@ from gatekeeper.settings import (
     ForwarderSection,
     GrpcTransport,
     RedisSettings,
+    Secret,
     ServerSettings,
     Settings,
     WebhookSettings,
@@ -56,6 +57,7 @@ ALERT_KINDS = (
 )  # AlertKind's values (events.py; a test keeps them equal)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PORTS = ("grpc_port", "authz_http_port", "http_port")
+_HOST_PORT = re.compile(r"[A-Za-z0-9_.-]+:[0-9]{1,5}|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}")
 
 
 def parse_settings(node: Node | None, env: Mapping[str, str], issues: Issues) -> Settings:
@@ -74,6 +76,7 @@ def parse_settings(node: Node | None, env: Mapping[str, str], issues: Issues) ->
     secrets = {hook.secret_env for hook in webhooks if hook.secret_env}
     apply_env(values, env, issues, ignore=secrets)
     _check_ports(values, issues)
+    _check_redis_seeds(values, issues)
     return _build(values, webhooks)
 
 
@@ -182,6 +185,44 @@ def _check_ports(values: dict[SettingKey, Assigned], issues: Issues) -> None:
                 message = f"port {port} is also used by server.{peer}"
                 issues.add(blame.path, blame.line, message, source=blame.source)
         seen.append((name, port, assigned))
+
+
+def _check_redis_seeds(values: dict[SettingKey, Assigned], issues: Issues) -> None:
+    """Several comma-separated seed nodes only with redis.cluster; a Cluster speaks redis://
+    only (no unix socket, and TLS is not supported on the cluster path yet)."""
+    url = values.get(("redis", "url"))
+    cluster = values.get(("redis", "cluster"))
+    if url is None or not isinstance(url.value, Secret):
+        if cluster is not None and cluster.value is True:
+            message = (
+                "a Redis Cluster needs its seed nodes in settings.redis.url (GATEKEEPER_REDIS_URL)"
+            )
+            issues.add(cluster.path, cluster.line, message, source=cluster.source)
+        return
+    seeds = url.value.value.split(",")
+    if cluster is None or cluster.value is not True:
+        if len(seeds) > 1:
+            issues.add(
+                url.path,
+                url.line,
+                "several comma-separated Redis URLs are seed nodes of a Redis Cluster: set "
+                "settings.redis.cluster (GATEKEEPER_REDIS_CLUSTER) to true, or name one server "
+                "(value not shown)",
+                source=url.source,
+            )
+        return
+    for seed in seeds:
+        seed = seed.strip()
+        ok = urlsplit(seed).scheme == "redis" if "://" in seed else _HOST_PORT.fullmatch(seed)
+        if not ok:
+            issues.add(
+                url.path,
+                url.line,
+                "with settings.redis.cluster every comma-separated seed must be "
+                "redis://[user:password@]host:port or host:port (value not shown)",
+                source=url.source,
+            )
+            return
 
 
 def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, ...]) -> Settings:

@@ -28,7 +28,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
 from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
 from gatekeeper.forward.settings import ForwarderSettings
-from gatekeeper.store.groups import ensure_group
+from gatekeeper.store.groups import ensure_group, xreadgroup
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["GROUP", "EventSender", "UsageForwarder"]
@@ -230,8 +230,8 @@ class UsageForwarder:
         batch: dict[tuple[str, str], _Entry] = {}
         gone: list[_Entry] = []
         if self._check_own_pending:
-            reply = await self._redis.xreadgroup(
-                GROUP, self._consumer, dict.fromkeys(self._streams, "0"), count=size
+            reply = await xreadgroup(
+                self._redis, GROUP, self._consumer, dict.fromkeys(self._streams, "0"), count=size
             )
             self._add(batch, gone, reply)
             self._check_own_pending = bool(batch) or bool(gone)
@@ -248,12 +248,13 @@ class UsageForwarder:
             # BLOCK 0 would mean "forever": never pass less than 1 ms. Short slices keep
             # stop() prompt without cancelling a command mid-flight.
             block = max(1, min(left_ms, self._read_slice_ms))
-            reply = await self._redis.xreadgroup(
+            reply = await xreadgroup(
+                self._redis,
                 GROUP,
                 self._consumer,
                 dict.fromkeys(self._streams, ">"),
                 count=size - len(batch),
-                block=block,
+                block_ms=block,
             )
             self._add(batch, gone, reply)
         if gone:  # trimmed or deleted before we forwarded them: nothing left to send

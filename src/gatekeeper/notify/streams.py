@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.typing import KeyT, StreamIdT
+from redis.typing import StreamIdT
 
-from gatekeeper.store.groups import ensure_group
+from gatekeeper.store.groups import ensure_group, xreadgroup
 
 __all__ = ["GROUP", "GroupReader", "StreamEntry"]
 
@@ -74,9 +74,9 @@ class GroupReader:
     async def own_pending(self, count: int) -> list[StreamEntry]:
         """Every entry pending at this consumer (paged, oldest first per stream)."""
         out: list[StreamEntry] = []
-        start: dict[KeyT, StreamIdT] = dict.fromkeys(self._streams, "0")
+        start: dict[str, str] = dict.fromkeys(self._streams, "0")
         while start:
-            reply = await self._redis.xreadgroup(GROUP, self._consumer, start, count=count)
+            reply = await xreadgroup(self._redis, GROUP, self._consumer, start, count=count)
             page = _entries(reply)
             out.extend(page)
             last: dict[str, str] = {}
@@ -87,13 +87,11 @@ class GroupReader:
 
     async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
         """New entries; waits up to `block_ms` (>= 1) for one, or not at all when None."""
-        streams: dict[KeyT, StreamIdT] = dict.fromkeys(self._streams, ">")
-        if block_ms is None:
-            reply = await self._redis.xreadgroup(GROUP, self._consumer, streams, count=count)
-        else:
-            reply = await self._redis.xreadgroup(
-                GROUP, self._consumer, streams, count=count, block=max(1, block_ms)
-            )
+        streams = dict.fromkeys(self._streams, ">")
+        block = None if block_ms is None else max(1, block_ms)
+        reply = await xreadgroup(
+            self._redis, GROUP, self._consumer, streams, count=count, block_ms=block
+        )
         return _entries(reply)
 
     async def reclaim(self, min_idle_ms: int, count: int) -> list[StreamEntry]:

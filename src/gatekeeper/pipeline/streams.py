@@ -1,5 +1,8 @@
 """Consumer-group plumbing over the partition streams: create, read, reclaim, find trim bounds.
 
+On a Redis Cluster `read_group` reads the streams of each hash slot with its own XREADGROUP
+(store/groups.py).
+
 Works on Redis 6.2 and >= 7: XAUTOCLAIM replies `[cursor, entries]` on 6.2 (an entry deleted
 while pending comes back as nil and stays in the PEL) and `[cursor, entries, deleted_ids]` on 7
 (deleted entries leave the PEL); `autoclaim` returns the deleted ids in both cases.
@@ -9,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gatekeeper.store.groups import ensure_group
+from gatekeeper.store.groups import ensure_group, xreadgroup
 
 __all__ = ["Claimed", "Entry", "autoclaim", "ensure_group", "next_id", "read_group", "trim_bound"]
 
@@ -61,13 +63,13 @@ async def read_group(
     from_id: str = ">",
 ) -> list[Entry]:
     """XREADGROUP of new entries (`from_id` "0": the consumer's own pending ones instead): at
-    most `count` per stream (so <= count x len(streams))."""
-    reply = await redis.xreadgroup(
-        group, consumer, dict.fromkeys(streams, from_id), count=count, block=block_ms
+    most `count` per stream (so <= count x len(streams)). On a Cluster one per slot
+    (store/groups.py: xreadgroup)."""
+    reply = await xreadgroup(
+        redis, group, consumer, dict.fromkeys(streams, from_id), count=count, block_ms=block_ms
     )
-    items: Any = reply.items() if isinstance(reply, dict) else (reply or [])
     out: list[Entry] = []
-    for stream, entries in items:
+    for stream, entries in reply:
         name = _s(stream)
         if isinstance(entries, list) and entries and isinstance(entries[0], list):
             entries = entries[0]  # RESP3 shape

@@ -26,17 +26,19 @@ def open_ratelimit(
     clock: Clock,
     max_series: int = DEFAULT_MAX_SERIES,
     tracer: ScriptTracer | None = None,
+    cluster: bool = False,
 ) -> tuple[RateLimitService, ConfigWatcher]:
     """Load the config at `path` (blocking: called once at start) into a service counting in
     `redis`, with a watcher (not started) that reloads it while serving. `tracer`: tracing
-    on — each script call is a child span of the ShouldRateLimit span.
+    on — each script call is a child span of the ShouldRateLimit span. `cluster`: `redis` is a
+    Redis Cluster (settings.redis.cluster): a request's counters go in one call per hash slot.
 
     Raises ConfigError (every issue, with file and line) for a config that does not load.
     """
     seen = fingerprint(path)  # before loading: a change made meanwhile is seen by the watcher
     service = RateLimitService(
         load_ratelimit_config(path),
-        RedisCounterStore(redis=redis, keys=keys, tracer=tracer),
+        RedisCounterStore(redis=redis, keys=keys, cluster=cluster, tracer=tracer),
         clock,
         stats=StatsTable(max_series=max_series),
     )

@@ -21,7 +21,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 
@@ -29,12 +29,25 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.store.endpoint import Endpoint
 from gatekeeper.store.resp import ErrorReply, encode_command
 
-__all__ = ["AutoPipeline"]
+__all__ = ["AutoPipeline", "Pipelined"]
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
+
+
+class Pipelined(Protocol):
+    """What the decision path sends through: AutoPipeline (one server) or ClusterAutoPipeline."""
+
+    async def execute(self, data: bytes, key: str | bytes | None = None) -> Any: ...
+
+    async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
@@ -163,8 +176,11 @@ class AutoPipeline:
         self._closed = False
         self.connects = 0  # successful connects so far (tests, metrics)
 
-    async def execute(self, data: bytes) -> Any:
-        """Send one encoded command (see resp.encode_command) and return its parsed reply."""
+    async def execute(self, data: bytes, key: str | bytes | None = None) -> Any:
+        """Send one encoded command (see resp.encode_command) and return its parsed reply.
+
+        `key` (the command's first key) routes the call on a Cluster (ClusterAutoPipeline);
+        one server ignores it."""
         i = self._next
         self._next = (i + 1) % len(self._slots)
         conn = self._slots[i]
@@ -172,7 +188,18 @@ class AutoPipeline:
             conn = await self._connection(i)
         return await conn.send(data)
 
-    async def command(self, *args: bytes | str | int) -> Any:
+    async def execute_pair(self, first: bytes, second: bytes) -> tuple[Any, Any]:
+        """Two encoded commands back to back on one connection, nothing between them (ASKING
+        and the command it applies to); both replies."""
+        i = self._next
+        self._next = (i + 1) % len(self._slots)
+        conn = self._slots[i]
+        if conn is None or conn.closed:
+            conn = await self._connection(i)
+        replies = await asyncio.gather(conn.send(first), conn.send(second))
+        return replies[0], replies[1]
+
+    async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any:
         return await self.execute(encode_command(args))
 
     @property

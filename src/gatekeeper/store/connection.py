@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from gatekeeper.settings import RedisSettings, Settings
-from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.autopipeline import AutoPipeline, Pipelined
+from gatekeeper.store.cluster import ClusterAutoPipeline, parse_seeds
 from gatekeeper.store.datadir import DataDir, SharedRedis, open_shared_redis
 from gatekeeper.store.embedded import EmbeddedRedis
 from gatekeeper.store.endpoint import Endpoint
 
 __all__ = [
     "GatekeeperRedis",
+    "GatekeeperRedisCluster",
     "RedisHandle",
+    "autopipeline_of",
     "connect_redis",
     "open_configured_redis",
     "open_redis",
@@ -48,9 +53,35 @@ class GatekeeperRedis(Redis):
         await super().aclose(close_connection_pool)
 
 
+class GatekeeperRedisCluster(RedisCluster):
+    """redis-py's Cluster client (MOVED/ASK, slot map) for everything but the decisions'
+    Lua calls, which go through `autopipeline` (store/cluster.py), one per primary."""
+
+    autopipeline: ClusterAutoPipeline | None = None
+
+    async def aclose(self) -> None:
+        if self.autopipeline is not None:
+            await self.autopipeline.aclose()
+        await super().aclose()
+
+
+def autopipeline_of(client: object) -> Pipelined | None:
+    """The auto-pipeline a client from connect_redis() owns, if any."""
+    if isinstance(client, GatekeeperRedis | GatekeeperRedisCluster):
+        return client.autopipeline
+    return None
+
+
 def connect_redis(url: str, settings: RedisSettings) -> GatekeeperRedis:
     """A client for `url` (no I/O yet): a bounded redis-py pool, plus the auto-pipeline when
-    `settings.autopipeline` is on and the URL is not TLS."""
+    `settings.autopipeline` is on and the URL is not TLS.
+
+    With `settings.cluster`, `url` lists seed nodes and the client is a GatekeeperRedisCluster
+    (typed as the single-node client: it answers the same command methods; pipelines,
+    transactions and pub/sub differ, see docs/scaling.md). Raises ValueError for a bad seed.
+    """
+    if settings.cluster:
+        return cast(GatekeeperRedis, connect_cluster(url, settings))
     # A bounded pool that waits for a free connection instead of failing under bursts.
     pool = BlockingConnectionPool.from_url(
         url, max_connections=settings.max_connections, timeout=settings.pool_timeout_s
@@ -62,6 +93,24 @@ def connect_redis(url: str, settings: RedisSettings) -> GatekeeperRedis:
             log.info("rediss:// URL: decisions go through redis-py (no auto-pipelining)")
         else:
             client.autopipeline = AutoPipeline(endpoint, connections=AUTOPIPELINE_CONNECTIONS)
+    return client
+
+
+def connect_cluster(url: str, settings: RedisSettings) -> GatekeeperRedisCluster:
+    """A Cluster client from comma-separated seeds (no I/O yet), with the cluster-aware
+    auto-pipeline when `settings.autopipeline` is on."""
+    seeds = parse_seeds(url)
+    first = seeds[0]
+    client = GatekeeperRedisCluster(
+        startup_nodes=[ClusterNode(s.host, s.port) for s in seeds],
+        username=first.username,
+        password=first.password,
+        socket_timeout=first.timeout_s,
+        socket_connect_timeout=first.connect_timeout_s,
+        max_connections=settings.max_connections,
+    )
+    if settings.autopipeline:
+        client.autopipeline = ClusterAutoPipeline(seeds)
     return client
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import WatchError
 
 from gatekeeper.access import TokenRecord
@@ -68,6 +69,10 @@ class Mutation(Generic[T]):
     plans: Mapping[str, Doc | None] = field(default_factory=frozen_map)
     tokens: Mapping[str, TokenRecord] = field(default_factory=frozen_map)
     audit: tuple[AuditRecord, ...] = ()
+
+
+# PUBLISH inside a Cluster transaction: KEYS[1] only places the call in the {ctl} slot
+_PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
 def _text(value: bytes | str) -> str:
@@ -126,7 +131,13 @@ class DirectoryStore:
                         pipe.hset(tokens_key, digest, token.to_json())
                     for record in mutation.audit:
                         pipe.xadd(self._keys.audit_stream(), record.fields())  # type: ignore[arg-type]
-                    pipe.publish(self._keys.invalidate_channel(), INVALIDATE_DIRECTORY)
+                    channel = self._keys.invalidate_channel()
+                    if isinstance(self._redis, RedisCluster):
+                        # a Cluster transaction takes only commands with a key of its slot:
+                        # the same PUBLISH from a script keyed by the {ctl} slot
+                        pipe.eval(_PUBLISH, 1, plans_key, channel, INVALIDATE_DIRECTORY)
+                    else:
+                        pipe.publish(channel, INVALIDATE_DIRECTORY)
                     await pipe.execute()
                     return mutation.result
                 except WatchError:

@@ -21,7 +21,7 @@ from gatekeeper.engine.ports import DecideReply, SettleReply
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
 from gatekeeper.store.argpack import pack_int, pack_str, pack_values
-from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.autopipeline import Pipelined
 from gatekeeper.store.codec import (
     Body,
     compile_body,
@@ -29,7 +29,7 @@ from gatekeeper.store.codec import (
     decode_settle,
     encode,
 )
-from gatekeeper.store.connection import GatekeeperRedis
+from gatekeeper.store.connection import autopipeline_of
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
 
@@ -61,15 +61,15 @@ class RedisDecisionStore:
         *,
         redis: Redis,
         settings: RedisSettings,
-        autopipeline: AutoPipeline | None = None,
+        autopipeline: Pipelined | None = None,
         tracer: ScriptTracer | None = None,
     ) -> None:
         """`tracer`: tracing on — each decision's EVALSHA is a child span of the decision
         span, and the decision's traceparent rides in its usage and alert events (ARGV[2])."""
         self._redis = redis
         self._tracer = tracer
-        if autopipeline is None and isinstance(redis, GatekeeperRedis):
-            autopipeline = redis.autopipeline
+        if autopipeline is None:
+            autopipeline = autopipeline_of(redis)
         self._pipe = autopipeline
         self._settings = settings
         self.keys = KeySpace(prefix=settings.key_prefix, partitions=settings.partitions)

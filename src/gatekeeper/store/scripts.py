@@ -11,7 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from gatekeeper.store.autopipeline import AutoPipeline
+from gatekeeper.store.autopipeline import Pipelined
 from gatekeeper.store.resp import (
     ErrorReply,
     bulk_strings,
@@ -67,24 +67,27 @@ class LuaScript:
 
     async def run_pipelined(
         self,
-        pipe: AutoPipeline,
+        pipe: Pipelined,
         keys: Sequence[str],
         args: Sequence[str | bytes],
         *,
         tail: bytes = b"",
         n_tail: int = 0,
     ) -> Any:
-        """EVALSHA through the auto-pipeline; NOSCRIPT → SCRIPT LOAD and one retry.
+        """EVALSHA through the auto-pipeline; NOSCRIPT → SCRIPT LOAD and one retry (NOSCRIPT
+        means the call did not run). On a Cluster the call, the load and the retry go to the
+        primary of the first key's slot, so a script is loaded on each primary it runs on.
 
         Raises StoreUnavailable exactly as redis_store.py maps redis-py's errors.
         """
         data = self.encode(keys, args, tail=tail, n_tail=n_tail)
-        reply = await pipe.execute(data)
+        key = keys[0] if keys else None
+        reply = await pipe.execute(data, key)
         if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
-            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)))
+            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)), key)
             if isinstance(loaded, ErrorReply):
                 raise error_to_exception(loaded, self.name)
-            reply = await pipe.execute(data)
+            reply = await pipe.execute(data, key)
         if isinstance(reply, ErrorReply):
             raise error_to_exception(reply, self.name)
         return reply
