@@ -34,7 +34,7 @@ DEFAULT_DATA_DIR = "./gatekeeper-data"  # relative to the working directory
 
 
 class GrpcTransport(StrEnum):
-    LEAN = "lean"  # gatekeeper's HTTP/2 server on the event loop (grpc/leanserver.py)
+    LEAN = "lean"  # gatekeeper's HTTP/2 server on the event loop (net/grpc_server.py)
     GRPCIO = "grpcio"  # grpc.aio's server (gRPC core)
 
 

@@ -1,6 +1,6 @@
 """The gRPC server (9191): ext_authz, ALS, RLS when configured, own API, health, reflection.
 
-Served by the lean HTTP/2 server (grpc/leanserver.py) by default, or by grpc.aio's server
+Served by the lean HTTP/2 server (net/grpc_server.py) by default, or by grpc.aio's server
 (`settings.server.grpc_transport: grpcio`); the same generated registrations feed either.
 """
 
@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
-from gatekeeper.grpc.leanserver import LeanGrpcServer
+from gatekeeper.net.grpc_server import LeanGrpcServer
 from gatekeeper.settings import GrpcTransport
 from gatekeeper.v1 import gatekeeper_pb2, gatekeeper_pb2_grpc
 

@@ -14,8 +14,9 @@ from typing import Protocol, cast
 import grpc
 import hpack
 
-from gatekeeper.grpc.h2stream import STREAM_WINDOW, H2Stream
-from gatekeeper.grpc.h2wire import (
+from gatekeeper.net.grpc_call import parse_timeout, status_code
+from gatekeeper.net.h2.stream import STREAM_WINDOW, H2Stream
+from gatekeeper.net.h2.wire import (
     CONNECTION_PREFACE,
     DEFAULT_WINDOW,
     MAX_WINDOW,
@@ -29,7 +30,6 @@ from gatekeeper.grpc.h2wire import (
     settings_payload,
     trailers,
 )
-from gatekeeper.grpc.leancall import parse_timeout, status_code
 
 __all__ = ["H2Connection", "ServerSide"]
 

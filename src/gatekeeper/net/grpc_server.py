@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from gatekeeper.grpc.h2connection import H2Connection
+from gatekeeper.net.h2.connection import H2Connection
 
 __all__ = ["LeanGrpcServer"]
 

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import grpc
 
-from gatekeeper.grpc.h2wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
-from gatekeeper.grpc.leancall import LeanContext, decompress, run_call, status_code
+from gatekeeper.net.grpc_call import LeanContext, decompress, run_call, status_code
+from gatekeeper.net.h2.wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
 
 __all__ = ["MAX_MESSAGE", "STREAM_WINDOW", "H2Stream", "StreamOwner"]
 
