@@ -21,7 +21,9 @@ from http import HTTPStatus
 from gatekeeper.edge import Answer, EdgeRequest
 from gatekeeper.edge.answers import META_HEADER_PREFIX
 from gatekeeper.model import frozen_map
+from gatekeeper.net.guards import NetStats
 from gatekeeper.net.http1 import Http1Server
+from gatekeeper.net.limits import NetLimits
 
 __all__ = ["META_PREFIX", "AuthzHttpServer", "render_answer"]
 
@@ -69,9 +71,9 @@ def _meta_name(key: str) -> str:
 class AuthzHttpServer:
     """Serves `handler` (the authorizer's check) on host:port until stop()."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, limits: NetLimits | None = None) -> None:
         self._handler = handler
-        self.server = Http1Server(self._answer)
+        self.server = Http1Server(self._answer, limits=limits)
 
     async def _answer(
         self, method: str, path: str, headers: dict[str, str], keep_alive: bool
@@ -88,6 +90,15 @@ class AuthzHttpServer:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def net_stats(self) -> NetStats:
+        """What clients made the server refuse, by reason."""
+        return self.server.stats
+
+    @property
+    def connections(self) -> int:
+        return len(self.server.connections)
 
     @property
     def handler_failures(self) -> int:
