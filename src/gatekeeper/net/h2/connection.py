@@ -46,6 +46,9 @@ __all__ = ["H2Connection", "ServerSide"]
 log = logging.getLogger(__name__)
 
 MAX_FRAME = 16_384  # the frame size we accept (the protocol's default; we never raise it)
+# answer DATA bytes one loop iteration may gather before they are written at once: the write
+# is what tells (pause_writing) that the client does not read
+_EARLY_FLUSH = 256 << 10
 _U32 = struct.Struct(">L")
 _GOAWAY = struct.Struct(">LL")
 _RESERVED_HEADERS = frozenset(
@@ -150,9 +153,12 @@ class H2Connection(asyncio.Protocol):
         self._pings = Budget(limits.max_pings_per_s, now)
         self._settings = Budget(limits.max_settings_per_s, now)
         self._write_paused = False
+        self.unsent = 0  # answer bytes queued in the streams' outboxes, not yet written
+        self._writers: list[asyncio.Future[None]] = []  # streaming writers waiting for room
         self._head_at: float | None = server.sweeper.now  # the preface is due from now on
         self.active_at = server.sweeper.now  # when bytes last arrived
         self._out: list[bytes] = []
+        self._out_data = 0  # DATA bytes in _out
         self._flush_scheduled = False
         self.closed = False
         self.idle = asyncio.Event()
@@ -239,6 +245,7 @@ class H2Connection(asyncio.Protocol):
             stream.reset()
         self.streams.clear()
         self.blocked.clear()
+        self._wake_writers()
         self.idle.set()
 
     # frames in
@@ -524,9 +531,31 @@ class H2Connection(asyncio.Protocol):
                 outbox[0] = (True, payload[allowed:], end_stream)
             self.send_window -= len(chunk)
             stream.send_window -= len(chunk)
+            self.unsent -= len(chunk)
             self._write(frame(FrameType.DATA, 0, stream.id, chunk))
+            self._out_data += len(chunk)
+            if self._out_data > _EARLY_FLUSH:  # let the socket say now whether it keeps up
+                self._flush()
         self.blocked.pop(stream.id, None)
         stream.pumped()
+        if self._writers and self.can_write():
+            self._wake_writers()
+
+    def can_write(self) -> bool:
+        return not self._write_paused and self.unsent <= self.limits.max_buffered_bytes
+
+    def write_ready(self) -> asyncio.Future[None]:
+        waiter = self.loop.create_future()
+        self._writers.append(waiter)
+        if self.closed:
+            self._wake_writers()
+        return waiter
+
+    def _wake_writers(self) -> None:
+        writers, self._writers = self._writers, []
+        for waiter in writers:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _closed_locally(self, stream: H2Stream) -> None:
         stream.local_closed = True
@@ -577,6 +606,8 @@ class H2Connection(asyncio.Protocol):
             self.transport.resume_reading()
         for waiting in list(self.blocked.values()):
             self.pump(waiting)
+        if self._writers and self.can_write():
+            self._wake_writers()
 
     def sweep(self, now: float) -> None:
         if self.closed:
@@ -603,6 +634,7 @@ class H2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._out_data = 0
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self._out))
         self._out.clear()

@@ -39,7 +39,15 @@ class StreamOwner(Protocol):
     max_inflated: int  # largest request message once inflated, bytes
     stats: NetStats
 
+    unsent: int  # answer bytes queued in the streams' outboxes, not yet written
+
     def pump(self, stream: H2Stream) -> None: ...
+    def can_write(self) -> bool:
+        """False while the socket is not drained or too many answer bytes wait to be sent."""
+
+    def write_ready(self) -> asyncio.Future[None]:
+        """Done once can_write() may be true again (or the connection is gone)."""
+
     def window_update(self, stream_id: int, increment: int) -> None: ...
     def refund(self, nbytes: int) -> None:
         """`nbytes` of request data left the connection's buffers (connection window)."""
@@ -133,17 +141,29 @@ class H2Stream:
         if self.local_closed:
             return
         outbox = self.outbox
+        framed = _framed(payload)
+        self.conn.unsent += len(framed)
         outbox.append((False, OK_HEADERS, False))
-        outbox.append((True, _framed(payload), False))
+        outbox.append((True, framed, False))
         outbox.append((False, OK_TRAILERS, True))
         self.conn.pump(self)
 
     async def writable(self) -> None:
-        """Returns once less than WRITE_BUFFER bytes of this answer wait for flow-control window
-        (a client that stops reading holds its server stream's writer, not our memory)."""
-        while not self.local_closed and sum(len(p) for _, p, _ in self.outbox) > WRITE_BUFFER:
-            self.drained = self.conn.loop.create_future()
-            await self.drained
+        """Returns once less than WRITE_BUFFER bytes of this answer wait for flow-control window,
+        the socket is drained and the connection's unsent answers are within its limit (a
+        client that stops reading holds its server streams' writers, not our memory)."""
+        while not self.local_closed:
+            if sum(len(p) for _, p, _ in self.outbox) > WRITE_BUFFER:
+                self.drained = self.conn.loop.create_future()
+                await self.drained
+            elif not self.conn.can_write():
+                await self.conn.write_ready()
+            else:
+                return
+
+    def _drop_outbox(self) -> None:
+        self.conn.unsent -= sum(len(p) for is_data, p, _ in self.outbox if is_data)
+        self.outbox.clear()
 
     def pumped(self) -> None:
         """The connection sent what the windows allowed: wake a waiting writer."""
@@ -179,6 +199,8 @@ class H2Stream:
     def _queue(self, is_data: bool, payload: bytes, end_stream: bool) -> None:
         if self.local_closed:
             return
+        if is_data:
+            self.conn.unsent += len(payload)
         self.outbox.append((is_data, payload, end_stream))
         self.conn.pump(self)
 
@@ -267,13 +289,13 @@ class H2Stream:
         """Answer `code` now (no handler ran or it is abandoned)."""
         if self.task is not None:
             self.task.cancel()
-        self.outbox.clear()
+        self._drop_outbox()
         self.send_status(status_code(code), details, (), headers_only=not self.context.headers_sent)
 
     def reset(self) -> None:
         """The client reset the stream, or the connection is gone: abandon the call."""
         self.local_closed = self.remote_closed = True
-        self.outbox.clear()
+        self._drop_outbox()
         self.pumped()
         # a handler that swallows the cancellation (some Redis client paths do) still reads
         # the end of its requests and returns
