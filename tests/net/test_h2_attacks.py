@@ -8,9 +8,7 @@ and that a well-formed Envoy `Check` is answered right after. Every wait is boun
 from __future__ import annotations
 
 import asyncio
-import uuid
 import zlib
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -18,19 +16,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame
 
 from gatekeeper.net.limits import NetLimits
-from gatekeeper.store.embedded import EmbeddedRedis
 from tests.net.h2client import CHECK, RawH2, empty_settings, grpc_message, ping
-from tests.net.target import Serve, check_request, grpc_check_allowed, start_serve
+from tests.net.target import Serve, check_request, grpc_check_allowed
 
 FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 3, 7, 8, 11
 RESOURCE_EXHAUSTED = "8"
 LIMITS = NetLimits()
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-
-
-@pytest.fixture(scope="module")
-def serve(embedded_redis: EmbeddedRedis) -> Iterator[Serve]:
-    yield from start_serve(embedded_redis.url, f"gkt-net-{uuid.uuid4().hex[:8]}")
 
 
 async def _answers_after(serve: Serve, attack: str, peak_growth_mb: float, before: float) -> None:

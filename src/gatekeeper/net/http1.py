@@ -34,6 +34,11 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 # a read larger than this is parsed in slices of it, so a burst of pipelined requests stops
 # being parsed (and queued) once the queue is full; one request per read (Envoy) is one feed
 _SLICE = 4096
+# after a refusal: the answer is sent, our side shut (FIN), and what the client still sends is
+# read and dropped (up to this many bytes, then no longer read) for this long before the
+# connection closes (closing on unread bytes resets it: the client could lose the answer)
+_LINGER_S = 2.0
+_LINGER_BYTES = 1 << 20
 _STATUS = {
     Refusal.HEADER_TOO_LARGE: 431,
     Refusal.TOO_MANY_HEADERS: 431,
@@ -85,6 +90,7 @@ class Http1Connection(asyncio.Protocol):
         self.writer: asyncio.Task[None] | None = None
         self._unfed = b""  # bytes read and not parsed yet (the queue filled up)
         self._stopped = False  # no more requests are read (refused, closing)
+        self._dropped = 0  # bytes received after that
         self._queue_full = False
         self._write_paused = False
         self._reading_paused = False
@@ -107,6 +113,11 @@ class Http1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
+            self._dropped += len(data)
+            if self._dropped > _LINGER_BYTES and not self._reading_paused:
+                self._reading_paused = True  # for good: the linger timer closes
+                if self._transport is not None:
+                    self._transport.pause_reading()
             return
         self._active_at = self._server.sweeper.now
         if len(data) <= _SLICE and not self._unfed:
@@ -199,7 +210,7 @@ class Http1Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        pause = self._write_paused or self._queue_full or self._stopped
+        pause = self._write_paused or self._queue_full
         if pause != self._reading_paused:
             self._reading_paused = pause
             if pause:
@@ -273,6 +284,19 @@ class Http1Connection(asyncio.Protocol):
         self._url, self._headers, self._header_bytes, self._partial = b"", {}, 0, 0
         self._body_bytes = 0
 
+    def _linger(self, answer: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(answer)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._queue_full = False  # read (and drop) what the client still sends
+        self._update_reading()
+        asyncio.get_running_loop().call_later(_LINGER_S, transport.close)
+
     def _reject(self, status: int) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(simple_response(status))
@@ -286,7 +310,7 @@ class Http1Connection(asyncio.Protocol):
                     self._transport.close()
                 return
             if isinstance(item, Refusal):
-                self._reject(_STATUS.get(item, 400))
+                self._linger(simple_response(_STATUS.get(item, 400)))
                 return
             method, path, headers, keep_alive = item
             try:
