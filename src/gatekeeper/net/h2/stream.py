@@ -117,8 +117,8 @@ class H2Stream:
         # request bytes counted against the connection window and not yet refunded: they
         # are refunded when the handler takes their message, or when the stream ends
         self.held = 0
-        # stream window already given back for the buffered (incomplete) message: a message
-        # larger than the window could never arrive otherwise
+        # stream window granted ahead for the buffered (incomplete) message: a message larger
+        # than the window could never arrive otherwise
         self.precredited = 0
         # per message delivered and not yet read: (connection bytes, stream bytes) to refund
         self.owed: deque[tuple[int, int]] = deque()
@@ -245,11 +245,21 @@ class H2Stream:
             del self.buffer[:offset]
         elif offset < len(buffer):
             self.buffer = bytearray(buffer[offset:])
-        if len(self.buffer) > self.precredited:  # an incomplete message: let the rest come
-            self.credit(len(self.buffer) - self.precredited)
-            self.precredited = len(self.buffer)
+        if len(self.buffer) >= 5 and not end_stream:
+            self._make_room()
         if end_stream:
             self.end_of_request()
+
+    def _make_room(self) -> None:
+        """The buffered message is incomplete: if the rest of it cannot fit in the stream
+        window, grant what it lacks now (refunded later as its bytes would have been), or a
+        message larger than the window could never arrive."""
+        missing = 5 + _MESSAGE_PREFIX.unpack_from(self.buffer)[1] - len(self.buffer)
+        deficit = missing - self.recv_window
+        if deficit > 0:
+            self.conn.window_update(self.id, deficit)
+            self.recv_window += deficit
+            self.precredited += deficit
 
     def _deliver(self, message: bytes, size: int) -> bool:
         """Hand one request message (`size` bytes on the wire) on; False: the call failed."""
