@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 from google.rpc import code_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import free_port
 
@@ -31,6 +33,7 @@ class Serve:
     pid: int
     grpc_port: int
     http_port: int  # ext_authz HTTP/1.1 (the fast path)
+    api_port: int  # /metrics
 
     def rss_mb(self) -> float:
         return _status_kb(self.pid, "VmRSS") / 1024
@@ -78,7 +81,7 @@ def start_serve(redis_url: str, key_prefix: str) -> Iterator[Serve]:
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert f":{grpc_port}" in line, f"serve did not start: {line!r}"
-        yield Serve(proc.pid, grpc_port, http_port)
+        yield Serve(proc.pid, grpc_port, http_port, api_port)
         assert proc.poll() is None, "the server died under attack"
     finally:
         if proc.poll() is None:
@@ -100,6 +103,20 @@ async def grpc_check_allowed(port: int) -> bool:
         stub = authz_grpc.AuthorizationStub(channel)
         response = await stub.Check(check_request(), timeout=10)
     return bool(response.status.code == code_pb2.OK)
+
+
+async def refusals(serve: Serve, server: str) -> dict[str, float]:
+    """gatekeeper_net_refusals_total of `server` (grpc, authz_http), by reason, from /metrics."""
+    url = f"http://127.0.0.1:{serve.api_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "gatekeeper_net_refusals":
+            for sample in family.samples:
+                if sample.labels.get("server") == server:
+                    found[sample.labels["reason"]] = sample.value
+    return found
 
 
 HTTP_CHECK = b"GET /v1/models HTTP/1.1\r\nhost: api.example.com\r\nx-api-key: gk-test-busy\r\n\r\n"

@@ -17,7 +17,7 @@ from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStre
 
 from gatekeeper.net.limits import NetLimits
 from tests.net.h2client import CHECK, RawH2, empty_settings, grpc_message, ping
-from tests.net.target import Serve, check_request, grpc_check_allowed
+from tests.net.target import Serve, check_request, grpc_check_allowed, refusals
 
 FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 3, 7, 8, 11
 RESOURCE_EXHAUSTED = "8"
@@ -209,8 +209,34 @@ def _reflection_request() -> bytes:
     ).SerializeToString()
 
 
-async def test_the_server_process_survived(serve: Serve) -> None:
-    """Last: every attack above left the process up and serving."""
+async def test_well_formed_h2_calls_are_answered(serve: Serve) -> None:
+    """h2 as the oracle: plain and gzip-compressed Checks on one connection."""
+    client = await RawH2.connect(serve.grpc_port)
+    try:
+        message = check_request().SerializeToString()
+        plain = await client.call(message, path=CHECK)
+        packed = await client.call(
+            zlib.compress(message, wbits=31), compressed=True, encoding="gzip"
+        )
+        seen = await client.read_until(
+            lambda s: all("grpc-status" in s.status(i) for i in (plain, packed))
+        )
+        assert seen.status(plain)["grpc-status"] == seen.status(packed)["grpc-status"] == "0"
+        assert seen.goaway is None
+    finally:
+        await client.close()
+
+
+async def test_a_refusal_is_counted_in_metrics(serve: Serve) -> None:
+    """gatekeeper_net_refusals_total{server="grpc", reason=...} on /metrics; the process is up
+    and serving after every attack above."""
+    before = (await refusals(serve, "grpc")).get("ping_flood", 0)
+    client = await RawH2.connect(serve.grpc_port)
+    try:
+        client.raw(*(ping(n) for n in range(1_000)))
+        assert await client.goaway() is not None
+    finally:
+        await client.close()
+    assert (await refusals(serve, "grpc"))["ping_flood"] == before + 1
     assert serve.alive()
     assert await grpc_check_allowed(serve.grpc_port)
-    assert CHECK.endswith("/Check")

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import time
 
+import aiohttp
+
 from gatekeeper.net.limits import NetLimits
-from tests.net.target import HTTP_CHECK, TEST_LIMITS, Serve, http_check_status
+from tests.net.target import HTTP_CHECK, TEST_LIMITS, Serve, http_check_status, refusals
 
 LIMITS = NetLimits()
 
@@ -154,3 +156,28 @@ async def test_ten_thousand_pipelined_requests_are_answered_in_bounded_memory(
     print(f"\n[rss] 10,000 pipelined, unread for 2 s: peak growth {growth_unread:.1f} MB")
     assert growth_unread < 20
     await _answers_after(serve, "10,000 pipelined requests (answered)", 30, before)
+
+
+async def test_aiohttp_as_a_client_is_answered(serve: Serve) -> None:
+    """aiohttp as the oracle: keep-alive checks, 50 at a time, all answered 200."""
+    url = f"http://127.0.0.1:{serve.http_port}/v1/models"
+    headers = {"x-api-key": "gk-test-busy", "host": "api.example.com"}
+    connector = aiohttp.TCPConnector(limit=50)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def check() -> int:
+            async with session.get(url, headers=headers) as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.wait_for(asyncio.gather(*(check() for _ in range(500))), 60)
+    assert set(statuses) == {200}
+
+
+async def test_a_refusal_is_counted_in_metrics(serve: Serve) -> None:
+    """gatekeeper_net_refusals_total{server="authz_http", reason=...} on /metrics."""
+    before = (await refusals(serve, "authz_http")).get("protocol_error", 0)
+    status, _ = await _answer(serve.http_port, b"\x00 not http\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400")
+    assert (await refusals(serve, "authz_http"))["protocol_error"] == before + 1
+    assert serve.alive()
