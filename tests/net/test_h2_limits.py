@@ -111,6 +111,23 @@ async def test_an_idle_connection_is_sent_goaway_and_closed(
     assert server.stats.refusals == {Refusal.IDLE_TIMEOUT: 1}
 
 
+async def test_a_client_that_grants_no_window_and_sends_nothing_is_closed_when_idle(
+    small: tuple[LeanGrpcServer, Handlers, int],
+) -> None:
+    """Its answer waits for window that never comes: that is not work in progress."""
+    server, _, port = small
+    client = await RawH2.connect(port)
+    try:
+        client.h2.update_settings({4: 0})  # SETTINGS_INITIAL_WINDOW_SIZE: no answer DATA
+        stream_id = await client.call(b"abc", path=UNARY)
+        goaway = await client.goaway(timeout=5)
+        assert goaway is not None and goaway.error_code == 0
+        assert client.seen.data_bytes == 0 and "grpc-status" not in client.seen.status(stream_id)
+    finally:
+        await client.close()
+    assert server.stats.refusals == {Refusal.IDLE_TIMEOUT: 1}
+
+
 async def test_the_stream_window_comes_back_only_as_the_handler_reads(
     small: tuple[LeanGrpcServer, Handlers, int],
 ) -> None:

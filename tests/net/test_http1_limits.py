@@ -132,17 +132,23 @@ async def test_a_client_that_does_not_read_stops_the_reading() -> None:
     async def large(method: str, path: str, headers: dict[str, str], keep: bool) -> bytes:
         return big
 
-    server = Http1Server(large, limits=NetLimits(max_pipelined_requests=8))
+    limits = NetLimits(max_pipelined_requests=8, idle_timeout_s=2, header_timeout_s=5)
+    server = Http1Server(large, limits=limits)
     await server.start("127.0.0.1", 0)
     try:
         _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(b"GET / HTTP/1.1\r\n\r\n" * 1000)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         (conn,) = server.connections
         assert conn._write_paused and conn._reading_paused
         assert len(conn._pending) <= 8 + 300  # the queue, plus one slice of tiny requests
         assert conn._transport is not None
         assert conn._transport.get_write_buffer_size() < 4 << 20  # one answer or so
+        for _ in range(100):  # neither reading nor sending: closed as idle
+            if not server.connections:
+                break
+            await asyncio.sleep(0.05)
+        assert server.stats.refusals == {Refusal.IDLE_TIMEOUT: 1}
         writer.close()
     finally:
         await server.stop(1.0)

@@ -178,9 +178,9 @@ class Http1Connection(asyncio.Protocol):
         limits = self._server.limits
         if self._head_at is not None and now - self._head_at > limits.header_timeout_s:
             self._close(Refusal.HEADER_TIMEOUT)
-        elif (
+        elif now - self._active_at > limits.idle_timeout_s and (
             self._waiter is not None  # the writer waits for a request: nothing in progress
-            and now - self._active_at > limits.idle_timeout_s
+            or self._write_paused  # it neither reads nor sends: the answer waits for nobody
         ):
             self._close(Refusal.IDLE_TIMEOUT)
 
@@ -191,10 +191,12 @@ class Http1Connection(asyncio.Protocol):
         return self.writer
 
     def _close(self, reason: Refusal) -> None:
+        """Drop the connection now (a timeout: nothing it still has to receive matters)."""
+        if self._transport is None or self._transport.is_closing():
+            return
         self._server.stats.refuse(reason)
         self._stopped = True
-        if self._transport is not None:
-            self._transport.close()
+        self._transport.abort()
 
     def _refuse(self, reason: Refusal) -> None:
         """Answer `reason` after the requests before it, read nothing more, then close."""

@@ -38,7 +38,8 @@ class NetLimits:
     max_pings_per_s: int = 50
     # SETTINGS frames per second per connection (GOAWAY ENHANCE_YOUR_CALM past it)
     max_settings_per_s: int = 50
-    # a connection with nothing in progress that sends nothing for this long is closed
+    # a connection that sends nothing for this long is closed when nothing is in progress on
+    # it (no request being answered) or when it does not read its answers either
     idle_timeout_s: int = 300
     # a request's header section (and HTTP/2's connection preface) must arrive within this
     # (slowloris)

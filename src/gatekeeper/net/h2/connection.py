@@ -49,6 +49,8 @@ MAX_FRAME = 16_384  # the frame size we accept (the protocol's default; we never
 # answer DATA bytes one loop iteration may gather before they are written at once: the write
 # is what tells (pause_writing) that the client does not read
 _EARLY_FLUSH = 256 << 10
+# a connection closed for cause gets this long to take its GOAWAY, then is dropped
+_LINGER_S = 2.0
 _U32 = struct.Struct(">L")
 _GOAWAY = struct.Struct(">LL")
 _RESERVED_HEADERS = frozenset(
@@ -435,11 +437,11 @@ class H2Connection(asyncio.Protocol):
             head = self._last_head
         else:
             head = _RequestHead.of(headers, self.limits.max_header_count)
-            if head.refusal.endswith(b"431"):
-                self.stats.refuse(Refusal.TOO_MANY_HEADERS)
             self._last_headers, self._last_head = headers, head
         handler = None if head.refusal else self.server.lookup(head.path, head.metadata)
         if handler is None:
+            if head.refusal.endswith(b"431"):
+                self.stats.refuse(Refusal.TOO_MANY_HEADERS)
             block = head.refusal or trailers(
                 status_code(grpc.StatusCode.UNIMPLEMENTED), "Method not found!", headers_only=True
             )
@@ -616,8 +618,9 @@ class H2Connection(asyncio.Protocol):
         if self._head_at is not None and now - self._head_at > limits.header_timeout_s:
             self.stats.refuse(Refusal.HEADER_TIMEOUT)
             self._abort(ErrorCode.ENHANCE_YOUR_CALM, "header block or preface too slow")
-        elif now - self.active_at > limits.idle_timeout_s and not any(
-            s.task is not None for s in self.streams.values()
+        elif now - self.active_at > limits.idle_timeout_s and (
+            self._write_paused  # it neither reads nor sends: answers wait for nobody
+            or not any(s.task is not None and not s.task.done() for s in self.streams.values())
         ):
             self.stats.refuse(Refusal.IDLE_TIMEOUT)
             self._abort(ErrorCode.NO_ERROR, "idle")
@@ -657,6 +660,8 @@ class H2Connection(asyncio.Protocol):
         self._write(_goaway(self._last_id, code, reason))
         self.close()
         self.closed = True
+        if self.transport is not None:  # a client that does not read would hold it open
+            self.loop.call_later(_LINGER_S, self.transport.abort)
 
 
 def _rst(stream_id: int, code: int) -> bytes:
