@@ -221,13 +221,15 @@ class App:
             extra=self._extra_services(),
             reuse_port=self.share_ports,
             transport=settings.server.grpc_transport,
+            limits=settings.net,
         )
         bind = host or settings.server.host
         await self.grpc.start(bind, settings.server.grpc_port if grpc_port is None else grpc_port)
         self.authz_http = AuthzHttpServer(
             self.authorizer.check
             if tracing is None
-            else TracedAuthorizer(self.authorizer, tracing, name="ext_authz http").check
+            else TracedAuthorizer(self.authorizer, tracing, name="ext_authz http").check,
+            limits=settings.net,
         )
         await self.authz_http.start(
             bind,
@@ -256,6 +258,10 @@ class App:
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
             directory=self.policy.stats,
+            net={
+                "grpc": (grpc_server.net_stats, lambda: grpc_server.connections),
+                "authz_http": (authz_http.net_stats, lambda: authz_http.connections),
+            },
         )
         assert self.admin is not None and self.controls is not None
         self.handlers = Handlers(

@@ -20,6 +20,7 @@ from gatekeeper.edge.identity import IdentityFailure
 from gatekeeper.engine import DecisionEngine, Outcome, SettleStatus
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.metrics import Counter, Histogram, Registry
+from gatekeeper.net.guards import NetStats
 from gatekeeper.ratelimit import (
     OVERFLOW,
     ConfigWatcher,
@@ -173,10 +174,12 @@ class ServeMetrics:
         handler_failures: Callable[[], Mapping[tuple[str, str], int]],
         ratelimit_watcher: ConfigWatcher | None = None,
         directory: Callable[[], DirectoryStats] | None = None,
+        net: Mapping[str, tuple[NetStats | None, Callable[[], int]]] | None = None,
     ) -> None:
         """Register readings of the parts' own counters (once, after the parts exist).
         `handler_failures`: (server, method) -> requests whose handler raised.
-        `directory`: the customer directory cache's counts (`LiveDirectory.stats`)."""
+        `directory`: the customer directory cache's counts (`LiveDirectory.stats`).
+        `net`: server name -> (its refusal counts, its open connections)."""
         r = self.registry
         r.gauge_reading(
             "gatekeeper_ready", "1 when the process is ready (as /readyz), else 0.", lambda: ready()
@@ -241,6 +244,8 @@ class ServeMetrics:
             )
         if directory is not None:
             self._expose_directory(directory)
+        if net is not None:
+            self._expose_net(net)
         if ratelimit is not None:
             r.counter_reading(
                 "gatekeeper_ratelimit_requests_total",
@@ -251,6 +256,28 @@ class ServeMetrics:
             self._expose_ratelimit_stats(ratelimit.stats)
         if ratelimit_watcher is not None:
             self._expose_ratelimit_reload(ratelimit_watcher)
+
+    def _expose_net(self, net: Mapping[str, tuple[NetStats | None, Callable[[], int]]]) -> None:
+        def refusals() -> dict[tuple[str, ...], float]:
+            found: dict[tuple[str, ...], float] = {}
+            for server, (stats, _) in net.items():
+                if stats is not None:
+                    found.update({(server, r.value): n for r, n in stats.refusals.items()})
+            return found
+
+        self.registry.counter_reading(
+            "gatekeeper_net_refusals_total",
+            "What clients made a server refuse or cut short (docs/hostile-clients.md), by "
+            "server (grpc, authz_http) and reason (header_too_large, reset_flood, ...).",
+            refusals,
+            ("server", "reason"),
+        )
+        self.registry.gauge_reading(
+            "gatekeeper_net_connections",
+            "Client connections open now, by server (grpc, authz_http).",
+            lambda: {(server,): float(open_()) for server, (_, open_) in net.items()},
+            ("server",),
+        )
 
     def _expose_directory(self, stats: Callable[[], DirectoryStats]) -> None:
         r = self.registry

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gatekeeper.net.limits import NetLimits
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "AdminSettings",
@@ -22,6 +24,7 @@ __all__ = [
     "FailureMode",
     "ForwarderSection",
     "GrpcTransport",
+    "NetLimits",
     "RedisSettings",
     "Secret",
     "ServerSettings",
@@ -34,7 +37,7 @@ DEFAULT_DATA_DIR = "./gatekeeper-data"  # relative to the working directory
 
 
 class GrpcTransport(StrEnum):
-    LEAN = "lean"  # gatekeeper's HTTP/2 server on the event loop (grpc/leanserver.py)
+    LEAN = "lean"  # gatekeeper's HTTP/2 server on the event loop (net/grpc_server.py)
     GRPCIO = "grpcio"  # grpc.aio's server (gRPC core)
 
 
@@ -164,6 +167,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     forwarder: ForwarderSection = field(default_factory=ForwarderSection)
+    net: NetLimits = field(default_factory=NetLimits)
     ratelimit_config: str | None = None  # envoyproxy/ratelimit YAML file or directory
     # most ShouldRateLimit statistics series (domain, descriptor) per process; past it, new
     # names from request values (detailed_metric, value_to_metric, Envoy-sent limits) fold

@@ -18,6 +18,7 @@ from gatekeeper.settings import (
     FailureMode,
     ForwarderSection,
     GrpcTransport,
+    NetLimits,
     RedisSettings,
     ServerSettings,
     Settings,
@@ -139,6 +140,7 @@ def test_every_settings_field_is_readable() -> None:
         "admin": AdminSettings,
         "directory": DirectorySettings,
         "forwarder": ForwarderSection,
+        "net": NetLimits,
     }
     for section, cls in classes.items():
         names = {f.name for f in dataclasses.fields(cls)}
@@ -199,3 +201,18 @@ def test_cluster_seeds_must_be_redis_host_port(url: str) -> None:
 def test_cluster_without_seeds_is_an_error() -> None:
     (message,) = _issues(BASE, {"GATEKEEPER_REDIS_CLUSTER": "yes"})
     assert message.startswith("environment: GATEKEEPER_REDIS_CLUSTER: ") and "seed" in message
+
+
+def test_net_limits_from_file_and_env() -> None:
+    """settings.net: safe defaults, the file's values, the environment's over them."""
+    assert parse_config(BASE, env={}).settings.net == NetLimits()
+    text = BASE.replace(
+        "settings:\n", "settings:\n  net:\n    max_header_count: 64\n    max_pings_per_s: 5\n"
+    )
+    env = {"GATEKEEPER_NET_MAX_PINGS_PER_S": "7", "GATEKEEPER_NET_IDLE_TIMEOUT_S": "30"}
+    net = parse_config(text, env=env).settings.net
+    assert (net.max_header_count, net.max_pings_per_s, net.idle_timeout_s) == (64, 7, 30)
+    assert net.max_body_bytes == NetLimits().max_body_bytes
+    assert _issues(BASE, {"GATEKEEPER_NET_MAX_HEADER_BYTES": "10"}) == [
+        "environment: GATEKEEPER_NET_MAX_HEADER_BYTES: expected an integer 1024..16777216, got '10'"
+    ]

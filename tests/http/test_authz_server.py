@@ -58,11 +58,11 @@ async def _client_gone() -> None:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(REQUEST)
         await asyncio.wait_for(entered.wait(), 5)
-        connection = next(iter(server._connections))
-        answering = connection._writer
+        connection = next(iter(server.server.connections))
+        answering = connection.writer
         assert answering is not None
         writer.close()  # Envoy times out or shuts down while the decision is in flight
-        await _wait_for(lambda: not server._connections, "the server to see the close")
+        await _wait_for(lambda: not server.server.connections, "the server to see the close")
         release.set()
         await asyncio.wait_for(answering, 5)  # ends quietly: raised on a closed transport before
         assert answering.exception() is None

@@ -26,8 +26,8 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
 from gatekeeper.edge import Answer, EdgeRequest
-from gatekeeper.grpc.leanserver import LeanGrpcServer
 from gatekeeper.http.authz_server import AuthzHttpServer
+from gatekeeper.net.grpc_server import LeanGrpcServer
 
 __all__ = ["NoopAuthorization", "NoopRateLimit", "main", "serve_noop"]
 

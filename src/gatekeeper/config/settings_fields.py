@@ -116,6 +116,21 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "timeout_s": _POSITIVE,
         "auth_token": FieldSpec("secret", what="a non-empty token"),
     },
+    "net": {
+        "max_header_bytes": FieldSpec("int", lo=1024, hi=16_777_216),
+        "max_header_count": FieldSpec("int", lo=16, hi=100_000),
+        "max_body_bytes": FieldSpec("int", lo=1024, hi=2_147_483_647),
+        "max_decompressed_bytes": FieldSpec("int", lo=1024, hi=2_147_483_647),
+        "max_concurrent_streams": FieldSpec("int", lo=1, hi=2_147_483_647),
+        "max_pipelined_requests": FieldSpec("int", lo=1, hi=1_000_000),
+        "max_buffered_bytes": FieldSpec("int", lo=65_535, hi=2_147_483_647),
+        "max_resets_per_s": _POSITIVE,
+        "max_pings_per_s": _POSITIVE,
+        "max_settings_per_s": _POSITIVE,
+        "idle_timeout_s": _POSITIVE,
+        "header_timeout_s": _POSITIVE,
+        "max_connections": _POSITIVE,
+    },
     "edge": {
         "trusted_customer_header": FieldSpec(
             "str", pattern=_HEADER, what="a lower-case header name"

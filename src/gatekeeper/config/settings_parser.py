@@ -35,6 +35,7 @@ from gatekeeper.settings import (
     FailureMode,
     ForwarderSection,
     GrpcTransport,
+    NetLimits,
     RedisSettings,
     Secret,
     ServerSettings,
@@ -246,6 +247,7 @@ def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, 
         admin=dataclasses.replace(AdminSettings(), **fields("admin")),
         directory=dataclasses.replace(DirectorySettings(), **fields("directory")),
         forwarder=dataclasses.replace(ForwarderSection(), **fields("forwarder")),
+        net=dataclasses.replace(NetLimits(), **fields("net")),
         data_dir=str(top.get("data_dir", Settings().data_dir)),
     )
 

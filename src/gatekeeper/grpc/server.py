@@ -1,6 +1,6 @@
 """The gRPC server (9191): ext_authz, ALS, RLS when configured, own API, health, reflection.
 
-Served by the lean HTTP/2 server (grpc/leanserver.py) by default, or by grpc.aio's server
+Served by the lean HTTP/2 server (net/grpc_server.py) by default, or by grpc.aio's server
 (`settings.server.grpc_transport: grpcio`); the same generated registrations feed either.
 """
 
@@ -17,7 +17,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer
-from gatekeeper.grpc.leanserver import LeanGrpcServer
+from gatekeeper.net.grpc_server import LeanGrpcServer
+from gatekeeper.net.guards import NetStats
+from gatekeeper.net.limits import NetLimits
 from gatekeeper.settings import GrpcTransport
 from gatekeeper.v1 import gatekeeper_pb2, gatekeeper_pb2_grpc
 
@@ -40,14 +42,24 @@ class GrpcServer:
         extra: Sequence[tuple[str, Callable[[grpc.aio.Server], object]]] = (),
         reuse_port: bool = False,
         transport: GrpcTransport = GrpcTransport.LEAN,
+        limits: NetLimits | None = None,
     ) -> None:
         """`reuse_port`: share the port with the other processes of one `serve --workers N`
-        (SO_REUSEPORT); off, a port another process holds fails the start."""
+        (SO_REUSEPORT); off, a port another process holds fails the start. `limits`: what a
+        client may make the server hold (grpc.aio takes the message and stream limits)."""
+        limits = limits or NetLimits()
         self.server: grpc.aio.Server | LeanGrpcServer
         if transport is GrpcTransport.LEAN:
-            self.server = LeanGrpcServer(reuse_port=reuse_port)
+            self.server = LeanGrpcServer(reuse_port=reuse_port, limits=limits)
         else:
-            self.server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
+            self.server = grpc.aio.server(
+                options=[
+                    ("grpc.so_reuseport", int(reuse_port)),
+                    ("grpc.max_receive_message_length", limits.max_body_bytes),
+                    ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+                    ("grpc.max_metadata_size", limits.max_header_bytes),
+                ]
+            )
         self.health = health.aio.HealthServicer()
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(authz, self.server)
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(als, self.server)
@@ -77,6 +89,16 @@ class GrpcServer:
         if isinstance(self.server, LeanGrpcServer):
             return self.server.handler_failures
         return {}
+
+    @property
+    def net_stats(self) -> NetStats | None:
+        """What clients made the lean server refuse (grpc.aio keeps no such counts)."""
+        return self.server.stats if isinstance(self.server, LeanGrpcServer) else None
+
+    @property
+    def connections(self) -> int:
+        """Client connections open now (the lean server; 0 for grpc.aio)."""
+        return len(self.server.connections) if isinstance(self.server, LeanGrpcServer) else 0
 
     async def start(self, host: str, port: int) -> int:
         self.port = self.server.add_insecure_port(f"{host}:{port}")

@@ -18,8 +18,8 @@ import pytest
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gatekeeper.grpc.h2wire import CONNECTION_PREFACE, FrameType, frame, parse_frame_header
-from gatekeeper.grpc.leanserver import LeanGrpcServer
+from gatekeeper.net.grpc_server import LeanGrpcServer
+from gatekeeper.net.h2.wire import CONNECTION_PREFACE, FrameType, frame, parse_frame_header
 
 ECHO = "/test.Echo/"
 

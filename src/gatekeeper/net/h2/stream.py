@@ -12,14 +12,20 @@ from typing import Protocol
 
 import grpc
 
-from gatekeeper.grpc.h2wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
-from gatekeeper.grpc.leancall import LeanContext, decompress, run_call, status_code
+from gatekeeper.net.grpc_call import (
+    InflatedTooLarge,
+    LeanContext,
+    decompress,
+    run_call,
+    status_code,
+)
+from gatekeeper.net.guards import NetStats, Refusal
+from gatekeeper.net.h2.wire import OK_HEADERS, OK_TRAILERS, response_headers, trailers
 
-__all__ = ["MAX_MESSAGE", "STREAM_WINDOW", "H2Stream", "StreamOwner"]
+__all__ = ["STREAM_WINDOW", "H2Stream", "StreamOwner"]
 
 STREAM_WINDOW = 1 << 20  # per-stream receive window we advertise
 WRITE_BUFFER = 1 << 20  # a streaming answer's writes wait while more than this waits to be sent
-MAX_MESSAGE = 4 << 20  # largest request message (grpc's default)
 _MESSAGE_PREFIX = struct.Struct(">BL")
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -29,9 +35,23 @@ class StreamOwner(Protocol):
 
     loop: asyncio.AbstractEventLoop
     peer_initial_window: int
+    max_body: int  # largest request message on the wire, bytes
+    max_inflated: int  # largest request message once inflated, bytes
+    stats: NetStats
+
+    unsent: int  # answer bytes queued in the streams' outboxes, not yet written
 
     def pump(self, stream: H2Stream) -> None: ...
+    def can_write(self) -> bool:
+        """False while the socket is not drained or too many answer bytes wait to be sent."""
+
+    def write_ready(self) -> asyncio.Future[None]:
+        """Done once can_write() may be true again (or the connection is gone)."""
+
     def window_update(self, stream_id: int, increment: int) -> None: ...
+    def refund(self, nbytes: int) -> None:
+        """`nbytes` of request data left the connection's buffers (connection window)."""
+
     def forget(self, stream: H2Stream) -> None: ...
     def handler_failed(self, method: str) -> None: ...
 
@@ -46,9 +66,13 @@ class H2Stream:
         "drained",
         "encoding",
         "handler",
+        "held",
         "id",
         "local_closed",
         "outbox",
+        "owed",
+        "precredited",
+        "recv_window",
         "remote_closed",
         "request",
         "send_window",
@@ -88,7 +112,16 @@ class H2Stream:
         self.outbox: deque[tuple[bool, bytes, bool]] = deque()  # (is_data, bytes, end_stream)
         self.remote_closed = False
         self.local_closed = False
-        self.unacked = 0
+        self.unacked = 0  # stream window consumed and not yet sent back
+        self.recv_window = STREAM_WINDOW  # bytes the client may still send on this stream
+        # request bytes counted against the connection window and not yet refunded: they
+        # are refunded when the handler takes their message, or when the stream ends
+        self.held = 0
+        # stream window granted ahead for the buffered (incomplete) message: a message larger
+        # than the window could never arrive otherwise
+        self.precredited = 0
+        # per message delivered and not yet read: (connection bytes, stream bytes) to refund
+        self.owed: deque[tuple[int, int]] = deque()
         self.drained: asyncio.Future[None] | None = None  # a writer waiting for the outbox
 
     # CallTransport
@@ -108,17 +141,29 @@ class H2Stream:
         if self.local_closed:
             return
         outbox = self.outbox
+        framed = _framed(payload)
+        self.conn.unsent += len(framed)
         outbox.append((False, OK_HEADERS, False))
-        outbox.append((True, _framed(payload), False))
+        outbox.append((True, framed, False))
         outbox.append((False, OK_TRAILERS, True))
         self.conn.pump(self)
 
     async def writable(self) -> None:
-        """Returns once less than WRITE_BUFFER bytes of this answer wait for flow-control window
-        (a client that stops reading holds its server stream's writer, not our memory)."""
-        while not self.local_closed and sum(len(p) for _, p, _ in self.outbox) > WRITE_BUFFER:
-            self.drained = self.conn.loop.create_future()
-            await self.drained
+        """Returns once less than WRITE_BUFFER bytes of this answer wait for flow-control window,
+        the socket is drained and the connection's unsent answers are within its limit (a
+        client that stops reading holds its server streams' writers, not our memory)."""
+        while not self.local_closed:
+            if sum(len(p) for _, p, _ in self.outbox) > WRITE_BUFFER:
+                self.drained = self.conn.loop.create_future()
+                await self.drained
+            elif not self.conn.can_write():
+                await self.conn.write_ready()
+            else:
+                return
+
+    def _drop_outbox(self) -> None:
+        self.conn.unsent -= sum(len(p) for is_data, p, _ in self.outbox if is_data)
+        self.outbox.clear()
 
     def pumped(self) -> None:
         """The connection sent what the windows allowed: wake a waiting writer."""
@@ -126,23 +171,44 @@ class H2Stream:
             self.drained.set_result(None)
 
     def credit(self, nbytes: int) -> None:
+        """Give `nbytes` of this stream's receive window back (batched: half a window)."""
         if self.remote_closed:
             return
         self.unacked += nbytes
         if self.unacked >= STREAM_WINDOW // 2:
             self.conn.window_update(self.id, self.unacked)
+            self.recv_window += self.unacked
             self.unacked = 0
+
+    def consumed(self) -> None:
+        """The handler read the next message of a streaming request: its bytes go back to
+        both windows."""
+        if self.owed:
+            conn_bytes, stream_bytes = self.owed.popleft()
+            self.held -= conn_bytes
+            self.conn.refund(conn_bytes)
+            self.credit(stream_bytes)
+
+    def release(self) -> None:
+        """The stream is done with its request bytes (ended, reset, failed): refund them."""
+        held, self.held = self.held, 0
+        self.owed.clear()
+        if held:
+            self.conn.refund(held)
 
     def _queue(self, is_data: bool, payload: bytes, end_stream: bool) -> None:
         if self.local_closed:
             return
+        if is_data:
+            self.conn.unsent += len(payload)
         self.outbox.append((is_data, payload, end_stream))
         self.conn.pump(self)
 
     # request side
     def receive(self, data: bytes, end_stream: bool) -> None:
-        """DATA payload (padding stripped) of this stream. A message split over frames waits
-        in `buffer` (grown in place: a 4 MiB message arrives in 256 frames)."""
+        """DATA payload (padding stripped) of this stream, already counted in `held`. A
+        message split over frames waits in `buffer` (grown in place: a 4 MiB message arrives
+        in 256 frames)."""
         buffer: bytes | bytearray = data
         if self.buffer:
             self.buffer += data
@@ -150,10 +216,12 @@ class H2Stream:
         offset = 0
         while len(buffer) - offset >= 5:
             compressed, length = _MESSAGE_PREFIX.unpack_from(buffer, offset)
-            if length > MAX_MESSAGE:
+            limit = self.conn.max_body
+            if length > limit:
+                self.conn.stats.refuse(Refusal.BODY_TOO_LARGE)
                 self.fail(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"Received message larger than max ({length} vs. {MAX_MESSAGE})",
+                    f"Received message larger than max ({length} vs. {limit})",
                 )
                 return
             end = offset + 5 + length
@@ -163,25 +231,45 @@ class H2Stream:
             offset = end
             if compressed:
                 try:
-                    message = decompress(message, self.encoding)
+                    message = decompress(message, self.encoding, self.conn.max_inflated)
+                except InflatedTooLarge as exc:
+                    self.conn.stats.refuse(Refusal.INFLATED_TOO_LARGE)
+                    self.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                    return
                 except (ValueError, zlib.error) as exc:
                     self.fail(grpc.StatusCode.UNIMPLEMENTED, str(exc))
                     return
-            if not self._deliver(message):
+            if not self._deliver(message, length + 5):
                 return
         if buffer is self.buffer:
             del self.buffer[:offset]
         elif offset < len(buffer):
             self.buffer = bytearray(buffer[offset:])
-        if not self.handler.request_streaming:
-            self.credit(len(data))
+        if len(self.buffer) >= 5 and not end_stream:
+            self._make_room()
         if end_stream:
             self.end_of_request()
 
-    def _deliver(self, message: bytes) -> bool:
+    def _make_room(self) -> None:
+        """The buffered message is incomplete: if the rest of it cannot fit in the stream
+        window, grant what it lacks now (refunded later as its bytes would have been), or a
+        message larger than the window could never arrive."""
+        missing = 5 + _MESSAGE_PREFIX.unpack_from(self.buffer)[1] - len(self.buffer)
+        deficit = missing - self.recv_window
+        if deficit > 0:
+            self.conn.window_update(self.id, deficit)
+            self.recv_window += deficit
+            self.precredited += deficit
+
+    def _deliver(self, message: bytes, size: int) -> bool:
+        """Hand one request message (`size` bytes on the wire) on; False: the call failed."""
         if self.handler.request_streaming:
+            early = min(self.precredited, size)
+            self.precredited -= early
+            self.owed.append((size, size - early))
             self.context.deliver(message)
             return True
+        self.precredited = 0
         if self.request is not None:
             self.fail(grpc.StatusCode.UNIMPLEMENTED, "a unary call with more than one message")
             return False
@@ -201,6 +289,8 @@ class H2Stream:
             self.conn.forget(self)
 
     def start(self) -> None:
+        if not self.handler.request_streaming:  # its one message is handed to the handler
+            self.release()
         self.task = self.conn.loop.create_task(
             run_call(self.handler, self.context, self.request, self.conn.handler_failed)
         )
@@ -209,13 +299,13 @@ class H2Stream:
         """Answer `code` now (no handler ran or it is abandoned)."""
         if self.task is not None:
             self.task.cancel()
-        self.outbox.clear()
+        self._drop_outbox()
         self.send_status(status_code(code), details, (), headers_only=not self.context.headers_sent)
 
     def reset(self) -> None:
         """The client reset the stream, or the connection is gone: abandon the call."""
         self.local_closed = self.remote_closed = True
-        self.outbox.clear()
+        self._drop_outbox()
         self.pumped()
         # a handler that swallows the cancellation (some Redis client paths do) still reads
         # the end of its requests and returns

@@ -26,7 +26,9 @@ from typing import Any
 
 import grpc
 
-from gatekeeper.grpc.h2connection import H2Connection
+from gatekeeper.net.guards import NetStats, Sweeper
+from gatekeeper.net.h2.connection import H2Connection
+from gatekeeper.net.limits import NetLimits
 
 __all__ = ["LeanGrpcServer"]
 
@@ -43,10 +45,12 @@ class LeanGrpcServer:
     """A grpc.aio.Server stand-in: register handlers with the generated
     `add_*Servicer_to_server(servicer, server)`, `add_insecure_port`, `start`, `stop`."""
 
-    def __init__(self, *, reuse_port: bool = False, max_concurrent_streams: int = 4096) -> None:
+    def __init__(self, *, reuse_port: bool = False, limits: NetLimits | None = None) -> None:
         self.reuse_port = reuse_port
-        self.max_concurrent_streams = max_concurrent_streams
+        self.limits = limits or NetLimits()
+        self.stats = NetStats()  # what clients made it refuse, by reason
         self.connections: set[H2Connection] = set()
+        self.sweeper = Sweeper(self.limits, lambda: self.connections)
         self.stopping = False
         self._methods: dict[str, grpc.RpcMethodHandler] = {}
         self._generic: list[grpc.GenericRpcHandler] = []
@@ -137,6 +141,7 @@ class LeanGrpcServer:
             sock.listen(1024)
             server = await loop.create_server(lambda: H2Connection(self), sock=sock)
             self._servers.append(server)
+        self.sweeper.start()
 
     async def stop(self, grace: float | None) -> None:
         """Stop taking connections and streams; calls in progress finish within `grace` seconds,
@@ -144,6 +149,7 @@ class LeanGrpcServer:
         self.stopping = True
         for server in self._servers:
             server.close()
+        await self.sweeper.stop()
         connections = list(self.connections)
         for conn in connections:
             conn.go_away()

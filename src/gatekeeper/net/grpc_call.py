@@ -19,7 +19,14 @@ from typing import Any, NoReturn, Protocol, cast
 import grpc
 from grpc.aio import AbortError
 
-__all__ = ["CallTransport", "LeanContext", "run_call", "status_code"]
+__all__ = [
+    "CallTransport",
+    "InflatedTooLarge",
+    "LeanContext",
+    "decompress",
+    "run_call",
+    "status_code",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +55,9 @@ class CallTransport(Protocol):
     def send_status(
         self, code: int, details: str, metadata: Metadata, *, headers_only: bool
     ) -> None: ...
-    def credit(self, nbytes: int) -> None: ...
+    def consumed(self) -> None:
+        """The handler took the next request message (its bytes may be sent again)."""
+
     async def writable(self) -> None: ...
 
 
@@ -227,7 +236,7 @@ class LeanContext:
             self._inbox.put_nowait(_END)  # every later read sees the end too
             return grpc.aio.EOF
         payload = cast(bytes, item)
-        self._stream.credit(len(payload) + 5)
+        self._stream.consumed()
         return self.deserializer(payload)
 
     async def requests(self) -> AsyncIterator[Any]:
@@ -256,13 +265,28 @@ class LeanContext:
         self._stream.send_status(code, details, self._trailing, headers_only=not self._headers_sent)
 
 
-def decompress(payload: bytes, encoding: str | None) -> bytes:
-    """A message with the compressed flag, in the call's grpc-encoding. Raises ValueError."""
-    if encoding == "gzip":
-        return zlib.decompress(payload, wbits=31)
-    if encoding == "deflate":
-        return zlib.decompress(payload)
-    raise ValueError(f"unsupported grpc-encoding {encoding!r}")
+class InflatedTooLarge(Exception):
+    """A compressed message inflates past the limit (answered RESOURCE_EXHAUSTED)."""
+
+
+_WBITS = {"gzip": 31, "deflate": 15}
+
+
+def decompress(payload: bytes, encoding: str | None, limit: int) -> bytes:
+    """A message with the compressed flag, in the call's grpc-encoding, inflated to at most
+    `limit` bytes (a 4 MiB gzip bomb must not become gigabytes: it is inflated in one bounded
+    step and dropped). Raises InflatedTooLarge past `limit`; ValueError or zlib.error for an
+    unknown encoding or a corrupt or truncated message."""
+    wbits = _WBITS.get(encoding or "")
+    if wbits is None:
+        raise ValueError(f"unsupported grpc-encoding {encoding!r}")
+    inflater = zlib.decompressobj(wbits=wbits)
+    message = inflater.decompress(payload, limit + 1)
+    if len(message) > limit:
+        raise InflatedTooLarge(f"Received message larger than max (inflated past {limit} bytes)")
+    if not inflater.eof:
+        raise ValueError(f"a truncated {encoding} message")
+    return message
 
 
 async def run_call(

@@ -10,7 +10,7 @@ from hpack import NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.grpc.h2wire import HeaderDecoder, grpc_message_encode, response_headers, trailers
+from gatekeeper.net.h2.wire import HeaderDecoder, grpc_message_encode, response_headers, trailers
 
 names = st.sampled_from(["x-request-id", "grpc-timeout", "te", "x-b", "user-agent", "x-c-bin"])
 values = st.text(alphabet="abc0123456789-", max_size=12)

@@ -1,6 +1,14 @@
 """One HTTP/2 connection of the lean gRPC server (h2c with prior knowledge, as gRPC clients
 speak it): frames in, streams opened and fed, answers of one loop iteration written with one
-send, flow control both ways, SETTINGS, PING, RST_STREAM, GOAWAY."""
+send, flow control both ways, SETTINGS, PING, RST_STREAM, GOAWAY.
+
+Limits (NetLimits): request bytes are held against the connection window we advertise
+(`max_buffered_bytes`), given back only when a handler takes their message, and data beyond
+a window is a FLOW_CONTROL_ERROR; header blocks are counted as their frames arrive; RST_STREAM,
+PING, SETTINGS and refused streams have a per-second budget (GOAWAY ENHANCE_YOUR_CALM past
+it); a socket whose answers are not read stops being read; the sweep closes a connection whose
+preface or header block is late, or that sits idle.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +22,10 @@ from typing import Protocol, cast
 import grpc
 import hpack
 
-from gatekeeper.grpc.h2stream import STREAM_WINDOW, H2Stream
-from gatekeeper.grpc.h2wire import (
+from gatekeeper.net.grpc_call import parse_timeout, status_code
+from gatekeeper.net.guards import Budget, NetStats, Refusal, Sweeper
+from gatekeeper.net.h2.stream import STREAM_WINDOW, H2Stream
+from gatekeeper.net.h2.wire import (
     CONNECTION_PREFACE,
     DEFAULT_WINDOW,
     MAX_WINDOW,
@@ -29,15 +39,18 @@ from gatekeeper.grpc.h2wire import (
     settings_payload,
     trailers,
 )
-from gatekeeper.grpc.leancall import parse_timeout, status_code
+from gatekeeper.net.limits import NetLimits
 
 __all__ = ["H2Connection", "ServerSide"]
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME = 16_384  # the frame size we accept (the protocol's default; we never raise it)
-CONNECTION_WINDOW = 16 << 20  # connection receive window we advertise
-MAX_HEADER_LIST = 64 << 10
+# answer DATA bytes one loop iteration may gather before they are written at once: the write
+# is what tells (pause_writing) that the client does not read
+_EARLY_FLUSH = 256 << 10
+# a connection closed for cause gets this long to take its GOAWAY, then is dropped
+_LINGER_S = 2.0
 _U32 = struct.Struct(">L")
 _GOAWAY = struct.Struct(">LL")
 _RESERVED_HEADERS = frozenset(
@@ -50,7 +63,9 @@ class ServerSide(Protocol):
 
     connections: set[H2Connection]
     stopping: bool
-    max_concurrent_streams: int
+    limits: NetLimits
+    stats: NetStats
+    sweeper: Sweeper
 
     def lookup(
         self, path: str, metadata: tuple[tuple[str, str], ...]
@@ -71,7 +86,7 @@ class _RequestHead:
     refusal: bytes  # not a gRPC request: the header block that answers it (else empty)
 
     @classmethod
-    def of(cls, headers: list[tuple[str, str]]) -> _RequestHead:
+    def of(cls, headers: list[tuple[str, str]], max_count: int) -> _RequestHead:
         path = method = content_type = timeout = encoding = None
         metadata = []
         for name, value in headers:
@@ -89,7 +104,9 @@ class _RequestHead:
             elif name not in _RESERVED_HEADERS:
                 metadata.append((name, value))
         refusal = b""
-        if method != "POST":
+        if len(headers) > max_count:
+            refusal = b"\x00\x07:status\x03431"
+        elif method != "POST":
             refusal = b"\x00\x07:status\x03405"
         elif not content_type or not content_type.startswith("application/grpc"):
             refusal = b"\x00\x07:status\x03415"
@@ -97,9 +114,10 @@ class _RequestHead:
 
 
 class _ConnectionError(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, refusal: Refusal = Refusal.PROTOCOL_ERROR) -> None:
         super().__init__(reason)
         self.code = code
+        self.refusal = refusal
 
 
 class H2Connection(asyncio.Protocol):
@@ -107,6 +125,10 @@ class H2Connection(asyncio.Protocol):
 
     def __init__(self, server: ServerSide) -> None:
         self.server = server
+        limits = self.limits = server.limits
+        self.stats = server.stats
+        self.max_body = limits.max_body_bytes
+        self.max_inflated = limits.max_decompressed_bytes
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
@@ -115,15 +137,30 @@ class H2Connection(asyncio.Protocol):
         self.send_window = DEFAULT_WINDOW
         self.streams: dict[int, H2Stream] = {}
         self.blocked: dict[int, H2Stream] = {}  # streams with answer bytes waiting for window
-        self._decoder = HeaderDecoder(MAX_HEADER_LIST)
+        self._decoder = HeaderDecoder(limits.max_header_bytes)
         self._last_headers: list[tuple[str, str]] | None = None
         self._last_head = _RequestHead("", (), None, None, b"")
         self._buffer = b""
         self._preface = False
         self._last_id = 0
-        self._recv_unacked = 0
+        # the connection receive window: request bytes held until handlers take them
+        self._window = max(limits.max_buffered_bytes, DEFAULT_WINDOW)
+        self._recv_window = DEFAULT_WINDOW  # bytes the client may still send (raised below)
+        self._recv_unacked = 0  # refunded bytes not yet sent back in a WINDOW_UPDATE
         self._continuation: tuple[int, int, bytearray] | None = None
+        self._continuations = 0  # CONTINUATION frames of the header block being received
+        self._max_continuations = 4 + limits.max_header_bytes // 256
+        now = self.loop.time()
+        self._resets = Budget(limits.max_resets_per_s, now)
+        self._pings = Budget(limits.max_pings_per_s, now)
+        self._settings = Budget(limits.max_settings_per_s, now)
+        self._write_paused = False
+        self.unsent = 0  # answer bytes queued in the streams' outboxes, not yet written
+        self._writers: list[asyncio.Future[None]] = []  # streaming writers waiting for room
+        self._head_at: float | None = server.sweeper.now  # the preface is due from now on
+        self.active_at = server.sweeper.now  # when bytes last arrived
         self._out: list[bytes] = []
+        self._out_data = 0  # DATA bytes in _out
         self._flush_scheduled = False
         self.closed = False
         self.idle = asyncio.Event()
@@ -132,6 +169,11 @@ class H2Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if len(self.server.connections) >= self.limits.max_connections:
+            self.stats.refuse(Refusal.TOO_MANY_CONNECTIONS)
+            self.closed = True
+            self.transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -141,26 +183,29 @@ class H2Connection(asyncio.Protocol):
             host = f"[{peername[0]}]" if family == "ipv6" else peername[0]
             self.peer = f"{family}:{host}:{peername[1]}"
         self.server.connections.add(self)
-        self._write(
-            frame(
-                FrameType.SETTINGS,
-                0,
-                0,
-                settings_payload(
-                    (
-                        (Setting.MAX_CONCURRENT_STREAMS, self.server.max_concurrent_streams),
-                        (Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-                        (Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST),
-                        (Setting.ENABLE_PUSH, 0),
-                    )
-                ),
-            )
-            + frame(FrameType.WINDOW_UPDATE, 0, 0, _U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
+        limits = self.limits
+        settings = frame(
+            FrameType.SETTINGS,
+            0,
+            0,
+            settings_payload(
+                (
+                    (Setting.MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
+                    (Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+                    (Setting.MAX_HEADER_LIST_SIZE, limits.max_header_bytes),
+                    (Setting.ENABLE_PUSH, 0),
+                )
+            ),
         )
+        self._write(settings)  # the server preface comes first
+        if self._window > DEFAULT_WINDOW:
+            self.window_update(0, self._window - DEFAULT_WINDOW)
+            self._recv_window = self._window
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.active_at = self.server.sweeper.now
         if self._buffer:
             data = self._buffer + data
         if not self._preface:
@@ -174,6 +219,7 @@ class H2Connection(asyncio.Protocol):
                 self._abort(ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 client (no preface)")
                 return
             self._preface = True
+            self._head_at = None
             data = data[len(CONNECTION_PREFACE) :]
         offset, size = 0, len(data)
         try:
@@ -189,6 +235,7 @@ class H2Connection(asyncio.Protocol):
                 if self.closed:
                     return
         except _ConnectionError as exc:
+            self.stats.refuse(exc.refusal)
             self._abort(exc.code, str(exc))
             return
         self._buffer = data[offset:] if offset < size else b""
@@ -200,6 +247,7 @@ class H2Connection(asyncio.Protocol):
             stream.reset()
         self.streams.clear()
         self.blocked.clear()
+        self._wake_writers()
         self.idle.set()
 
     # frames in
@@ -213,13 +261,26 @@ class H2Connection(asyncio.Protocol):
         elif kind == FrameType.WINDOW_UPDATE:
             self._on_window_update(stream_id, payload)
         elif kind == FrameType.SETTINGS:
+            if not flags & Flag.ACK and not self._settings.spend(self.loop.time()):
+                raise _ConnectionError(
+                    ErrorCode.ENHANCE_YOUR_CALM, "SETTINGS flood", Refusal.SETTINGS_FLOOD
+                )
             self._on_settings(flags, stream_id, payload)
         elif kind == FrameType.PING:
             if len(payload) != 8 or stream_id:
                 raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad PING")
+            if not self._pings.spend(self.loop.time()):
+                raise _ConnectionError(
+                    ErrorCode.ENHANCE_YOUR_CALM, "PING flood", Refusal.PING_FLOOD
+                )
             if not flags & Flag.ACK:
                 self._write(frame(FrameType.PING, Flag.ACK, 0, payload))
         elif kind == FrameType.RST_STREAM:
+            if len(payload) != 4:
+                raise _ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad RST_STREAM")
+            if not stream_id:
+                raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+            self._spend_reset("RST_STREAM flood")
             reset = self.streams.get(stream_id)
             if reset is not None:
                 self.blocked.pop(stream_id, None)
@@ -232,21 +293,76 @@ class H2Connection(asyncio.Protocol):
         # GOAWAY (the client opens no new streams and closes when done), PRIORITY and unknown
         # frame types need nothing from us (RFC 9113 §5.5)
 
+    def _spend_reset(self, what: str) -> None:
+        """A stream ended early (the client reset it, or we refused it): past the budget,
+        the client is cycling streams faster than any client needs (rapid reset)."""
+        if not self._resets.spend(self.loop.time()):
+            raise _ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, what, Refusal.RESET_FLOOD)
+
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        self._recv_unacked += len(payload)
-        if self._recv_unacked >= CONNECTION_WINDOW // 2:
-            self.window_update(0, self._recv_unacked)
-            self._recv_unacked = 0
+        size = len(payload)
+        self._recv_window -= size
+        if self._recv_window < 0:
+            raise _ConnectionError(
+                ErrorCode.FLOW_CONTROL_ERROR,
+                "DATA beyond the connection window",
+                Refusal.FLOW_CONTROL,
+            )
         if stream_id == 0:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")
         stream = self.streams.get(stream_id)
         if stream is None or stream.remote_closed:
             if stream_id > self._last_id:
                 raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
-            return  # a stream we closed or reset: its late frames are dropped
+            self.refund(size)  # a stream we closed or reset: its late frames are dropped
+            return
+        stream.recv_window -= size
+        if stream.recv_window < 0:
+            raise _ConnectionError(
+                ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the stream window", Refusal.FLOW_CONTROL
+            )
         if flags & Flag.PADDED:
             payload = _unpad(payload)
+            padding = size - len(payload)
+            self.refund(padding)  # padding is never held
+            stream.credit(padding)
+            size -= padding
+        stream.held += size
         stream.receive(payload, bool(flags & Flag.END_STREAM))
+        if self._recv_window < MAX_FRAME:
+            self._unjam()
+
+    def _unjam(self) -> None:
+        """The connection window is (nearly) used up. Held bytes of complete messages come
+        back as handlers take them; bytes of incomplete messages never would, if they fill
+        the window: fail the largest incomplete request, whose bytes are then refunded."""
+        if self._recv_unacked:
+            self._send_refund()
+        if self._recv_window >= MAX_FRAME:
+            return
+        incomplete = [s for s in self.streams.values() if s.buffer]
+        if sum(len(s.buffer) for s in incomplete) < self._window // 2:
+            return  # mostly complete messages: they come back as their handlers read them
+        largest = max(incomplete, key=lambda s: len(s.buffer))
+        self.stats.refuse(Refusal.BUFFER_FULL)
+        largest.fail(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "the connection's request buffer is full of incomplete messages",
+        )
+        if self._recv_unacked:
+            self._send_refund()
+
+    def refund(self, nbytes: int) -> None:
+        """`nbytes` of request data left our buffers: the client may send them again
+        (batched: a WINDOW_UPDATE once half the window is back)."""
+        self._recv_unacked += nbytes
+        if self._recv_unacked >= self._window // 2:
+            self._send_refund()
+
+    def _send_refund(self) -> None:
+        self.window_update(0, self._recv_unacked)
+        self._recv_window += self._recv_unacked
+        self._recv_unacked = 0
 
     def _on_headers_frame(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id % 2 == 0:
@@ -255,25 +371,48 @@ class H2Connection(asyncio.Protocol):
             payload = _unpad(payload)
         if flags & Flag.PRIORITY:
             payload = payload[5:]
+        if len(payload) > self.limits.max_header_bytes:
+            raise self._header_too_large()
         if not flags & Flag.END_HEADERS:
             self._continuation = (stream_id, flags, bytearray(payload))
+            self._continuations = 0
+            self._head_at = self.server.sweeper.now
             return
         self._on_header_block(flags, stream_id, payload)
+
+    def _header_too_large(self) -> _ConnectionError:
+        return _ConnectionError(
+            ErrorCode.ENHANCE_YOUR_CALM,
+            f"header block larger than {self.limits.max_header_bytes} bytes",
+            Refusal.HEADER_TOO_LARGE,
+        )
 
     def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         if self._continuation is None or self._continuation[0] != stream_id:
             raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION")
         first_id, first_flags, block = self._continuation
         block += payload
-        if len(block) > MAX_HEADER_LIST:
-            raise _ConnectionError(ErrorCode.PROTOCOL_ERROR, "header block too large")
+        if len(block) > self.limits.max_header_bytes:
+            raise self._header_too_large()
+        self._continuations += 1
+        if self._continuations > self._max_continuations:
+            raise _ConnectionError(
+                ErrorCode.ENHANCE_YOUR_CALM, "CONTINUATION flood", Refusal.HEADER_FLOOD
+            )
         if flags & Flag.END_HEADERS:
             self._continuation = None
+            self._head_at = None
             self._on_header_block(first_flags, first_id, bytes(block))
 
     def _on_header_block(self, flags: int, stream_id: int, block: bytes) -> None:
         try:
             headers = self._decoder.decode(block)
+        except hpack.OversizedHeaderListError as exc:
+            raise _ConnectionError(
+                ErrorCode.COMPRESSION_ERROR,
+                f"header list too large: {exc}",
+                Refusal.HEADER_TOO_LARGE,
+            ) from exc
         except hpack.HPACKError as exc:
             raise _ConnectionError(ErrorCode.COMPRESSION_ERROR, f"bad header block: {exc}") from exc
         end_stream = bool(flags & Flag.END_STREAM)
@@ -285,7 +424,10 @@ class H2Connection(asyncio.Protocol):
         if stream_id <= self._last_id:
             return  # a stream already closed
         self._last_id = stream_id
-        if self.server.stopping or len(self.streams) >= self.server.max_concurrent_streams:
+        if self.server.stopping or len(self.streams) >= self.limits.max_concurrent_streams:
+            if not self.server.stopping:
+                self.stats.refuse(Refusal.STREAM_REFUSED)
+                self._spend_reset("streams past SETTINGS_MAX_CONCURRENT_STREAMS")
             self._write(_rst(stream_id, ErrorCode.REFUSED_STREAM))
             return
         self._open(stream_id, headers, end_stream)
@@ -294,10 +436,12 @@ class H2Connection(asyncio.Protocol):
         if headers is self._last_headers:  # the decoder's cached list: the same request head
             head = self._last_head
         else:
-            head = _RequestHead.of(headers)
+            head = _RequestHead.of(headers, self.limits.max_header_count)
             self._last_headers, self._last_head = headers, head
         handler = None if head.refusal else self.server.lookup(head.path, head.metadata)
         if handler is None:
+            if head.refusal.endswith(b"431"):
+                self.stats.refuse(Refusal.TOO_MANY_HEADERS)
             block = head.refusal or trailers(
                 status_code(grpc.StatusCode.UNIMPLEMENTED), "Method not found!", headers_only=True
             )
@@ -378,7 +522,7 @@ class H2Connection(asyncio.Protocol):
                     return
                 continue
             allowed = min(self.send_window, stream.send_window, self.peer_max_frame)
-            if allowed <= 0:
+            if allowed <= 0 or self._write_paused:
                 self.blocked[stream.id] = stream
                 return
             if len(payload) <= allowed:
@@ -389,9 +533,31 @@ class H2Connection(asyncio.Protocol):
                 outbox[0] = (True, payload[allowed:], end_stream)
             self.send_window -= len(chunk)
             stream.send_window -= len(chunk)
+            self.unsent -= len(chunk)
             self._write(frame(FrameType.DATA, 0, stream.id, chunk))
+            self._out_data += len(chunk)
+            if self._out_data > _EARLY_FLUSH:  # let the socket say now whether it keeps up
+                self._flush()
         self.blocked.pop(stream.id, None)
         stream.pumped()
+        if self._writers and self.can_write():
+            self._wake_writers()
+
+    def can_write(self) -> bool:
+        return not self._write_paused and self.unsent <= self.limits.max_buffered_bytes
+
+    def write_ready(self) -> asyncio.Future[None]:
+        waiter = self.loop.create_future()
+        self._writers.append(waiter)
+        if self.closed:
+            self._wake_writers()
+        return waiter
+
+    def _wake_writers(self) -> None:
+        writers, self._writers = self._writers, []
+        for waiter in writers:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _closed_locally(self, stream: H2Stream) -> None:
         stream.local_closed = True
@@ -403,6 +569,7 @@ class H2Connection(asyncio.Protocol):
     def forget(self, stream: H2Stream) -> None:
         if self.streams.get(stream.id) is stream:
             del self.streams[stream.id]
+            stream.release()
             self._check_idle()
 
     def handler_failed(self, method: str) -> None:
@@ -427,6 +594,37 @@ class H2Connection(asyncio.Protocol):
             chunk = block[offset : offset + limit]
             self._write(frame(FrameType.CONTINUATION, flags, stream_id, chunk))
 
+    def pause_writing(self) -> None:
+        """The socket's send buffer is full (the client does not read): answers wait in their
+        streams (where flow control and the writers' own wait bound them) and the socket is
+        not read, so no new work comes in."""
+        self._write_paused = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        for waiting in list(self.blocked.values()):
+            self.pump(waiting)
+        if self._writers and self.can_write():
+            self._wake_writers()
+
+    def sweep(self, now: float) -> None:
+        if self.closed:
+            return
+        limits = self.limits
+        if self._head_at is not None and now - self._head_at > limits.header_timeout_s:
+            self.stats.refuse(Refusal.HEADER_TIMEOUT)
+            self._abort(ErrorCode.ENHANCE_YOUR_CALM, "header block or preface too slow")
+        elif now - self.active_at > limits.idle_timeout_s and (
+            self._write_paused  # it neither reads nor sends: answers wait for nobody
+            or not any(s.task is not None and not s.task.done() for s in self.streams.values())
+        ):
+            self.stats.refuse(Refusal.IDLE_TIMEOUT)
+            self._abort(ErrorCode.NO_ERROR, "idle")
+
     def window_update(self, stream_id: int, increment: int) -> None:
         self._write(frame(FrameType.WINDOW_UPDATE, 0, stream_id, _U32.pack(increment)))
 
@@ -439,6 +637,7 @@ class H2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._out_data = 0
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self._out))
         self._out.clear()
@@ -461,6 +660,8 @@ class H2Connection(asyncio.Protocol):
         self._write(_goaway(self._last_id, code, reason))
         self.close()
         self.closed = True
+        if self.transport is not None:  # a client that does not read would hold it open
+            self.loop.call_later(_LINGER_S, self.transport.abort)
 
 
 def _rst(stream_id: int, code: int) -> bytes:

@@ -76,6 +76,7 @@ class ErrorCode:
     REFUSED_STREAM = 7
     CANCEL = 8
     COMPRESSION_ERROR = 9
+    ENHANCE_YOUR_CALM = 11
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
