@@ -24,6 +24,7 @@ from gatekeeper.config.fields import (
 from gatekeeper.config.plans import EntitlementBuilder, parse_rate_limits, parse_spend_cap
 from gatekeeper.config.yamlsrc import Node, Scalar, YMap, from_plain, item_path, key_path
 from gatekeeper.model import (
+    NO_STRINGS,
     ApiKey,
     CapAction,
     Customer,
@@ -188,7 +189,7 @@ def _metadata(sec: Section) -> Mapping[str, str]:
             sec.issues.add(path, entry.key_line, f"at most {MAX_METADATA_VALUE} characters")
         elif value is not None:
             found[entry.key] = value
-    return frozen_map(found)
+    return frozen_map(found) if found else NO_STRINGS  # shared: one object less per customer
 
 
 def _overrides(sec: Section, plan: Plan, catalog: Catalog) -> Plan:

@@ -254,5 +254,6 @@ class LiveDirectory:
             self.compile_failures += 1
             log.error("directory entry customers.%s left out: %s", record.id, exc)
             return _Entry(raw, version, catalog, None, _NO_KEYS)
-        keys = frozen_map({k.sha256: k for k in customer.api_keys})
+        # a plain dict, never handed out: one object for the collector to track, not two
+        keys = {k.sha256: k for k in customer.api_keys}
         return _Entry(raw, version, catalog, customer, keys)

@@ -36,7 +36,7 @@ from gatekeeper.engine.types import (
     SettleResult,
     SettleStatus,
 )
-from gatekeeper.model import Customer, FeatureType, Policy, frozen_map
+from gatekeeper.model import NO_STRINGS, Customer, FeatureType, Policy, frozen_map
 
 __all__ = ["DecisionEngine", "DecisionIds", "idempotency_scope", "new_decision_id"]
 
@@ -370,11 +370,11 @@ class DecisionEngine:
     @staticmethod
     def _config_values(policy: Policy, customer: Customer) -> Mapping[str, str]:
         """Config features' values by the header that carries them upstream."""
+        values = customer.entitlements.config_values
+        if not values:
+            return NO_STRINGS  # shared: one object less per template for the collector
         return frozen_map(
-            {
-                (policy.features[name].header or name): value
-                for name, value in customer.entitlements.config_values.items()
-            }
+            {(policy.features[name].header or name): value for name, value in values.items()}
         )
 
     @staticmethod
