@@ -79,7 +79,8 @@ class RedisSettings:
     max_connections: int = 64  # per process
     pool_timeout_s: int = 5  # wait this long for a free connection, then fail the decision
     # decisions' Lua calls share pipelined writes on a few lean connections (store/autopipeline.py);
-    # false = one redis-py call each. Ignored for rediss:// (TLS goes through redis-py).
+    # false = one redis-py call each. Over TLS too (rediss://: the CA, client certificate and
+    # key as the URL's ssl_ca_certs, ssl_certfile, ssl_keyfile query parameters).
     autopipeline: bool = True
     # Redis Cluster: `url` names one or more seed nodes, comma-separated (redis:// only); the
     # slot map is read from them. false = `url` is one server (several seeds are an error).

@@ -37,7 +37,9 @@ def test_urls_parse_like_redis_py() -> None:
         None,
         "pw",
     )
-    assert Endpoint.from_url("rediss://cache.local:6380/0") is None  # TLS: redis-py only
+    tls = Endpoint.from_url("rediss://cache.local:6380/0?ssl_check_hostname=false")
+    assert tls is not None and tls.tls is not None and tls.server_hostname is None
+    assert (tls.host, tls.port) == ("cache.local", 6380)  # TLS: the fast path too (test_tls)
 
 
 async def test_select_and_auth_with_username_and_password(own_redis: EmbeddedRedis) -> None:

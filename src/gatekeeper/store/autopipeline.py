@@ -271,7 +271,9 @@ class AutoPipeline:
             if ep.path is not None:
                 _, conn = await loop.create_unix_connection(factory, ep.path)
             else:
-                _, conn = await loop.create_connection(factory, ep.host, ep.port)
+                _, conn = await loop.create_connection(
+                    factory, ep.host, ep.port, ssl=ep.tls, server_hostname=ep.server_hostname
+                )
             try:
                 await self._handshake(conn)
             except BaseException:

@@ -74,7 +74,7 @@ def autopipeline_of(client: object) -> Pipelined | None:
 
 def connect_redis(url: str, settings: RedisSettings) -> GatekeeperRedis:
     """A client for `url` (no I/O yet): a bounded redis-py pool, plus the auto-pipeline when
-    `settings.autopipeline` is on and the URL is not TLS.
+    `settings.autopipeline` is on (over TLS too for rediss://, with redis-py's context).
 
     With `settings.cluster`, `url` lists seed nodes and the client is a GatekeeperRedisCluster
     (typed as the single-node client: it answers the same command methods; pipelines,
@@ -90,7 +90,7 @@ def connect_redis(url: str, settings: RedisSettings) -> GatekeeperRedis:
     if settings.autopipeline:
         endpoint = Endpoint.from_pool(pool)
         if endpoint is None:
-            log.info("rediss:// URL: decisions go through redis-py (no auto-pipelining)")
+            log.info("this Redis URL's connection cannot be auto-pipelined: redis-py only")
         else:
             client.autopipeline = AutoPipeline(endpoint, connections=AUTOPIPELINE_CONNECTIONS)
     return client
