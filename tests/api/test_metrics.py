@@ -14,6 +14,7 @@ import grpc
 import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from gatekeeper.app import App
@@ -55,7 +56,11 @@ async def _scrape(session: aiohttp.ClientSession, app: App) -> dict[str, Family]
     async with session.get(f"http://127.0.0.1:{app.http_port}/metrics") as response:
         assert response.status == 200  # no token: like /healthz
         assert response.headers["Content-Type"] == CONTENT_TYPE
-        return parse(await response.text())
+        text = await response.text()
+    # Prometheus' own client library reads the whole scrape, every family, as well
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert "gatekeeper_decisions" in names and "gatekeeper_gc_pause_seconds" in names
+    return parse(text)
 
 
 async def _authz(session: aiohttp.ClientSession, app: App, key: str | None) -> int:
