@@ -25,6 +25,7 @@ from enum import StrEnum
 
 import aiohttp
 
+from gatekeeper.backoff import Backoff, Jitter
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.forward.cloudevent import BATCH_CONTENT_TYPE, JsonObject
 from gatekeeper.forward.settings import ForwarderSettings
@@ -99,8 +100,7 @@ def backoff_s(
     (capped) when given, else full jitter uniform(0, min(max, base * 2**(attempt-1)))."""
     if retry_after_s is not None:
         return min(retry_after_s, retry_after_max_s)
-    ceiling = min(max_ms, base_ms * 2 ** min(attempt - 1, 40))
-    return rng.uniform(0.0, ceiling) / 1000.0
+    return Backoff(base_ms / 1000.0, max_ms / 1000.0, Jitter.FULL).delay(attempt, rng.random)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -30,6 +30,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.events import AlertEvent
 from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.problems import problem
@@ -38,6 +39,8 @@ from gatekeeper.store.keys import KeySpace
 __all__ = ["EventStreams", "StreamWatch", "Subscription", "sse_comment", "sse_event"]
 
 log = logging.getLogger(__name__)
+
+_RETRY = Backoff(0.1, 5.0)  # the stream watch's Redis reads after a failure
 
 UsageSource = Callable[[str], Awaitable[Mapping[str, object] | None]]
 StatsSource = Callable[[], Awaitable[Mapping[str, object]]]
@@ -163,7 +166,7 @@ class StreamWatch:
             return None
 
     async def run(self) -> None:
-        delay = 0.1
+        failures = 0
         while not self._stopping:
             _raise_if_cancelled()
             if not self._subs:
@@ -172,11 +175,12 @@ class StreamWatch:
                 continue
             try:
                 await self.run_once()
-                delay = 0.1
+                failures = 0
             except (RedisError, OSError) as exc:
+                failures += 1
+                delay = _RETRY.delay(failures)
                 log.warning("dashboard stream watch lost redis (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def stop(self) -> None:
         self._stopping = True

@@ -25,6 +25,7 @@ from typing import Any, Protocol, cast
 
 import hiredis
 
+from gatekeeper.backoff import Backoff, Jitter
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.store.endpoint import Endpoint
 from gatekeeper.store.resp import ErrorReply, encode_command
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
+RECONNECT = Backoff(BACKOFF_BASE_S, BACKOFF_CAP_S, Jitter.EQUAL)
 
 
 class Pipelined(Protocol):
@@ -258,8 +260,7 @@ class AutoPipeline:
     def _failed(self, loop: asyncio.AbstractEventLoop, error: str) -> None:
         self._failures += 1
         self._last_error = error
-        delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
-        self._retry_at = loop.time() + delay * (0.5 + self._jitter() / 2)
+        self._retry_at = loop.time() + RECONNECT.delay(self._failures, self._jitter)
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         ep = self.endpoint

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.tracing.config import JSON, TracingConfig
 from gatekeeper.tracing.otlp import KeyValueCache, encode_json, encode_protobuf
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({429, 502, 503, 504})
 _MAX_ATTEMPTS = 5
+_RETRY = Backoff(0.1, 60.0)  # doubling; the export timeout ends it first
 Post = Callable[[urllib.request.Request, float], int]
 
 
@@ -75,8 +77,8 @@ class OtlpHttpSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE if spans else SpanExportResult.SUCCESS
         request = self._request(spans)
         deadline = time.monotonic() + self._config.timeout_ms / 1000
-        delay, why = 0.1, "timed out"
-        for _attempt in range(_MAX_ATTEMPTS):
+        why = "timed out"
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -91,9 +93,9 @@ class OtlpHttpSpanExporter(SpanExporter):
                 return SpanExportResult.SUCCESS
             if status and status not in _RETRYABLE:
                 break
-            if self._stopped.wait(min(delay, max(deadline - time.monotonic(), 0))):
+            wait = _RETRY.delay(attempt)
+            if self._stopped.wait(min(wait, max(deadline - time.monotonic(), 0))):
                 break
-            delay *= 2
         self.failed += len(spans)
         if why not in self._warned:  # once per kind: a collector down must not flood the log
             self._warned.add(why)
