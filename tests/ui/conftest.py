@@ -11,7 +11,11 @@ import pytest
 from redis.asyncio import Redis
 
 from gatekeeper.app import App
+from gatekeeper.billing.periods import BillingCalendar
+from gatekeeper.clock import SystemClock
 from gatekeeper.config import load_config
+from gatekeeper.pipeline.worker import BillingWorker, WorkerOptions
+from gatekeeper.store.keys import KeySpace
 from tests.conftest import RedisTarget
 
 POLICY = Path(__file__).parents[1] / "e2e" / "policy.yaml"
@@ -62,3 +66,21 @@ async def following(app: App, customer: str, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not app.dashboard.watch.following(customer):
             await asyncio.sleep(0.02)
+
+
+async def bill_app(app: App) -> int:
+    """The billing worker over the app's streams into the app's billing store, until drained
+    (what `gatekeeper worker` does beside a serve)."""
+    store = await app.billing_store()
+    assert app.redis is not None and store is not None
+    settings = app.config.settings.redis
+    worker = BillingWorker(
+        redis=app.redis.client,
+        store=store,
+        keys=KeySpace(prefix=settings.key_prefix, partitions=settings.partitions),
+        calendar=BillingCalendar(app.policy),
+        clock=SystemClock(),
+        options=WorkerOptions(batch=50, block_ms=10, trim_interval_s=0),
+    )
+    await worker.ensure_groups()
+    return await worker.drain()

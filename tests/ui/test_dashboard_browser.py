@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 
 from gatekeeper.app import App
-from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat, following
+from gatekeeper.money import format_money, parse_nano
+from tests.ui.conftest import ADMIN, HOBBYIST_KEY, bill_app, chat, following
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -208,4 +209,35 @@ async def test_blocked_customers_are_told_why_and_how_to_lift_it(
     )
     await expect(spend.get_by_test_id("blocked")).to_contain_text("raise your cap")
     await page.screenshot(path=str(tmp_path / "blocked-by-cap.png"), full_page=True)
+    assert not errors, errors
+
+
+async def test_the_bill_and_daily_usage_are_the_billing_store_s(
+    app: App, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """After the worker billed busy's requests, the page's bill to date is the invoice API's
+    total (the billing store), line by line, and the daily chart has a point for today."""
+    assert await chat(app, "gk-test-busy", 6) == [200] * 6
+    billed = await bill_app(app)
+    assert billed >= 6
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{app.http_port}/v1/customers/busy/invoice",
+            headers={"authorization": f"Bearer {ADMIN}"},
+        ) as r,
+    ):
+        invoice = await r.json()
+    chat_line = next(x for x in invoice["lines"] if x["feature"] == "chat_requests")
+    assert chat_line["quantity"] == 6
+    errors: list[str] = []
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token=gk-test-busy", errors)
+    total = page.get_by_test_id("bill-total")
+    await expect(total).to_have_text(
+        format_money(parse_nano(invoice["total"]), "USD"), timeout=10_000
+    )
+    row = page.get_by_test_id("cu-bill").locator("tr[data-feature=chat_requests]")
+    await expect(row.locator("td").nth(1)).to_have_text("6")
+    await expect(page.get_by_test_id("cu-daily")).to_have_attribute("data-days", "1")
+    await page.screenshot(path=str(tmp_path / "bill-to-date.png"), full_page=True)
     assert not errors, errors

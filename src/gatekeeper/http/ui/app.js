@@ -585,6 +585,52 @@
     render(data);
   }
 
+  // From the billing store (what the worker billed): the invoice so far, and units per day
+  // over this and the previous period. Refreshed every 30 s: billing lags decisions by the
+  // worker's batch, never by more than its lag (operator page).
+  async function loadBill(customer) {
+    const box = $("cu-bill");
+    let inv;
+    try { inv = await api("GET", `/v1/customers/${encodeURIComponent(customer)}/invoice`); } catch (e) {
+      box.textContent = ""; box.append(h("p", { class: "muted", text: `Unavailable: ${e.message}` })); return;
+    }
+    setText("cu-bill-period", inv.period_start ? `since ${inv.period_start}` : "");
+    box.textContent = "";
+    const lines = inv.lines || [];
+    const table = h("table", { class: "bill" },
+      h("thead", {}, h("tr", {}, ["Feature", "Units", "Amount"].map((t) => h("th", { text: t })))));
+    const body = h("tbody");
+    for (const l of lines) {
+      body.append(h("tr", { "data-feature": l.feature },
+        h("td", {}, h("span", { class: "feature-name", text: l.feature }), l.kind && l.kind !== "usage" ? h("span", { class: "muted small", text: ` ${l.kind}` }) : null),
+        h("td", { class: "num", text: num(l.quantity) }),
+        h("td", { class: "num", text: money(l.amount, inv.currency) })));
+    }
+    if (!lines.length) body.append(h("tr", {}, h("td", { colspan: "3", class: "muted", text: "Nothing billed yet this period." })));
+    table.append(body, h("tfoot", {}, h("tr", {}, h("th", { text: "Total" }), h("th", {}), h("th", { class: "num", "data-testid": "bill-total", text: money(inv.total, inv.currency) }))));
+    box.append(table);
+  }
+
+  async function loadDaily(customer) {
+    const box = $("cu-daily");
+    const today = new Date();
+    const from = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth() - 1, 1)).toISOString().slice(0, 10);
+    let rev;
+    try { rev = await api("GET", `/v1/customers/${encodeURIComponent(customer)}/revenue?from=${from}&to=${today.toISOString().slice(0, 10)}`); } catch (e) {
+      box.textContent = `Unavailable: ${e.message}`; return;
+    }
+    const days = [...new Set((rev.days || []).map((d) => d.day))].sort();
+    const features = [...new Set((rev.days || []).map((d) => d.feature))].sort();
+    if (!days.length) { box.textContent = ""; box.append(h("p", { class: "muted", text: "No billed usage in this or the previous period." })); return; }
+    const at = (day) => Date.parse(`${day}T00:00:00Z`) / 1000;
+    const quantity = new Map((rev.days || []).map((d) => [`${d.day}|${d.feature}`, d.quantity]));
+    const data = [days.map(at)].concat(features.map((f) => days.map((d) => quantity.get(`${d}|${f}`) ?? 0)));
+    const series = features.map((f, i) => ({ label: f, stroke: SERIES_COLORS[i % SERIES_COLORS.length], width: 2, points: { show: true }, value: (u, v) => (v === null || v === undefined ? "–" : num(v)) }));
+    box.dataset.days = String(days.length);
+    const span = [at(from), at(today.toISOString().slice(0, 10)) + 86400];  // both periods, to today
+    makeChart("daily", box, series, data, { scales: { x: { time: true, range: () => span }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } } });
+  }
+
   async function loadCap(customer) {
     try {
       const cap = await api("GET", `/v1/customers/${encodeURIComponent(customer)}/spend-cap`);
@@ -650,6 +696,9 @@
     openStream(`/v1/customers/${encodeURIComponent(customer)}/stream`, { usage: renderUsage, alert: (a) => onAlert(a, false) });
     loadCap(customer);
     loadMutes(customer);
+    loadBill(customer);
+    loadDaily(customer);
+    state.timers.push(setInterval(() => { loadBill(customer); loadDaily(customer); }, 30000));
     loadForecast(customer);
     loadAlertLog(customer);
     state.timers.push(setInterval(() => loadForecast(customer), 60000));
