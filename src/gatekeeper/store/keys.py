@@ -185,6 +185,13 @@ class KeySpace:
         """Pub/sub channel: any message makes every process reload policy and overrides."""
         return f"{self.prefix}:invalidate"
 
+    # stream consumers (gatekeeper.store.consumers)
+    def consumer_heartbeat(self, group: str, consumer: str) -> str:
+        """String (TTL, a few seconds): "1" while `consumer` of `group` runs, "0" once it
+        stopped gracefully. Every heartbeat shares the `{live}` slot, so one MGET reads the
+        heartbeats of a whole group, also on a Cluster."""
+        return f"{self.prefix}:{{live}}:{group}:{consumer}"
+
     # alert notifier (gatekeeper.notify)
     def alert_dead_letter(self, partition: int) -> str:
         """Stream of alert deliveries given up on (endpoint, alert id, reason; never trimmed)."""
