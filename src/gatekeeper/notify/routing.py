@@ -21,7 +21,7 @@ from gatekeeper.notify.dispatch import Job
 from gatekeeper.notify.payload import digest_payload, encode
 from gatekeeper.notify.settings import Endpoint, NotifierSettings
 from gatekeeper.notify.state import AlertMutes, NotifyState
-from gatekeeper.notify.streams import StreamEntry
+from gatekeeper.store.consumers import Entry
 
 __all__ = ["Held", "Router", "Tracked"]
 
@@ -30,7 +30,7 @@ __all__ = ["Held", "Router", "Tracked"]
 class Tracked:
     """A stream entry the notifier holds pending until `open` (jobs + digest holds) is 0."""
 
-    entry: StreamEntry
+    entry: Entry
     partition: int
     alert: AlertEvent
     payload: JsonObject
