@@ -108,15 +108,17 @@ async def test_a_stopped_workers_entries_are_taken_over_by_another_at_once(
         assert b"w1" not in names
 
 
-async def test_the_shared_consumer_of_older_workers_is_taken_over_once_idle(
+async def test_the_shared_consumer_of_older_workers_is_reclaimed_once_idle(
     redis: Redis, key_prefix: str, store: BillingStore
 ) -> None:
     await _alerts(redis, key_prefix)
     keys = KeySpace(prefix=key_prefix, partitions=PARTITIONS)
-    await _read_and_vanish(redis, keys, store, "alert-log")  # no heartbeat ever
-    quick = Liveness(ttl_ms=300, beat_interval_s=0.1, check_interval_s=0.05)
-    new = AlertLog(redis=redis, store=store, keys=keys, consumer="w2", liveness=quick)
-    assert await new.run_once(block_ms=None) == 0  # idle < ttl: it may still be working
+    await _read_and_vanish(redis, keys, store, "alert-log")  # never kept a heartbeat
+    new = AlertLog(
+        redis=redis, store=store, keys=keys, consumer="w2", min_idle_ms=300,
+        reclaim_interval_s=0.05,
+    )  # fmt: skip
+    assert await new.run_once(block_ms=None) == 0  # maybe still working: not taken for dead
     await asyncio.sleep(0.35)
-    assert await new.run_once(block_ms=None) == 4
+    assert await new.run_once(block_ms=None) == 4  # idle for min_idle_ms: reclaimed
     assert len(await store.alerts("beta")) == 4

@@ -9,8 +9,8 @@ entries read and not yet acknowledged when a worker stops or dies are taken over
 restarted under the same name reads its own pending entries first. Entries idle for
 `min_idle_ms` at a live but stuck consumer are reclaimed. Logging twice is harmless (the alert
 id is the key), so an entry taken over from a worker that was only paused costs nothing.
-(Workers before this one all read as consumer "alert-log", which keeps no heartbeat: its
-entries are taken over once it has been idle for the heartbeat TTL, then it is removed.)
+(Workers before this one all read as consumer "alert-log", which keeps no heartbeat: what it
+left pending is reclaimed once idle for `min_idle_ms`.)
 """
 
 from __future__ import annotations

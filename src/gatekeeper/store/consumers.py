@@ -3,14 +3,16 @@ notifier, forwarder): read, reclaim, take over dead consumers, touch, ack, and k
 
 Liveness. While `alive()` is entered, a heartbeat key per (group, consumer) (store/keys.py:
 `consumer_heartbeat`, all in the `{live}` slot) is set to "1" for `Liveness.ttl_ms` every
-`beat_interval_s`; on leaving it (a graceful stop, once the consumer handled what it holds) the
-key becomes "0" (stopped). `take_over()` — on start and every `check_interval_s` — finds the
-group's other consumers (XINFO CONSUMERS, per stream) and counts one as dead when its heartbeat
-says stopped, or is gone and the consumer has not touched the group for `ttl_ms` (so a consumer
-that never kept a heartbeat, e.g. an older gatekeeper during a rolling upgrade, is left alone
-while it works). The dead one's pending entries are claimed at once (XCLAIM, min-idle 0), and
-the consumer is removed from the group once it holds nothing (consumer_release.lua). A live
-consumer's entries are only ever taken by `reclaim` after the caller's `min_idle_ms`.
+`beat_interval_s`, and the consumer is listed in the group's registry (`consumer_registry`);
+on leaving it (a graceful stop, once the consumer handled what it holds) the key becomes "0"
+(stopped). `take_over()` — on start and every `check_interval_s` — finds the group's other
+consumers (XINFO CONSUMERS, per stream) and counts one as dead when its heartbeat says stopped,
+or is gone while the registry lists it (it beat within the last day, then fell silent: killed,
+or paused for longer than `ttl_ms`). The dead one's pending entries are claimed at once
+(XCLAIM, min-idle 0), and the consumer is removed from the group once it holds nothing
+(consumer_release.lua). A consumer that never kept a heartbeat (an older gatekeeper during a
+rolling upgrade) is never taken for dead. Entries of a live consumer are only ever taken by
+`reclaim`, after the caller's `min_idle_ms`.
 
 Every command names one stream, so all of this works per slot on a Redis Cluster; reads of
 several streams go per slot through store/groups.py.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 _RELEASE = load_script("consumer_release", library=False)
 _TOUCH = load_script("consumer_touch", library=False)
 _ALIVE, _STOPPED = b"1", b"0"
+_REGISTRY_KEEP_MS = 86_400_000  # a consumer silent this long leaves the registry
 _NO_FIELDS: Mapping[bytes, bytes] = {}
 
 
@@ -69,8 +73,7 @@ class Entry:
 class Liveness:
     """Heartbeat timing: a consumer silent for `ttl_ms` is dead (taken over at the next check).
 
-    ttl_ms: how long a heartbeat lasts (also: how long a consumer without one must have been
-        idle in the group before it counts as dead).
+    ttl_ms: how long a heartbeat lasts.
     beat_interval_s: how often a running consumer renews it (well under `ttl_ms`).
     check_interval_s: how often a consumer looks for dead ones (also once at start).
     """
@@ -248,8 +251,14 @@ class GroupConsumer:
         return self._keys.consumer_heartbeat(self.group, consumer)
 
     async def beat(self) -> None:
-        """Mark this consumer alive for `ttl_ms`."""
-        await self._redis.set(self._heartbeat(self.consumer), _ALIVE, px=self.liveness.ttl_ms)
+        """Mark this consumer alive for `ttl_ms` (and listed in the group's registry)."""
+        now_ms = int(time.time() * 1000)  # wall clock: only ages registry members out
+        registry = self._keys.consumer_registry(self.group)
+        async with self._redis.pipeline(transaction=False) as pipe:  # one slot: one node
+            pipe.set(self._heartbeat(self.consumer), _ALIVE, px=self.liveness.ttl_ms)
+            pipe.zadd(registry, {self.consumer: now_ms})
+            pipe.zremrangebyscore(registry, "-inf", now_ms - _REGISTRY_KEEP_MS)
+            await pipe.execute()
 
     async def mark_stopped(self) -> None:
         """Mark this consumer stopped: others take over what it still holds at once."""
@@ -293,9 +302,9 @@ class GroupConsumer:
     async def take_over(self, count: int) -> list[Entry]:
         """Claim (XCLAIM, min-idle 0) up to `count` entries pending at dead consumers of the
         group, and remove dead consumers that hold nothing from it. Entries of consumers that
-        are alive (or may be) are left alone."""
+        are alive, or never kept a heartbeat, are left alone."""
         self._next_check = asyncio.get_running_loop().time() + self.liveness.check_interval_s
-        members: list[tuple[str, str, int, int]] = []  # stream, consumer, pending, idle ms
+        members: list[tuple[str, str, int]] = []  # stream, consumer, pending
         for stream in self.streams:
             try:
                 rows = await self._redis.xinfo_consumers(stream, self.group)
@@ -306,16 +315,20 @@ class GroupConsumer:
             for row in rows:
                 name = _s(row["name"])
                 if name != self.consumer:
-                    members.append((stream, name, int(row["pending"]), int(row["idle"])))
+                    members.append((stream, name, int(row["pending"])))
         if not members:
             return []
         names = sorted({m[1] for m in members})
         beats = await self._redis.mget([self._heartbeat(n) for n in names])
-        beat_of = dict(zip(names, beats, strict=True))
+        listed = await self._redis.zmscore(self._keys.consumer_registry(self.group), names)
+        dead = {
+            name
+            for name, beat, score in zip(names, beats, listed, strict=True)
+            if beat == _STOPPED or (beat is None and score is not None)
+        }
         out: list[Entry] = []
-        for stream, name, pending, idle in members:
-            beat = beat_of[name]
-            if beat == _ALIVE or (beat is None and idle < self.liveness.ttl_ms):
+        for stream, name, pending in members:
+            if name not in dead:
                 continue
             if pending and len(out) < count:
                 out.extend(await self._claim_from(stream, name, count - len(out)))
