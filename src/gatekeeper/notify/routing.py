@@ -102,7 +102,7 @@ class Router:
             return "no endpoint accepts this kind"
         window = self._settings.digest_window_s
         if window > 0:
-            opened, end_us = await self._state.open_window(alert.customer, now, window)
+            opened, end_us = await self._state.open_window(alert.customer, now, window, alert.id)
             if not opened:
                 held = self._held.get(alert.customer)
                 if held is None:
