@@ -206,8 +206,8 @@ class BillingWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Run until stop(). Raises WorkerFailed when a loop died of an unexpected error."""
-        self._stopping.clear()
+        """Run until stop() (one already asked before run() started counts: a SIGTERM right
+        after start is not lost). Raises WorkerFailed when a loop died of an unexpected error."""
         async with self._group.alive():
             await self._run()
 
