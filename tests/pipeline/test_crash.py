@@ -107,7 +107,11 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
             assert time.monotonic() - t0 < DEADLINE_S, log.read_text()[-3000:]
             await asyncio.sleep(0.05)
         procs[-1].send_signal(signal.SIGTERM)  # graceful: finish the batch, ack, exit 0
-        assert procs[-1].wait(10) == 0, log.read_text()[-3000:]
+        try:
+            code = procs[-1].wait(10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("no exit 10 s after SIGTERM\n" + log.read_text()[-3000:]) from None
+        assert code == 0, log.read_text()[-3000:]
     finally:
         producing.cancel()
         for p in procs:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from gatekeeper.billing import BillingStore
-from gatekeeper.pipeline.streams import ensure_group, read_group, trim_bound
+from gatekeeper.pipeline.streams import trim_bound
+from gatekeeper.store.consumers import read_group
+from gatekeeper.store.groups import ensure_group
 from tests.pipeline.support import harness, keyspace, make_worker, run_decisions
 
 

@@ -12,7 +12,7 @@ from redis.crc import key_slot
 
 from gatekeeper.billing import BilledEvent, BillingStore, BillingStoreError, RecordResult
 from gatekeeper.pipeline import BILLING_GROUP, WorkerFailed
-from gatekeeper.pipeline.streams import read_group
+from gatekeeper.store.consumers import read_group
 from gatekeeper.store.localcluster import LocalCluster
 from tests.conftest import RedisTarget, redis_target_of, redis_targets
 from tests.pipeline.support import (

@@ -4,11 +4,13 @@ Consumer group `gatekeeper-forwarder` (created from id 0, so history is forwarde
 usage stream, independent of the billing sink's group. A batch is XACKed only after the
 receiver answered 2xx (or refused it for good and the dead-letter callback returned), so a
 receiver outage or a crash loses nothing: the entries stay pending, this consumer re-reads its
-own pending entries first, and XAUTOCLAIM hands entries of a dead consumer to a live one.
-Delivery is at least once, always with the same CloudEvent id (the usage event id).
+own pending entries first, the entries of a consumer whose heartbeat is gone (stopped or dead)
+are taken over at once, and XAUTOCLAIM hands entries idle for `reclaim_idle_ms` at a stuck one
+to a live one (store/consumers.py). Delivery is at least once, always with the same CloudEvent
+id (the usage event id), so an entry taken over from a forwarder that was only paused is at
+worst sent twice with the same id.
 
-Redis Cluster: one XREADGROUP names every stream it reads, and the partitions live in
-different slots; there, run one forwarder per partition (`partitions=[p]`).
+Redis Cluster: streams of several slots are read with one XREADGROUP per slot.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Protocol, TypeAlias, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +29,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
 from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
 from gatekeeper.forward.settings import ForwarderSettings
-from gatekeeper.store.groups import ensure_group, xreadgroup
+from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["GROUP", "EventSender", "UsageForwarder"]
@@ -44,23 +45,13 @@ class EventSender(Protocol):
     async def send(self, events: Sequence[JsonObject]) -> SendResult: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    stream: str
-    entry_id: str
-    fields: dict[str, str]
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class UsageForwarder:
     """The forwarding loop: `run()` until `stop()`; `run_once()` for one batch (tests).
 
-    `consumer` names this process in the group; keep it stable across restarts so a restarted
-    forwarder resumes its own pending entries at once (others' are reclaimed after
-    `reclaim_idle_ms`). `healthy` turns False only if the loop dies of an unexpected error;
+    `consumer` names this process in the group. While `run()` runs it keeps a heartbeat: once
+    it stops or dies, another forwarder (or the restarted one, whatever its name) takes over
+    its pending entries at once; entries of a live forwarder are reclaimed only after
+    `reclaim_idle_ms`. `healthy` turns False only if the loop dies of an unexpected error;
     transient failures (receiver or Redis down) are logged, paused on, and retried.
     """
 
@@ -77,21 +68,22 @@ class UsageForwarder:
         reclaim_idle_ms: int = 60_000,
         reclaim_interval_s: float = 30.0,
         read_slice_ms: int = 100,
+        liveness: Liveness | None = None,
     ) -> None:
-        self._redis = redis
         self._sender = sender
         self._dead_letter = dead_letter
         self._settings = settings
         self._consumer = consumer
         ids = range(keys.partitions) if partitions is None else partitions
-        self._streams = [keys.usage_stream(p) for p in ids]
+        self._group = GroupConsumer(
+            redis=redis, keys=keys, group=GROUP, consumer=consumer,
+            streams=[keys.usage_stream(p) for p in ids], liveness=liveness,
+        )  # fmt: skip
         self._reclaim_idle_ms = reclaim_idle_ms
         self._reclaim_interval_s = reclaim_interval_s
         self._read_slice_ms = max(1, read_slice_ms)
-        self._groups_ready = False
         self._check_own_pending = True  # after start and after any failed batch
         self._next_reclaim = 0.0  # loop time; 0 = reclaim on the first pass
-        self._reclaim_cursor: dict[str, str] = {}
         self._stopping = asyncio.Event()
         self._running = False
         self._died = False
@@ -114,36 +106,41 @@ class UsageForwarder:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Forward until `stop()`. Re-raises (after logging, with `healthy` False) any error
-        that is not a transient Redis or receiver failure."""
+        """Forward until `stop()`, keeping the heartbeat; marks the consumer stopped on return
+        (an abandoned batch is then taken over at once). Re-raises (after logging, with
+        `healthy` False) any error that is not a transient Redis or receiver failure."""
         self._running = True
         try:
-            while not self._stopping.is_set():
-                step = asyncio.ensure_future(self.run_once())
-                stopper = asyncio.ensure_future(self._stopping.wait())
-                try:
-                    await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                except asyncio.CancelledError:  # run() itself cancelled: take the batch down too
-                    step.cancel()
-                    raise
-                finally:
-                    stopper.cancel()
-                if not step.done():
-                    step.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await step
-                    break
-                try:
-                    step.result()
-                    self.consecutive_failures = 0
-                except _TRANSIENT as exc:
-                    await self._pause_after(exc)
+            async with self._group.alive():
+                await self._run()
         except Exception:
             self._died = True
             log.exception("forwarder loop died: consumer=%s group=%s", self._consumer, GROUP)
             raise
         finally:
             self._running = False
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            step = asyncio.ensure_future(self.run_once())
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # run() itself cancelled: take the batch down too
+                step.cancel()
+                raise
+            finally:
+                stopper.cancel()
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await step
+                break
+            try:
+                step.result()
+                self.consecutive_failures = 0
+            except _TRANSIENT as exc:
+                await self._pause_after(exc)
 
     async def _pause_after(self, exc: BaseException) -> None:
         self.consecutive_failures += 1
@@ -170,7 +167,7 @@ class UsageForwarder:
 
         Raises ForwardUnavailable (nothing of the batch acked) or Redis errors.
         """
-        await self._ensure_groups()
+        await self._group.ensure_groups()
         try:
             entries = await self._collect()
             if not entries:
@@ -180,9 +177,9 @@ class UsageForwarder:
             self._check_own_pending = True
             raise
 
-    async def _forward(self, entries: list[_Entry]) -> int:
-        good: list[tuple[_Entry, JsonObject]] = []
-        bad: list[tuple[_Entry, str]] = []
+    async def _forward(self, entries: list[Entry]) -> int:
+        good: list[tuple[Entry, JsonObject]] = []
+        bad: list[tuple[Entry, str]] = []
         for entry in entries:
             try:
                 usage = UsageEvent.from_fields(cast(_Fields, entry.fields))
@@ -192,10 +189,10 @@ class UsageForwarder:
                 bad.append((entry, str(exc)))
         acked = 0
         if bad:
-            reason = "; ".join(f"{e.stream} {e.entry_id}: {why}" for e, why in bad)
+            reason = "; ".join(f"{e.stream} {e.id}: {why}" for e, why in bad)
             log.error("unparseable usage entries, dead-lettering: %s", reason)
             await self._dead_letter(
-                DeadLetter(reason=reason, status=None, raw=tuple(e.fields for e, _ in bad))
+                DeadLetter(reason=reason, status=None, raw=tuple(e.text() for e, _ in bad))
             )
             acked += await self._ack([e for e, _ in bad])
             self.dead_lettered += len(bad)
@@ -208,92 +205,43 @@ class UsageForwarder:
                 self.dead_lettered += len(good)
         return acked
 
-    async def _ack(self, entries: Sequence[_Entry]) -> int:
-        by_stream: dict[str, list[str]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.entry_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for stream, ids in by_stream.items():
-                pipe.xack(stream, GROUP, *ids)
-            counts = await pipe.execute()
-        return sum(int(c) for c in counts)
+    async def _ack(self, entries: Sequence[Entry]) -> int:
+        return await self._group.ack([e.ref for e in entries])
 
-    async def _ensure_groups(self) -> None:
-        if self._groups_ready:
-            return
-        for stream in self._streams:
-            await ensure_group(self._redis, stream, GROUP)
-        self._groups_ready = True
-
-    async def _collect(self) -> list[_Entry]:
+    async def _collect(self) -> list[Entry]:
         size = self._settings.batch_size
-        batch: dict[tuple[str, str], _Entry] = {}
-        gone: list[_Entry] = []
+        batch: dict[tuple[str, str], Entry] = {}
+        gone: list[Entry] = []
         if self._check_own_pending:
-            reply = await xreadgroup(
-                self._redis, GROUP, self._consumer, dict.fromkeys(self._streams, "0"), count=size
-            )
-            self._add(batch, gone, reply)
+            self._add(batch, gone, await self._group.read(count=size, block_ms=None, from_id="0"))
             self._check_own_pending = bool(batch) or bool(gone)
+        if len(batch) < size and self._group.take_over_due():
+            self._add(batch, gone, await self._group.take_over(size - len(batch)))
         loop = asyncio.get_running_loop()
         if not batch and loop.time() >= self._next_reclaim:
             self._next_reclaim = loop.time() + self._reclaim_interval_s
-            await self._reclaim(batch, gone, size)
+            claimed = await self._group.reclaim(self._reclaim_idle_ms, size)
+            if claimed:
+                log.info("reclaimed %d idle entries", len(claimed))
+            self._add(batch, gone, claimed)
         # "count + max wait": fill up to `batch_size`, never waiting past `max_wait_ms`
         deadline = loop.time() + self._settings.max_wait_ms / 1000.0
         while len(batch) < size and not self._stopping.is_set():
             left_ms = int((deadline - loop.time()) * 1000)
             if left_ms <= 0:
                 break
-            # BLOCK 0 would mean "forever": never pass less than 1 ms. Short slices keep
-            # stop() prompt without cancelling a command mid-flight.
-            block = max(1, min(left_ms, self._read_slice_ms))
-            reply = await xreadgroup(
-                self._redis,
-                GROUP,
-                self._consumer,
-                dict.fromkeys(self._streams, ">"),
-                count=size - len(batch),
-                block_ms=block,
-            )
-            self._add(batch, gone, reply)
+            # short slices keep stop() prompt without cancelling a command mid-flight
+            block = min(left_ms, self._read_slice_ms)
+            self._add(batch, gone, await self._group.read(count=size - len(batch), block_ms=block))
         if gone:  # trimmed or deleted before we forwarded them: nothing left to send
             log.warning("acking %d pending entries that no longer exist", len(gone))
             await self._ack(gone)
         return list(batch.values())
 
-    async def _reclaim(
-        self, batch: dict[tuple[str, str], _Entry], gone: list[_Entry], size: int
-    ) -> None:
-        for stream in self._streams:
-            if len(batch) >= size:
-                return
-            reply = await self._redis.xautoclaim(
-                stream,
-                GROUP,
-                self._consumer,
-                min_idle_time=self._reclaim_idle_ms,
-                start_id=self._reclaim_cursor.get(stream, "0-0"),
-                count=size - len(batch),
-            )
-            self._reclaim_cursor[stream] = _s(reply[0])  # "0-0" again after a full scan
-            # Redis 6.2: [next, entries]; >= 7.0: [next, entries, deleted ids] (already
-            # dropped from the PEL by Redis); only the entries matter here.
-            claimed = reply[1] if len(reply) >= 2 else []
-            if claimed:
-                log.info("reclaimed %d idle entries of %s", len(claimed), stream)
-            self._add(batch, gone, [[stream, claimed]])
-
-    def _add(self, batch: dict[tuple[str, str], _Entry], gone: list[_Entry], reply: Any) -> None:
-        for stream_name, rows in reply or ():
-            stream = _s(stream_name)
-            for entry_id, fields in rows or ():
-                if entry_id is None:  # 6.2 XAUTOCLAIM of a deleted entry: no id to ack
-                    continue
-                entry = _Entry(
-                    stream, _s(entry_id), {_s(k): _s(v) for k, v in (fields or {}).items()}
-                )
-                if not entry.fields:
-                    gone.append(entry)
-                else:
-                    batch.setdefault((stream, entry.entry_id), entry)
+    @staticmethod
+    def _add(batch: dict[tuple[str, str], Entry], gone: list[Entry], got: list[Entry]) -> None:
+        for entry in got:
+            if not entry.fields:
+                gone.append(entry)
+            else:
+                batch.setdefault(entry.ref, entry)

@@ -15,7 +15,7 @@ from gatekeeper.notify.log import (
     MemoryDeliveryLog,
     RedisDeliveryLog,
 )
-from gatekeeper.notify.notifier import AlertNotifier
+from gatekeeper.notify.notifier import GROUP, AlertNotifier
 from gatekeeper.notify.payload import (
     ALERT_TYPE_PREFIX,
     DIGEST_TYPE,
@@ -37,7 +37,6 @@ from gatekeeper.notify.signing import (
     webhook_headers,
 )
 from gatekeeper.notify.state import AlertMutes, DeadLetterEntry
-from gatekeeper.notify.streams import GROUP
 
 __all__ = [
     "ALERT_TYPE_PREFIX",

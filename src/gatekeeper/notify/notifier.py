@@ -3,13 +3,17 @@
 Consumer group `gatekeeper-notifier` over every partition's alert stream. An entry is XACKed
 only once it is resolved: delivered to every endpoint that wants it, dead-lettered, or
 suppressed (muted, stale, duplicate, unwanted). Until then it stays pending at this consumer
-(held for a digest, waiting for a retry): if the process stops, a restart with the same
-`consumer` name re-reads its pending entries, and other consumers take over entries idle for
-`reclaim_idle_ms` (a live notifier keeps the idle time of what it holds fresh). Delivery is at
-least once per endpoint, with a stable `webhook-id`; "delivered" marks make a second delivery
-of an id to an endpoint happen only if the process died between a 2xx and its mark.
+(held for a digest, waiting for a retry). The notifier keeps a heartbeat (store/consumers.py):
+when its process stops (marked stopped) or dies (heartbeat expired), another notifier — or the
+restarted one, whatever its name — takes its pending entries over at once and delivers them;
+a restart with the same `consumer` name also re-reads its own pending entries. Entries of a
+live notifier are only taken when idle for `reclaim_idle_ms` (it keeps the idle time of what
+it holds fresh, and never takes back what another took over). Delivery is at least once per
+endpoint, with a stable `webhook-id`; "delivered" marks make a second delivery of an id to an
+endpoint happen only if the process died between a 2xx and its mark (or two notifiers
+attempted it at the same moment: one was taken for dead while it was only paused).
 
-Redis Cluster: one XREADGROUP names every stream; there, run one notifier per partition set.
+Redis Cluster: streams of several slots are read with one XREADGROUP per slot.
 """
 
 from __future__ import annotations
@@ -44,13 +48,15 @@ from gatekeeper.notify.records import (
 from gatekeeper.notify.routing import Router, Tracked
 from gatekeeper.notify.settings import Endpoint, NotifierSettings
 from gatekeeper.notify.state import AlertMutes, NotifyState
-from gatekeeper.notify.streams import GROUP, GroupReader, StreamEntry
+from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
 from gatekeeper.store.keys import KeySpace
 
 if TYPE_CHECKING:
     from gatekeeper.tracing import Tracing
 
-__all__ = ["AlertNotifier"]
+__all__ = ["GROUP", "AlertNotifier"]
+
+GROUP = "gatekeeper-notifier"
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class AlertNotifier:
     policy: supplies units and the currency for payloads (optional).
     partitions: which partitions to read (default all).
     tracing: each delivery attempt is a span linked to the decisions of its alerts.
+    liveness: heartbeat timing (store/consumers.py).
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class AlertNotifier:
         customer_endpoints: Callable[[str], Awaitable[Sequence[Endpoint]]] | None = None,
         on_delivered: Callable[[Sequence[AlertEvent], datetime], Awaitable[None]] | None = None,
         tracing: Tracing | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._settings = settings
@@ -98,7 +106,10 @@ class AlertNotifier:
         self._log: DeliveryLog = log_sink if log_sink is not None else MemoryDeliveryLog()
         ids = list(range(keys.partitions) if partitions is None else partitions)
         self._partition_of = {keys.alert_stream(p): p for p in ids}
-        self._reader = GroupReader(redis=redis, streams=list(self._partition_of), consumer=consumer)
+        self._reader = GroupConsumer(
+            redis=redis, keys=keys, group=GROUP, consumer=consumer,
+            streams=list(self._partition_of), liveness=liveness,
+        )  # fmt: skip
         self._state = NotifyState(redis=redis, keys=keys, dedupe_ttl_s=settings.dedupe_ttl_s)
         self.mutes = AlertMutes(redis=redis, keys=keys)
         self._router = Router(
@@ -129,6 +140,7 @@ class AlertNotifier:
         self.dead_lettered = 0  # deliveries (or unparseable entries) dead-lettered
         self.alert_log_errors = 0  # delivered alerts the alert log could not be told about
         self.suppressed = 0  # alerts acked without a delivery
+        self.lost = 0  # entries taken over by another notifier while this one held them
         self.consecutive_failures = 0
         self.last_error: str | None = None
 
@@ -158,19 +170,12 @@ class AlertNotifier:
     async def run(self) -> None:
         """Deliver until `stop()`. Transient Redis failures are logged and retried after a
         backoff; anything else is logged, marks the notifier unhealthy, and is re-raised.
-        On stop, in-flight attempts get `timeout_s` to finish and their results are applied."""
+        On stop, in-flight attempts get `timeout_s` to finish and their results are applied;
+        then the consumer is marked stopped (what it still holds is taken over at once)."""
         self._running = True
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self.run_once(block_ms=self._read_slice_ms)
-                    self.consecutive_failures = 0
-                except _TRANSIENT as exc:
-                    await self._pause_after(exc)
-            await self._dispatch.wait(self._settings.timeout_s)
-            with contextlib.suppress(*_TRANSIENT):
-                await self._apply_results()
-                await self._ack_done()
+            async with self._reader.alive():
+                await self._run()
         except Exception:
             self._died = True
             log.exception("notifier loop died: consumer=%s group=%s", self._consumer, GROUP)
@@ -178,6 +183,18 @@ class AlertNotifier:
         finally:
             await self.aclose()
             self._running = False
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_once(block_ms=self._read_slice_ms)
+                self.consecutive_failures = 0
+            except _TRANSIENT as exc:
+                await self._pause_after(exc)
+        await self._dispatch.wait(self._settings.timeout_s)
+        with contextlib.suppress(*_TRANSIENT):
+            await self._apply_results()
+            await self._ack_done()
 
     async def _pause_after(self, exc: BaseException) -> None:
         self.consecutive_failures += 1
@@ -225,21 +242,26 @@ class AlertNotifier:
         await self._apply_results()
         return await self._ack_done()
 
-    async def _read(self, block_ms: int | None) -> list[StreamEntry]:
-        entries: list[StreamEntry] = []
+    async def _read(self, block_ms: int | None) -> list[Entry]:
+        entries: list[Entry] = []
         size = self._settings.batch_size
         if self._check_own_pending:
             entries.extend(await self._reader.own_pending(size))
             self._check_own_pending = False
+        if self._reader.take_over_due():
+            entries.extend(await self._reader.take_over(size))
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_reclaim:
             self._next_reclaim = loop.time() + self._settings.reclaim_interval_s
-            await self._reader.touch(list(self._tracked))
+            lost = await self._reader.touch(list(self._tracked))
+            if lost:  # another notifier took them for dead; it delivers them now
+                self.lost += len(lost)
+                log.warning("%d held alert entries were taken over by another notifier", len(lost))
             entries.extend(await self._reader.reclaim(self._settings.reclaim_idle_ms, size))
         if len(self._tracked) >= self._max_tracked:
             return entries  # backpressure: resolve what we hold before reading more
         wait = self._wait_ms(block_ms) if not entries else None
-        entries.extend(await self._reader.read_new(size, wait))
+        entries.extend(await self._reader.read(count=size, block_ms=wait))
         return entries
 
     def _wait_ms(self, block_ms: int | None) -> int | None:
@@ -253,23 +275,22 @@ class AlertNotifier:
             block_ms = min(block_ms, int(left) + 1)
         return block_ms
 
-    async def _route(self, entry: StreamEntry, now: datetime) -> None:
+    async def _route(self, entry: Entry, now: datetime) -> None:
         if not entry.fields:  # deleted from the stream while pending: nothing to send
             self._to_ack.append(entry.ref)
             return
         partition = self._partition_of[entry.stream]
+        fields = entry.text()
         try:
-            alert = AlertEvent.from_fields(cast(_Fields, entry.fields))
+            alert = AlertEvent.from_fields(cast(_Fields, fields))
         except ValueError as exc:
-            log.error("unparseable alert entry %s %s: %s", entry.stream, entry.entry_id, exc)
+            log.error("unparseable alert entry %s %s: %s", entry.stream, entry.id, exc)
             reason = f"unparseable: {exc}"
-            await self._state.dead_letter(
-                unparseable_dead_letter(partition, entry.fields, reason, now)
-            )
+            await self._state.dead_letter(unparseable_dead_letter(partition, fields, reason, now))
             self.dead_lettered += 1
             self._to_ack.append(entry.ref)
             return
-        item = Tracked(entry, partition, alert, self._payload(alert, entry.fields))
+        item = Tracked(entry, partition, alert, self._payload(alert, fields))
         outcome = await self._router.route(item, now)
         self._tracked[entry.ref] = item
         if isinstance(outcome, list):

@@ -21,7 +21,7 @@ from gatekeeper.notify.dispatch import Job
 from gatekeeper.notify.payload import digest_payload, encode
 from gatekeeper.notify.settings import Endpoint, NotifierSettings
 from gatekeeper.notify.state import AlertMutes, NotifyState
-from gatekeeper.notify.streams import StreamEntry
+from gatekeeper.store.consumers import Entry
 
 __all__ = ["Held", "Router", "Tracked"]
 
@@ -30,7 +30,7 @@ __all__ = ["Held", "Router", "Tracked"]
 class Tracked:
     """A stream entry the notifier holds pending until `open` (jobs + digest holds) is 0."""
 
-    entry: StreamEntry
+    entry: Entry
     partition: int
     alert: AlertEvent
     payload: JsonObject
@@ -102,7 +102,7 @@ class Router:
             return "no endpoint accepts this kind"
         window = self._settings.digest_window_s
         if window > 0:
-            opened, end_us = await self._state.open_window(alert.customer, now, window)
+            opened, end_us = await self._state.open_window(alert.customer, now, window, alert.id)
             if not opened:
                 held = self._held.get(alert.customer)
                 if held is None:

@@ -20,16 +20,25 @@ ALERT_KINDS = frozenset(k.value for k in AlertKind)
 _KINDS = ALERT_KINDS
 
 # Open the customer's digest window unless one is open at `now` (atomic check-and-set, so two
-# consumers never both treat an alert as the window's first).
-# KEYS[1] notify_state(customer)   ARGV now_us, window_us, ttl_ms
-# returns {1, end_us} when this call opened the window, {0, end_us} when one was open.
+# consumers never both treat an alert as the window's first). The value is "<end_us>:<alert
+# id that opened it>": the opening alert routed again (its entry taken over from a stopped or
+# dead notifier, or re-read after a restart) is still the window's first, sent at once, not
+# held for a digest of one.
+# KEYS[1] notify_state(customer)   ARGV now_us, window_us, ttl_ms, alert id
+# returns {1, end_us} when this alert opened the window, {0, end_us} when another one did.
 # (Inline rather than a lua/*.lua file: package data only ships gatekeeper/lua/.)
 _OPEN_WINDOW = """
 local open = redis.call('GET', KEYS[1])
 local now = tonumber(ARGV[1])
-if open and tonumber(open) > now then return {0, open} end
+if open then
+  local ends, opener = string.match(open, '^(%d+):?(.*)$')
+  if ends and tonumber(ends) > now then
+    if opener ~= '' and opener == ARGV[4] then return {1, ends} end
+    return {0, ends}
+  end
+end
 local ends = string.format('%.0f', now + tonumber(ARGV[2]))
-redis.call('SET', KEYS[1], ends, 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ends .. ':' .. ARGV[4], 'PX', ARGV[3])
 return {1, ends}
 """
 
@@ -120,8 +129,11 @@ class NotifyState:
                 pipe.set(key, "1", ex=self._ttl_s)
             await pipe.execute()
 
-    async def open_window(self, customer: str, now: datetime, window_s: float) -> tuple[bool, int]:
-        """Open the customer's digest window at `now` unless one is open (atomic).
+    async def open_window(
+        self, customer: str, now: datetime, window_s: float, alert_id: str
+    ) -> tuple[bool, int]:
+        """Open the customer's digest window at `now` for `alert_id` unless one is open
+        (atomic); a window `alert_id` itself opened counts as opened again.
 
         Returns (opened, window end in epoch microseconds). The key outlives the window by a
         day so a clock that runs ahead of Redis's does not reopen it early.
@@ -129,7 +141,7 @@ class NotifyState:
         window_us = int(window_s * 1_000_000)
         ttl_ms = window_us // 1000 + 86_400_000
         reply = await self._open_window(
-            keys=[self._keys.notify_state(customer)], args=[to_us(now), window_us, ttl_ms]
+            keys=[self._keys.notify_state(customer)], args=[to_us(now), window_us, ttl_ms, alert_id]
         )
         return bool(int(reply[0])), int(_s(reply[1]))
 

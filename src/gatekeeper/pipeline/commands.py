@@ -201,7 +201,13 @@ async def _worker(
     loops: list[Loop] = [
         worker,
         watch,
-        AlertLog(redis=handle.client, store=store, keys=keys, block_ms=options.block_ms),
+        AlertLog(
+            redis=handle.client,
+            store=store,
+            keys=keys,
+            consumer=options.consumer,
+            block_ms=options.block_ms,
+        ),
     ]
     if forwarding is not None:
         loops.append(forwarding[0])

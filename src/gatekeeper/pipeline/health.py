@@ -15,6 +15,7 @@ __all__ = ["LoopHealth", "WorkerHealth", "WorkerStats"]
 class WorkerStats:
     read: int = 0  # entries delivered by XREADGROUP
     reclaimed: int = 0  # entries claimed from idle consumers by XAUTOCLAIM
+    taken_over: int = 0  # entries claimed at once from consumers whose heartbeat is gone
     stored: int = 0  # events new to the billing store
     duplicates: int = 0  # events already stored (redelivery): nothing changed
     acked: int = 0

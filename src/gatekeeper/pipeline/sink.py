@@ -24,7 +24,7 @@ from gatekeeper.clock import Clock, to_us
 from gatekeeper.events import UsageEvent
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerStats
-from gatekeeper.pipeline.streams import Entry
+from gatekeeper.store.consumers import Entry
 from gatekeeper.tracing.tracer import end_span
 
 if TYPE_CHECKING:

@@ -1,9 +1,12 @@
 """The billing worker: consumer group `gatekeeper-billing` over every partition's usage stream.
 
 Loops (STYLE rule 7): `run()` supervises a reader (XREADGROUP COUNT/BLOCK over all streams), a
-reclaimer (XAUTOCLAIM of entries idle >= min_idle_ms, from any dead or stuck consumer), a writer
-(BillingSink: store, then XACK) and a trimmer; `run_once()` / `drain()` do the same steps
-inline for tests; `stop()` ends `run()` after the batches in hand are stored and acknowledged.
+taker (at start and every `liveness.check_interval_s`: the entries of consumers whose heartbeat
+is gone, claimed at once — store/consumers.py), a reclaimer (XAUTOCLAIM of entries idle >=
+min_idle_ms, from any stuck consumer), a writer (BillingSink: store, then XACK) and a trimmer,
+and keeps this consumer's heartbeat; `run_once()` / `drain()` do the same steps inline for
+tests; `stop()` ends `run()` after the batches in hand are stored and acknowledged, then marks
+the consumer stopped so the next worker takes over what it still holds at once.
 
 Memory is bounded: at most `max_in_flight` entries are read but not yet committed; the reader
 waits for the writer (backpressure) rather than buffering. A loop that dies makes `health.ready`
@@ -32,8 +35,8 @@ from gatekeeper.pipeline.capacity import Capacity
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerHealth, WorkerStats
 from gatekeeper.pipeline.sink import BillingSink
-from gatekeeper.pipeline.streams import Entry, autoclaim, ensure_group, read_group
 from gatekeeper.pipeline.trim import StreamTrimmer
+from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
 from gatekeeper.store.keys import KeySpace
 
 if TYPE_CHECKING:
@@ -48,7 +51,9 @@ _EXPECTED = (BillingStoreError, RedisError, OSError, StoreUnavailable)
 
 
 def consumer_name() -> str:
-    """Unique per process (and per worker in it): host, pid and random bits."""
+    """Unique per process (and per worker in it): host, pid and random bits. What a stopped
+    or crashed process held is taken over through its heartbeat (store/consumers.py), so the
+    name need not survive a restart."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -59,12 +64,13 @@ class WorkerOptions:
     batch: int = 1000  # entries per store transaction, at most
     block_ms: int = 1000  # XREADGROUP BLOCK; also the longest stop() waits for a read
     max_in_flight: int = 4000  # entries read and not yet committed + acknowledged, at most
-    min_idle_ms: int = 30_000  # reclaim entries pending this long with any consumer
+    min_idle_ms: int = 30_000  # reclaim entries pending this long with any (live) consumer
     reclaim_interval_s: float = 5.0
     max_tries: int = 5  # deliveries before an entry that keeps failing is dead-lettered
     trim_interval_s: float = 30.0  # 0 = never trim
     backoff_s: float = 0.1  # first retry delay after a handled error, doubling
     max_backoff_s: float = 5.0
+    liveness: Liveness = field(default_factory=Liveness)  # heartbeat; dead consumers' entries
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.max_in_flight < self.batch or self.max_tries < 1:
@@ -99,16 +105,17 @@ class BillingWorker:
             max_tries=opts.max_tries, clock=clock, stats=self.stats, tracing=tracing,
         )  # fmt: skip
         self._trimmer = StreamTrimmer(redis=redis, streams=self._streams)
+        self._group = GroupConsumer(
+            redis=redis, keys=keys, group=opts.group, consumer=opts.consumer,
+            streams=self._streams, liveness=opts.liveness,
+        )  # fmt: skip
         self._stopping = asyncio.Event()
-        self._ready_groups = False
         self._rr = 0
 
     # -- steps shared by run() and run_once() ------------------------------------------------
     async def ensure_groups(self) -> None:
         """Create the consumer group on every usage stream (MKSTREAM, from id 0). Idempotent."""
-        for stream in self._streams:
-            await ensure_group(self._redis, stream, self.options.group)
-        self._ready_groups = True
+        await self._group.ensure_groups(force=True)
 
     def _read_plan(self, room: int) -> tuple[list[str], int]:
         """Streams and per-stream COUNT so that one read returns at most `room` entries."""
@@ -121,10 +128,7 @@ class BillingWorker:
     async def _read(self, room: int, block_ms: int | None) -> list[Entry]:
         streams, count = self._read_plan(room)
         try:
-            entries = await read_group(
-                self._redis, self.options.group, self.options.consumer, streams,
-                count=count, block_ms=block_ms,
-            )  # fmt: skip
+            entries = await self._group.read(count=count, block_ms=block_ms, streams=streams)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -135,26 +139,40 @@ class BillingWorker:
         return entries
 
     async def _reclaim(self, stream: str, cursor: str, count: int) -> tuple[str, list[Entry]]:
-        claimed = await autoclaim(
-            self._redis, stream, self.options.group, self.options.consumer,
-            min_idle_ms=self.options.min_idle_ms, start=cursor, count=count,
-        )  # fmt: skip
-        for entry_id in claimed.deleted:
-            await self.sink.dead_letter(
-                stream, entry_id, None, "deleted from the stream before it was billed", 0
-            )
-        self.stats.reclaimed += len(claimed.entries)
-        return claimed.cursor, claimed.entries
+        cursor, claimed = await self._group.autoclaim(
+            stream, min_idle_ms=self.options.min_idle_ms, start=cursor, count=count
+        )
+        entries = await self._billable(claimed)
+        self.stats.reclaimed += len(entries)
+        return cursor, entries
+
+    async def _take_over(self, count: int) -> list[Entry]:
+        """Entries of dead consumers (heartbeat gone), claimed at once; at most `count`."""
+        entries = await self._billable(await self._group.take_over(count))
+        self.stats.taken_over += len(entries)
+        return entries
+
+    async def _billable(self, claimed: list[Entry]) -> list[Entry]:
+        """`claimed` without the entries deleted from the stream meanwhile (dead-lettered)."""
+        for entry in claimed:
+            if not entry.fields:
+                await self.sink.dead_letter(
+                    entry.stream, entry.id, None, "deleted from the stream before it was billed", 0
+                )
+        return [e for e in claimed if e.fields]
 
     # -- deterministic driving (tests, tools) ---------------------------------------------------
     async def run_once(self, *, block_ms: int | None = None) -> int:
-        """Reclaim idle entries, then read, store and acknowledge one batch of new ones.
+        """Take over dead consumers' entries, reclaim idle ones, then read, store and
+        acknowledge one batch of new ones.
 
         Returns the number of entries handled. Raises what the steps raise (nothing retried).
         """
-        if not self._ready_groups:
-            await self.ensure_groups()
+        await self._group.ensure_groups()
         handled = 0
+        while entries := await self._take_over(self.options.batch):
+            await self.sink.handle(entries)
+            handled += len(entries)
         for stream in self._streams:
             cursor = "0-0"
             while True:
@@ -188,13 +206,18 @@ class BillingWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Run until stop(). Raises WorkerFailed when a loop died of an unexpected error."""
-        self._stopping.clear()
+        """Run until stop() (one already asked before run() started counts: a SIGTERM right
+        after start is not lost). Raises WorkerFailed when a loop died of an unexpected error."""
+        async with self._group.alive():
+            await self._run()
+
+    async def _run(self) -> None:
         await self._retrying("start", self.ensure_groups)
         cap = Capacity(self.options.max_in_flight)
         queue: asyncio.Queue[list[Entry] | None] = asyncio.Queue()
         producers = [
             asyncio.create_task(self._supervise("reader", self._reader(cap, queue))),
+            asyncio.create_task(self._supervise("taker", self._taker(cap, queue))),
             asyncio.create_task(self._supervise("reclaimer", self._reclaimer(cap, queue))),
         ]
         others = [
@@ -273,6 +296,29 @@ class BillingWorker:
             await cap.release(room - len(got))
             if got:
                 await queue.put(got)
+
+    async def _taker(self, cap: Capacity, queue: asyncio.Queue[list[Entry] | None]) -> None:
+        """At start and every `liveness.check_interval_s`: dead consumers' entries, at once
+        (again without waiting while a pass fills its room: more may be left)."""
+        while not self._stopping.is_set():
+            room = await cap.reserve(self.options.batch)
+            if room == 0:
+                return
+            got: list[Entry] = []
+
+            async def take(room: int = room, got: list[Entry] = got) -> None:
+                got[:] = await self._take_over(room)
+
+            ok = await self._retrying("taker", take)
+            await cap.release(room - len(got))
+            if got:
+                await queue.put(got)
+            if ok and len(got) >= room:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), self.options.liveness.check_interval_s
+                )
 
     async def _reclaimer(self, cap: Capacity, queue: asyncio.Queue[list[Entry] | None]) -> None:
         while not self._stopping.is_set():

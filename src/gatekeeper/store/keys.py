@@ -185,6 +185,19 @@ class KeySpace:
         """Pub/sub channel: any message makes every process reload policy and overrides."""
         return f"{self.prefix}:invalidate"
 
+    # stream consumers (gatekeeper.store.consumers)
+    def consumer_heartbeat(self, group: str, consumer: str) -> str:
+        """String (TTL, a few seconds): "1" while `consumer` of `group` runs, "0" once it
+        stopped gracefully. Every heartbeat shares the `{live}` slot, so one MGET reads the
+        heartbeats of a whole group, also on a Cluster."""
+        return f"{self.prefix}:{{live}}:hb:{group}:{consumer}"
+
+    def consumer_registry(self, group: str) -> str:
+        """Sorted set: the consumers of `group` that keep a heartbeat, scored by their last
+        beat (epoch ms; members silent for a day are dropped). A consumer missing here never
+        kept one (an older gatekeeper): a missing heartbeat says nothing about it."""
+        return f"{self.prefix}:{{live}}:consumers:{group}"
+
     # alert notifier (gatekeeper.notify)
     def alert_dead_letter(self, partition: int) -> str:
         """Stream of alert deliveries given up on (endpoint, alert id, reason; never trimmed)."""
