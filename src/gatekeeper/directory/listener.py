@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.directory.live import LiveDirectory
 
 __all__ = ["CUSTOMER_PREFIX", "InvalidationLoop", "listen_invalidations"]
@@ -33,16 +34,17 @@ async def listen_invalidations(
     max_delay_s: float = 5.0,
 ) -> None:
     """Runs until cancelled; raises only what it cannot survive (a bug in `on_other`)."""
-    delay = 0.1
+    backoff = Backoff(0.1, max_delay_s)
+    failures = 0
     while True:
         pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(channel)
-            if delay > 0.1:  # back after an outage: catch up on what we missed
+            if failures:  # back after an outage: catch up on what we missed
                 directory.clear()
                 await on_other(b"")
                 log.info("invalidation listener reconnected")
-            delay = 0.1
+            failures = 0
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
@@ -52,9 +54,10 @@ async def listen_invalidations(
                 else:
                     await on_other(data)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            failures += 1
+            delay = backoff.delay(failures)
             log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)
         finally:
             # bounded: a close that waits on a dead connection must not hold up a stop
             with contextlib.suppress(Exception):

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.events import UsageEvent
 from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
 from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
@@ -148,7 +149,7 @@ class UsageForwarder:
         self.last_error = f"{type(exc).__name__}: {exc}"
         retry_after = exc.retry_after_s if isinstance(exc, ForwardUnavailable) else None
         base, cap = self._settings.backoff_base_ms, self._settings.backoff_max_ms
-        pause = min(cap, base * 2 ** min(self.consecutive_failures, 30)) / 1000.0
+        pause = Backoff(base / 1000.0, cap / 1000.0).delay(self.consecutive_failures + 1)
         if retry_after is not None:
             pause = max(pause, retry_after)
         log.warning(

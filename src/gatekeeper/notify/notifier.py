@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.engine.ports import PolicySource
 from gatekeeper.events import AlertEvent
@@ -59,6 +60,8 @@ __all__ = ["GROUP", "AlertNotifier"]
 GROUP = "gatekeeper-notifier"
 
 log = logging.getLogger(__name__)
+
+_PASS_RETRY = Backoff(0.1, 30.0)  # a failed pass (Redis, the store): 0.2 s doubling to 30 s
 
 Sleep = Callable[[float], Awaitable[None]]
 _Fields = Mapping[bytes | str, bytes | str]
@@ -200,7 +203,7 @@ class AlertNotifier:
         self.consecutive_failures += 1
         self._check_own_pending = True
         self.last_error = f"{type(exc).__name__}: {exc}"
-        pause = min(30.0, 0.1 * 2 ** min(self.consecutive_failures, 10))
+        pause = _PASS_RETRY.delay(self.consecutive_failures + 1)
         log.warning("notifier pass failed (%s); retrying in %.1fs", self.last_error, pause)
         sleeper = asyncio.ensure_future(self._sleep(pause))
         stopper = asyncio.ensure_future(self._stopping.wait())

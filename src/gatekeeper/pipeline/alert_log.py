@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingStore, BillingStoreError
 from gatekeeper.events import AlertEvent
 from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
@@ -133,21 +134,22 @@ class AlertLog:
             await self._run()
 
     async def _run(self) -> None:
-        delay, longest = self._backoff
-        wait = delay
+        backoff = Backoff(*self._backoff)
+        failures = 0
         while not self._stopping.is_set():
             try:
                 await self.run_once(self._block_ms)
-                wait = delay
+                failures = 0
             except (RedisError, OSError, BillingStoreError) as exc:
                 if isinstance(exc, BillingStoreError) and not exc.transient:
                     raise
                 name = type(exc).__name__
                 self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+                failures += 1
+                wait = backoff.delay(failures)
                 log.warning("alert log: %s; retrying in %.1fs", exc, wait)
                 with contextlib.suppress(TimeoutError):  # a stop() ends the wait
                     await asyncio.wait_for(self._stopping.wait(), wait)
-                wait = min(wait * 2, longest)
 
     def stop(self) -> None:
         self._stopping.set()

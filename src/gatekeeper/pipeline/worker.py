@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
 from gatekeeper.clock import Clock
 from gatekeeper.errors import StoreUnavailable
@@ -263,7 +264,8 @@ class BillingWorker:
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run `step` until it succeeds (True) or stop() is asked while failing (False)."""
-        delay = self.options.backoff_s
+        backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
+        failures = 0
         while True:
             try:
                 await step()
@@ -275,12 +277,13 @@ class BillingWorker:
                 self.stats.errors[f"{what}:{code}"] += 1
                 self.health.loop(what).last_error = str(exc)
                 self.health.loop(what).errors += 1
+                failures += 1
+                delay = backoff.delay(failures)
                 log.warning("%s failed (%s), retrying in %.2fs: %s", what, code, delay, exc)
             if self._stopping.is_set():
                 return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, self.options.max_backoff_s)
 
     async def _reader(self, cap: Capacity, queue: asyncio.Queue[list[Entry] | None]) -> None:
         while not self._stopping.is_set():
