@@ -78,9 +78,10 @@ async def test_pipelines_and_transactions_wait_too(
             return await pipe.execute()
 
     async def transaction(i: int) -> list[object]:
+        watched = f"{prefix}:{{0}}:w{i}"  # its own: the pipelines' INCRs would abort it
         async with small.pipeline(transaction=True) as pipe:
-            await pipe.watch(keys[0])
-            before = await pipe.get(keys[0])
+            await pipe.watch(watched)
+            before = await pipe.get(watched)
             await asyncio.sleep(0.01)  # hold the WATCHed connection a while
             pipe.multi()
             pipe.set(f"{prefix}:{{0}}:t{i}", before or b"0")
