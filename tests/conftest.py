@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
@@ -18,6 +19,8 @@ from gatekeeper.settings import RedisSettings
 from gatekeeper.store.connection import connect_redis
 from gatekeeper.store.embedded import EmbeddedRedis
 from gatekeeper.store.localcluster import LocalCluster
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class RedisTarget:
     def settings(self) -> RedisSettings:
         """RedisSettings for this target (cluster on for the cluster)."""
         return RedisSettings(cluster=self.cluster)
+
+    def env(self, prefix: str) -> dict[str, str]:
+        """GATEKEEPER_REDIS_* of a gatekeeper (App or command) using this target under `prefix`."""
+        env = {"GATEKEEPER_REDIS_URL": self.url, "GATEKEEPER_REDIS_KEY_PREFIX": prefix}
+        if self.cluster:
+            env["GATEKEEPER_REDIS_CLUSTER"] = "true"
+        return env
 
 
 def redis_targets(*, cluster: bool = False) -> list[str]:
@@ -47,6 +57,26 @@ def redis_target_of(request: pytest.FixtureRequest, name: str) -> RedisTarget:
         return RedisTarget("cluster", cluster.seeds, cluster=True)
     server: EmbeddedRedis = request.getfixturevalue("embedded_redis")
     return RedisTarget("embedded", server.url)
+
+
+def also_on_cluster(fixture: str = "redis_target") -> Callable[[T], T]:
+    """Run the test on the local Redis Cluster too: `fixture` (`redis_target`, or `app_target`
+    for suites on the embedded server only) parametrized over its targets plus the cluster,
+    and the `cluster` mark. For suites that run representative tests there, not all of them
+    (tests/engine runs all: its conftest overrides redis_target)."""
+    targets = redis_targets(cluster=True) if fixture == "redis_target" else ["embedded", "cluster"]
+
+    def mark(test: T) -> T:
+        return pytest.mark.cluster(pytest.mark.parametrize(fixture, targets, indirect=True)(test))
+
+    return mark
+
+
+@pytest.fixture(params=["embedded"])
+def app_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """The Redis of suites that start whole Apps on the embedded server only (tests/api):
+    the embedded server; the cluster too with @also_on_cluster("app_target")."""
+    return redis_target_of(request, request.param)
 
 
 @pytest.fixture(scope="session")

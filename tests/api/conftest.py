@@ -13,7 +13,7 @@ import pytest
 
 from gatekeeper.app import App
 from gatekeeper.config import load_config
-from gatekeeper.store.embedded import EmbeddedRedis
+from tests.conftest import RedisTarget
 
 POLICY = Path(__file__).parents[1] / "e2e" / "policy.yaml"
 ADMIN = "bootstrap-operator-token"
@@ -53,11 +53,15 @@ async def start_app(
     sqlite_path: str,
     policy: Path = POLICY,
     extra_env: dict[str, str] | None = None,
+    *,
+    cluster: bool = False,
 ) -> App:
+    """An App on free ports; `redis_url` lists the seeds of a Redis Cluster with `cluster`."""
     env = {
         "GATEKEEPER_REDIS_URL": redis_url,
         "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
         "GATEKEEPER_ADMIN_TOKEN": ADMIN,
+        **({"GATEKEEPER_REDIS_CLUSTER": "true"} if cluster else {}),
         **(extra_env or {}),
     }
     app = App(load_config(policy, env=env), billing_sqlite_path=sqlite_path)
@@ -65,8 +69,11 @@ async def start_app(
 
 
 @pytest.fixture
-async def api(embedded_redis: EmbeddedRedis, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
-    app = await start_app(embedded_redis.url, key_prefix, str(tmp_path / "billing.sqlite"))
+async def api(app_target: RedisTarget, key_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """An App on the embedded Redis (also on the local Cluster for tests marked `cluster`)."""
+    app = await start_app(
+        app_target.url, key_prefix, str(tmp_path / "billing.sqlite"), cluster=app_target.cluster
+    )
     try:
         async with aiohttp.ClientSession() as session:
             yield Api(app, session, f"http://127.0.0.1:{app.http_port}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 
 from gatekeeper.app import App
-from gatekeeper.store.embedded import EmbeddedRedis
 from tests.api.conftest import ADMIN, Api, key_of, sha, start_app
+from tests.conftest import RedisTarget, also_on_cluster
 
 
 async def authz(app: App, key: str, path: str = "/v1/chat/completions") -> int:
@@ -25,6 +25,7 @@ async def authz(app: App, key: str, path: str = "/v1/chat/completions") -> int:
         return response.status
 
 
+@also_on_cluster("app_target")
 async def test_key_lifecycle_create_list_rotate_revoke(api: Api) -> None:
     status, issued = await api.call("POST", "/v1/customers/busy/api-keys", body={"id": "ci"})
     assert status == 201 and issued["id"] == "ci" and issued["key"].startswith("gk_")
@@ -64,6 +65,7 @@ async def test_customer_manages_its_own_keys_only(api: Api) -> None:
     assert await authz(api.app, key_of("hobbyist")) == 401
 
 
+@also_on_cluster("app_target")
 async def test_create_customer_then_it_is_enforced(api: Api) -> None:
     status, made = await api.call(
         "POST",
@@ -131,6 +133,7 @@ async def test_invalid_input_names_the_field(api: Api) -> None:
     assert status == 422 and problem["errors"][0]["field"] == "features.chat_requests", problem
 
 
+@also_on_cluster("app_target")
 async def test_plan_change_reaches_its_customers(api: Api) -> None:
     status, plan = await api.call("GET", "/v1/plans/free")
     doc = plan["document"]
@@ -144,6 +147,7 @@ async def test_plan_change_reaches_its_customers(api: Api) -> None:
     assert status == 422 and problem["errors"][0]["field"].startswith("entitlements.nope")
 
 
+@also_on_cluster("app_target")
 async def test_every_change_is_audited_with_before_and_after(api: Api) -> None:
     await api.call("PATCH", "/v1/customers/busy", body={"billing_day": 7})
     await api.call("PUT", "/v1/customers/busy/spend-cap", token=key_of("busy"),
@@ -159,11 +163,14 @@ async def test_every_change_is_audited_with_before_and_after(api: Api) -> None:
     assert page["entries"][0]["id"] == earlier["id"]
 
 
+@also_on_cluster("app_target")
 async def test_changes_apply_on_every_process_within_a_second(
-    embedded_redis: EmbeddedRedis, key_prefix: str, tmp_path: Path
+    app_target: RedisTarget, key_prefix: str, tmp_path: Path
 ) -> None:
     apps = [
-        await start_app(embedded_redis.url, key_prefix, str(tmp_path / "b.sqlite"))
+        await start_app(
+            app_target.url, key_prefix, str(tmp_path / "b.sqlite"), cluster=app_target.cluster
+        )
         for _ in range(2)
     ]
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gatekeeper.edge.request import EdgeRequest
 from tests.api.conftest import Api, key_of
+from tests.conftest import also_on_cluster
 
 
 async def test_metadata_is_kept_validated_and_shown(api: Api) -> None:
@@ -22,6 +23,7 @@ async def test_metadata_is_kept_validated_and_shown(api: Api) -> None:
     assert fields[0] == "metadata.crm" and fields[1].startswith("metadata"), problem
 
 
+@also_on_cluster("app_target")
 async def test_the_customer_list_pages_by_cursor_and_plan(api: Api) -> None:
     for i in range(7):
         status, _ = await api.call(
@@ -49,6 +51,7 @@ async def test_the_customer_list_pages_by_cursor_and_plan(api: Api) -> None:
     assert status == 422 and problem["errors"][0]["field"] == "cursor"
 
 
+@also_on_cluster("app_target")
 async def test_keys_show_expiry_and_last_use(api: Api) -> None:
     status, problem = await api.call(
         "POST", "/v1/customers/busy/api-keys", body={"expires_at": "2001-01-01T00:00:00Z"}

@@ -17,6 +17,7 @@ from gatekeeper.store import KeySpace
 from gatekeeper.store.embedded import EmbeddedRedis
 from tests.api.conftest import Api, key_of, start_app
 from tests.api.test_admin import authz
+from tests.conftest import also_on_cluster
 
 
 async def bill(api: Api) -> int:
@@ -36,6 +37,7 @@ async def bill(api: Api) -> int:
     return await worker.drain()
 
 
+@also_on_cluster("app_target")
 async def test_usage_events_invoice_revenue(api: Api) -> None:
     for _ in range(7):
         await authz(api.app, key_of("busy"))
@@ -140,6 +142,7 @@ async def test_redis_down_answers_503_not_500(key_prefix: str, tmp_path: Path) -
         server.stop()
 
 
+@also_on_cluster("app_target")
 async def test_grant_balances_show_what_the_counters_hold(api: Api, key_prefix: str) -> None:
     """Units drawn from a grant come before the plan's limit and are not in the feature's
     `used`: the usage view shows each grant's balance, read from the grant's own counter."""

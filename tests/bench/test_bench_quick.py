@@ -70,3 +70,23 @@ def test_bench_without_wrk_says_so_and_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "wrk not found" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
+def test_quick_cluster_bench_measures_1_and_3_primaries(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*GATEKEEPER, "bench", "--quick", "--only", "cluster", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = {f["name"]: f for f in json.loads((tmp_path / "latest.json").read_text())["figures"]}
+    for label in ("1 primary", "3 primaries"):
+        assert figures[f"decisions/s, {label}"]["value"] > 0
+        assert figures[f"Redis CPU per decision, {label}"]["value"] > 0
+    assert figures["decisions/s, 3 primaries"]["baseline"] == "decisions/s, 1 primary"
+    # every primary served decisions: three shares in the note
+    assert figures["Redis CPU per decision, 3 primaries"]["note"].count("% of decisions") == 3
+    spread = figures["customers per primary, max/min, 1024 partitions"]
+    assert 1.0 <= spread["value"] < 1.1 and spread["note"].startswith("10,000 customers")

@@ -11,16 +11,12 @@ from redis.asyncio import Redis
 
 from gatekeeper.cli import main
 from gatekeeper.store.customers import CustomerRecord, RecordChange
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, also_on_cluster
 from tests.directory.support import PARTITIONS, jsonl, records, sha
 
 
 def _env(target: RedisTarget, prefix: str) -> dict[str, str]:
-    return {
-        "GATEKEEPER_REDIS_URL": target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
-        "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
-    }
+    return {**target.env(prefix), "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS)}
 
 
 async def _run(args: list[str], env: dict[str, str]) -> int:
@@ -64,6 +60,7 @@ async def test_import_of_100k_lines_with_a_bad_one_then_a_rerun_imports_nothing(
     assert record is not None and record.version == 1
 
 
+@also_on_cluster()
 async def test_export_then_import_into_an_empty_prefix_reproduces_the_records(
     redis: Redis, redis_target: RedisTarget, key_prefix: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -113,6 +110,7 @@ async def test_export_then_import_into_an_empty_prefix_reproduces_the_records(
             await redis.delete(*keys)
 
 
+@also_on_cluster()
 async def test_reimport_keeps_keys_created_since(
     redis: Redis, redis_target: RedisTarget, key_prefix: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

@@ -9,10 +9,12 @@ from redis.asyncio import Redis
 from gatekeeper.clock import ManualClock
 from gatekeeper.directory.key_usage import KeyUsage
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import also_on_cluster
 
 T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
 
+@also_on_cluster()
 async def test_uses_are_noted_coarsely_and_written_by_flush(redis: Redis, key_prefix: str) -> None:
     clock = ManualClock(T0)
     mono = [0.0]

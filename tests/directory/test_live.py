@@ -17,6 +17,7 @@ from gatekeeper.directory.live import LiveDirectory
 from gatekeeper.model import Customer, Policy, frozen_map
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords, Source
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import also_on_cluster
 
 CATALOG = parse_config(
     """
@@ -72,6 +73,7 @@ def _count_gets(records: CustomerRecords) -> list[str]:
     return calls
 
 
+@also_on_cluster()
 async def test_a_miss_is_one_read_shared_by_concurrent_callers(
     redis: Redis, key_prefix: str
 ) -> None:
@@ -93,6 +95,7 @@ async def test_what_a_process_holds_is_bounded(redis: Redis, key_prefix: str) ->
     assert stats.size == 10 and stats.evictions == 20 and stats.capacity == 10
 
 
+@also_on_cluster()
 async def test_a_change_is_seen_after_its_invalidation(redis: Redis, key_prefix: str) -> None:
     records, directory, _ = await _setup(redis, key_prefix)
     before = await directory.customer("c0")
@@ -130,6 +133,7 @@ async def test_a_new_catalog_recompiles_each_customer_when_next_asked(
     assert calls == ["c2"]  # compiled again from the held record, not read again
 
 
+@also_on_cluster()
 async def test_keys_resolve_and_unknown_keys_are_remembered_briefly(
     redis: Redis, key_prefix: str
 ) -> None:

@@ -11,6 +11,7 @@ from gatekeeper.config import parse_config
 from gatekeeper.directory.seed import reconcile_directory
 from gatekeeper.store.customers import CustomerRecords, Source
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import also_on_cluster
 
 FILE = parse_config(
     """
@@ -29,6 +30,7 @@ customers:
 )
 
 
+@also_on_cluster()
 async def test_old_hashes_move_into_records_once(redis: Redis, key_prefix: str) -> None:
     keys = KeySpace(prefix=key_prefix, partitions=4)
     records = CustomerRecords(redis=redis, keys=keys)

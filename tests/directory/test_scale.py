@@ -52,11 +52,7 @@ DEADLINE_S = 90.0  # the whole busy phase, whatever happens
 
 
 def _env(target: RedisTarget, prefix: str) -> dict[str, str]:
-    return {
-        "GATEKEEPER_REDIS_URL": target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
-        "GATEKEEPER_ADMIN_TOKEN": ADMIN,
-    }
+    return {**target.env(prefix), "GATEKEEPER_ADMIN_TOKEN": ADMIN}
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from gatekeeper.config import parse_config
 from gatekeeper.directory.seed import reconcile_directory
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords, RecordChange, Source
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import also_on_cluster
 
 HEAD = """
 version: 1
@@ -36,6 +37,7 @@ async def _seed(records: CustomerRecords, redis: Redis, keys: KeySpace, customer
     return result.skipped
 
 
+@also_on_cluster()
 async def test_the_file_seeds_and_the_api_wins(redis: Redis, key_prefix: str) -> None:
     keys = KeySpace(prefix=key_prefix, partitions=4)
     records = CustomerRecords(redis=redis, keys=keys)
@@ -64,6 +66,7 @@ async def test_the_file_seeds_and_the_api_wins(redis: Redis, key_prefix: str) ->
     assert await records.get("e") is not None
 
 
+@also_on_cluster()
 async def test_processes_starting_together_seed_once(redis: Redis, key_prefix: str) -> None:
     keys = KeySpace(prefix=key_prefix, partitions=4)
     records = CustomerRecords(redis=redis, keys=keys)

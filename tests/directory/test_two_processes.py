@@ -11,27 +11,24 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from gatekeeper.app import App
 from gatekeeper.clock import ManualClock
 from gatekeeper.config import load_config
 from gatekeeper.edge.request import EdgeRequest
-from gatekeeper.store.embedded import EmbeddedRedis
 from tests.api.conftest import ADMIN, POLICY
+from tests.conftest import RedisTarget, also_on_cluster
 
 T0 = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 async def pair(
-    embedded_redis: EmbeddedRedis, key_prefix: str, tmp_path: Path
+    redis: Redis, redis_target: RedisTarget, key_prefix: str, tmp_path: Path
 ) -> AsyncIterator[tuple[App, App, ManualClock]]:
     clock = ManualClock(T0)
-    env = {
-        "GATEKEEPER_REDIS_URL": embedded_redis.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-        "GATEKEEPER_ADMIN_TOKEN": ADMIN,
-    }
+    env = {**redis_target.env(key_prefix), "GATEKEEPER_ADMIN_TOKEN": ADMIN}
     apps = []
     try:
         for _ in range(2):
@@ -73,6 +70,7 @@ async def _api(app: App, method: str, path: str, body: object | None = None) -> 
         return response.status, await response.json(content_type=None)
 
 
+@also_on_cluster()
 async def test_created_revoked_and_expired_keys_apply_on_the_other_process(
     pair: tuple[App, App, ManualClock],
 ) -> None:

@@ -17,7 +17,7 @@ from gatekeeper.config import load_config
 from gatekeeper.events import UsageEvent
 from gatekeeper.model import Period
 from gatekeeper.periods import window_for
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, also_on_cluster
 from tests.e2e.harness import MODES, Upstream, client, front_proxy, wait_for
 
 POLICY = Path(__file__).with_name("policy.yaml")
@@ -51,7 +51,7 @@ class Stack:
 async def stack(
     request: pytest.FixtureRequest, redis: Redis, redis_target: RedisTarget, key_prefix: str
 ) -> AsyncIterator[Stack]:
-    env = {"GATEKEEPER_REDIS_URL": redis_target.url, "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix}
+    env = redis_target.env(key_prefix)
     app = await App(load_config(POLICY, env=env)).start(
         host="127.0.0.1", grpc_port=0, authz_http_port=0, http_port=0
     )
@@ -112,6 +112,7 @@ async def test_healthz_passes_no_client_claim_to_the_upstream(stack: Stack) -> N
     assert not {"x-gatekeeper-customer", "x-gatekeeper-plan", "x-model-tier"} & set(seen)
 
 
+@also_on_cluster()
 async def test_valid_key_is_admitted_with_headers_up_and_down(stack: Stack) -> None:
     status, headers, _ = await post(stack.url, {**key("hobbyist"), "x-gatekeeper-customer": "busy"})
     assert status == 200
@@ -147,6 +148,7 @@ async def test_not_entitled_is_403_with_feature(stack: Stack) -> None:
     assert h["content-type"] == "application/problem+json"
 
 
+@also_on_cluster()
 async def test_quota_exhausted_is_429_with_retry_after(stack: Stack) -> None:
     for _ in range(5):
         assert (await post(stack.url, key("hobbyist")))[0] == 200
@@ -159,6 +161,7 @@ async def test_quota_exhausted_is_429_with_retry_after(stack: Stack) -> None:
     assert stack.upstream.hits == 5
 
 
+@also_on_cluster()
 async def test_spend_cap_is_402(stack: Stack) -> None:
     tokens = {**key("thrifty"), "x-token-count": "5000"}  # 5000 x 0.0000006 = 0.003 USD
     assert (await post(stack.url, tokens, "/v1/embeddings"))[0] == 200
@@ -184,6 +187,7 @@ async def test_context_extensions_choose_feature_and_cost(stack: Stack) -> None:
         assert r.headers["x-ratelimit-remaining"] == "45"  # cost 5 from the route's context
 
 
+@also_on_cluster()
 async def test_200_concurrent_requests_against_hard_limit_of_50(stack: Stack) -> None:
     async def one() -> int:
         return (await post(stack.url, key("busy")))[0]
@@ -193,6 +197,7 @@ async def test_200_concurrent_requests_against_hard_limit_of_50(stack: Stack) ->
     assert stack.upstream.hits == 50
 
 
+@also_on_cluster()
 async def test_tokens_are_settled_from_the_upstream_header(stack: Stack) -> None:
     reported = [17, 2500, 1999, 0, 4321]
     for n in reported:

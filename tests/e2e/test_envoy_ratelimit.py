@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from gatekeeper.app import App
 from gatekeeper.config import load_config
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, also_on_cluster
 from tests.e2e.harness import ENVOY_DIR, Upstream, client, running_envoy
 
 POLICY = Path(__file__).with_name("policy.yaml")
@@ -22,8 +22,7 @@ async def envoy_url(
     redis: Redis, redis_target: RedisTarget, key_prefix: str
 ) -> AsyncIterator[tuple[str, Upstream]]:
     env = {
-        "GATEKEEPER_REDIS_URL": redis_target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
+        **redis_target.env(key_prefix),
         "GATEKEEPER_RATELIMIT_CONFIG": str(ENVOY_DIR / "ratelimit"),
     }
     app = await App(load_config(POLICY, env=env)).start(
@@ -45,6 +44,7 @@ async def _get(url: str, client_id: str) -> tuple[int, dict[str, str]]:
         return r.status, {k.lower(): v for k, v in r.headers.items()}
 
 
+@also_on_cluster()
 async def test_limits_unlimited_and_shadow_mode_through_envoy(
     envoy_url: tuple[str, Upstream],
 ) -> None:

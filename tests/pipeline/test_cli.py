@@ -16,7 +16,7 @@ from gatekeeper.billing import BillingStore
 from gatekeeper.cli import main
 from gatekeeper.money import NANO
 from tests.billing.stores import StoreTarget
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, also_on_cluster
 from tests.forward.helpers import validate
 from tests.pipeline.support import PARTITIONS, harness, keyspace, make_worker, run_decisions
 from tests.pipeline.support import write_policy as _write_policy
@@ -27,13 +27,13 @@ def cli_env(
 ) -> dict[str, str]:
     return {
         "GATEKEEPER_CONFIG": str(_write_policy(tmp)),
-        "GATEKEEPER_REDIS_URL": redis_target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": prefix,
+        **redis_target.env(prefix),
         "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
         "GATEKEEPER_BILLING_DSN": store_target.dsn,
     }
 
 
+@also_on_cluster()
 async def test_export_lists_event_ids_and_totals_reconcile(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path,
@@ -86,6 +86,7 @@ async def test_export_lists_event_ids_and_totals_reconcile(
         assert "idempotency_key" in data
 
 
+@also_on_cluster()
 async def test_reconcile_finds_no_difference_then_a_planted_one(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -141,6 +142,7 @@ async def test_export_makes_its_out_folder_and_refuses_an_unknown_customer(
     assert str(a_file) in capsys.readouterr().err
 
 
+@also_on_cluster()
 async def test_reconcile_against_a_redis_without_usage_says_so(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],

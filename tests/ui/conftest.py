@@ -24,11 +24,7 @@ HOBBYIST_KEY = "gk-test-hobbyist"  # plan free: chat_requests 5 a day, hard
 
 
 async def start_app(target: RedisTarget, key_prefix: str, tmp_path: Path) -> App:
-    env = {
-        "GATEKEEPER_REDIS_URL": target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-        "GATEKEEPER_ADMIN_TOKEN": ADMIN,
-    }
+    env = {**target.env(key_prefix), "GATEKEEPER_ADMIN_TOKEN": ADMIN}
     config = load_config(POLICY, env=env)
     billing = str(tmp_path / "billing.sqlite")  # the forecast reads the revenue ledger
     return await App(config, billing_sqlite_path=billing).start(

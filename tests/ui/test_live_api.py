@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gatekeeper.app import App
-from tests.conftest import RedisTarget
+from tests.conftest import RedisTarget, also_on_cluster
 from tests.ui.conftest import ADMIN, HOBBYIST_KEY, chat, following, start_app
 from tests.ui.sse_client import EventReader
 
@@ -56,6 +56,7 @@ def _chat_used(usage: dict) -> int:  # type: ignore[type-arg]
     return next(f["used"] for f in usage["features"] if f["feature"] == "chat_requests")
 
 
+@also_on_cluster()
 async def test_customer_usage_is_pushed_after_decisions(app: App) -> None:
     url = f"http://127.0.0.1:{app.http_port}/v1/customers/hobbyist/stream"
     async with opened(url, params={"access_token": HOBBYIST_KEY}) as events:
@@ -70,6 +71,7 @@ async def test_customer_usage_is_pushed_after_decisions(app: App) -> None:
         assert time.monotonic() - started < 2.0
 
 
+@also_on_cluster()
 async def test_operator_stream_counts_decisions_of_this_process(app: App) -> None:
     statuses = await chat(app, HOBBYIST_KEY, 7)  # 5 a day: 5 admitted, 2 denied (quota)
     assert statuses == [200] * 5 + [429] * 2
@@ -91,6 +93,7 @@ async def test_operator_stream_counts_decisions_of_this_process(app: App) -> Non
         assert mine == [("blocked", 100), ("threshold", 100), ("threshold", 80)]
 
 
+@also_on_cluster()
 async def test_serve_stops_promptly_with_streams_open(
     redis: Redis, redis_target: RedisTarget, key_prefix: str, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from gatekeeper.clock import ManualClock
 from gatekeeper.stats import DecisionStats, StatsFlusher, StatsReader, outcome_class
 from gatekeeper.stats import reader as reader_module
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import also_on_cluster
 from tests.engine.harness import START, make_harness
 from tests.notify.helpers import customers_policy, req
 
@@ -79,6 +80,7 @@ def test_outcome_classes() -> None:
     ]
 
 
+@also_on_cluster()
 async def test_two_processes_sum_into_one_view(redis: Redis, key_prefix: str) -> None:
     keys = KeySpace(prefix=key_prefix)
     clock = ManualClock(NOW)
@@ -167,6 +169,7 @@ async def test_flush_failure_is_counted_not_raised(key_prefix: str) -> None:
     await dead.aclose()
 
 
+@also_on_cluster()
 async def test_run_flushes_every_second_and_stops(redis: Redis, key_prefix: str) -> None:
     from gatekeeper.clock import SystemClock
 
@@ -187,6 +190,7 @@ async def test_run_flushes_every_second_and_stops(redis: Redis, key_prefix: str)
     assert flusher.flushed == 2
 
 
+@also_on_cluster()
 async def test_stream_lag_of_the_billing_group(redis: Redis, key_prefix: str) -> None:
     keys = KeySpace(prefix=key_prefix, partitions=4)
     clock = ManualClock(NOW)
@@ -231,6 +235,7 @@ async def test_a_counted_stream_lag_is_bounded(
         assert (lag.lag, lag.lag_capped) == (3, True)
 
 
+@also_on_cluster()
 async def test_recent_alerts_from_real_decisions(redis: Redis, key_prefix: str) -> None:
     h = make_harness(redis, customers_policy(["acme", "globex"], limit=10), key_prefix)
     for _ in range(5):  # 50 % threshold

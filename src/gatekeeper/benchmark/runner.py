@@ -1,9 +1,10 @@
 """One bench run: start what it needs on 127.0.0.1, run the chosen scenarios, report, stop all.
 
 Order: engine, through Envoy (alone; no-op and gatekeeper per transport; answers compared),
-rate limit service, workers, scale, control plane. Every child process belongs to `Processes`,
-closed in a `finally` (also on Ctrl-C). The bench's own keys live under a fresh prefix and are
-deleted.
+rate limit service, workers, scale, control plane, cluster. Every child process belongs to
+`Processes`, closed in a `finally` (also on Ctrl-C), but the cluster scenario's local Redis
+Clusters, which stop themselves in theirs. The bench's own keys live under a fresh prefix and
+are deleted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gatekeeper.benchmark.model import Results, progress
 from gatekeeper.benchmark.options import LABELS, BenchOptions
 from gatekeeper.benchmark.policy import BenchPolicy, ratelimit_config_text
 from gatekeeper.benchmark.processes import Processes
+from gatekeeper.benchmark.scenarios.cluster import run_cluster
 from gatekeeper.benchmark.scenarios.control_plane import run_control_plane
 from gatekeeper.benchmark.scenarios.engine import run_engine
 from gatekeeper.benchmark.scenarios.envoy import Target, ThroughEnvoy
@@ -72,6 +74,8 @@ async def run(options: BenchOptions, processes: Processes, env: dict[str, str]) 
             results.figures += control.figures
             results.targets += control.targets
             results.notes += control.notes
+        if options.selected("cluster"):
+            results.figures += await run_cluster(f"{prefix}-cl", options.cluster)
     finally:
         await delete_prefix(redis_url, prefix)
     return results

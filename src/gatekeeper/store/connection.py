@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 
 from gatekeeper.settings import RedisSettings, Settings
 from gatekeeper.store.autopipeline import AutoPipeline, Pipelined
 from gatekeeper.store.cluster import ClusterAutoPipeline, parse_seeds
+from gatekeeper.store.clusterclient import GatekeeperRedisCluster
 from gatekeeper.store.datadir import DataDir, SharedRedis, open_shared_redis
 from gatekeeper.store.embedded import EmbeddedRedis
 from gatekeeper.store.endpoint import Endpoint
@@ -53,18 +54,6 @@ class GatekeeperRedis(Redis):
         await super().aclose(close_connection_pool)
 
 
-class GatekeeperRedisCluster(RedisCluster):
-    """redis-py's Cluster client (MOVED/ASK, slot map) for everything but the decisions'
-    Lua calls, which go through `autopipeline` (store/cluster.py), one per primary."""
-
-    autopipeline: ClusterAutoPipeline | None = None
-
-    async def aclose(self) -> None:
-        if self.autopipeline is not None:
-            await self.autopipeline.aclose()
-        await super().aclose()
-
-
 def autopipeline_of(client: object) -> Pipelined | None:
     """The auto-pipeline a client from connect_redis() owns, if any."""
     if isinstance(client, GatekeeperRedis | GatekeeperRedisCluster):
@@ -98,7 +87,8 @@ def connect_redis(url: str, settings: RedisSettings) -> GatekeeperRedis:
 
 def connect_cluster(url: str, settings: RedisSettings) -> GatekeeperRedisCluster:
     """A Cluster client from comma-separated seeds (no I/O yet), with the cluster-aware
-    auto-pipeline when `settings.autopipeline` is on."""
+    auto-pipeline when `settings.autopipeline` is on. Like the single-node pool it waits
+    up to `pool_timeout_s` for one of `max_connections` (store/clusterclient.py)."""
     seeds = parse_seeds(url)
     first = seeds[0]
     client = GatekeeperRedisCluster(
@@ -108,6 +98,7 @@ def connect_cluster(url: str, settings: RedisSettings) -> GatekeeperRedisCluster
         socket_timeout=first.timeout_s,
         socket_connect_timeout=first.connect_timeout_s,
         max_connections=settings.max_connections,
+        pool_timeout_s=settings.pool_timeout_s,
     )
     if settings.autopipeline:
         client.autopipeline = ClusterAutoPipeline(seeds)

@@ -29,7 +29,7 @@ import redis
 
 from gatekeeper.store.embedded import EmbeddedRedisError, redis_server_binary
 
-__all__ = ["LocalCluster", "LocalClusterError", "free_cluster_ports"]
+__all__ = ["LocalCluster", "LocalClusterError", "free_cluster_ports", "slot_owners_of"]
 
 SLOTS = 16384
 HOST = "127.0.0.1"
@@ -301,6 +301,11 @@ def _slot_owners(reply: object) -> dict[int, int]:
         for slot in range(start, end + 1):
             owners[slot] = int(primary[1])
     return owners
+
+
+def slot_owners_of(reply: object) -> dict[int, int]:
+    """A node's CLUSTER SLOTS reply -> {slot: port of its primary}."""
+    return _slot_owners(reply)
 
 
 def _replica_counts(reply: object) -> dict[int, int]:
