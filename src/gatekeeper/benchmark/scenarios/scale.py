@@ -1,53 +1,43 @@
-"""Scale: decisions/s, Redis memory and local policy memory at 1, 10,000 and 1,000,000 customers.
+"""Scale: decisions/s, Redis memory per counter and per directory record at 1, 10,000 and
+1,000,000 customers.
 
 What is measured, exactly:
 - The policy: one plan whose only limit is a hard daily quota on `requests`, so each customer
-  owns exactly one Redis counter (a hash) per period. N customers are generated in memory from
-  the one customer the YAML declares (same objects the loader builds, one API key each; YAML
-  parsing of a million customers is not what is measured). Local cache memory = the bytes
-  tracemalloc sees allocated while building those customers and the Policy (its key index).
+  owns exactly one Redis counter (a hash) per period. N customers are written into the
+  directory (`CustomerRecords.put_many`, one API key each, as `gatekeeper import` would), and
+  a real App serves them: each decision finds its customer through the directory cache, as
+  serve does (the first decision of a customer reads its record).
 - Populate: the engine decides once for `c0` (warm-up), then once for every other customer
-  (64 concurrent decisions), as serve would.
+  (64 concurrent decisions). Every decision must be admitted (an unknown customer, say, would
+  make the figures meaningless): the scenario fails otherwise.
 - decisions/s: `seconds` of decisions for customers drawn at random among the N.
-- Redis memory: INFO used_memory before populating, after, and after deleting the usage
-  streams; (after − before) / (N − 1) = bytes per customer-feature counter (N ≥ 1,000 only).
+- Redis memory: INFO used_memory before writing the directory, after it (bytes per record:
+  record, key pointer, indexes), after populating, and after deleting the usage streams;
+  (after − populated directory) / (N − 1) = bytes per customer-feature counter (N ≥ 1,000).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
-import tracemalloc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from gatekeeper.benchmark.directory_load import catalog_text, customer_id, populate
 from gatekeeper.benchmark.inprocess import delete_prefix, load, running_app
 from gatekeeper.benchmark.model import Figure, percentiles_ms
-from gatekeeper.engine import DecisionEngine, DecisionRequest, MeterRequest
-from gatekeeper.model import ApiKey, Customer, Policy, frozen_map
+from gatekeeper.benchmark.processes import BenchSetupError
+from gatekeeper.engine import Decision, DecisionEngine, DecisionRequest, MeterRequest
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["ScaleProfile", "run_scale"]
 
 SCENARIO = "scale"
 MEMORY_MIN_CUSTOMERS = 1000  # below, allocator noise is larger than what is measured
-TEXT = """\
-version: 1
-currency: USD
-features:
-  requests: {type: metered, unit: request}
-plans:
-  basic:
-    entitlements:
-      requests: {limit: 1000000000, period: day, enforcement: hard}
-customers:
-  c0:
-    plan: basic
-    api_keys: [{id: c0, sha256: 0000000000000000000000000000000000000000000000000000000000000000}]
-"""
+TEXT = catalog_text()  # one plan ("basic"): a hard daily quota on `requests`; no customers
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,28 +45,6 @@ class ScaleProfile:
     counts: tuple[int, ...]
     seconds: float
     tasks: int = 64
-
-
-def _customers(template: Customer, n: int) -> dict[str, Customer]:
-    out: dict[str, Customer] = {}
-    for i in range(n):
-        cid = f"c{i}"
-        sha = hashlib.sha256(f"bench-{cid}".encode()).hexdigest()
-        out[cid] = replace(template, id=cid, api_keys=(ApiKey(id=cid, sha256=sha),))
-    return out
-
-
-def build_policy(base: Policy, n: int) -> tuple[Policy, int]:
-    """A policy of `n` customers like `c0`, and the bytes allocated to hold them."""
-    template = base.customers["c0"]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        policy = replace(base, customers=frozen_map(_customers(template, n)))
-        size = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    return policy, size
 
 
 async def _used_memory(redis: Redis) -> int:
@@ -88,6 +56,14 @@ def _request(customer: str) -> DecisionRequest:
     return DecisionRequest(customer, meters=(MeterRequest("requests", 1),))
 
 
+def _admitted(decision: Decision) -> None:
+    if not decision.allowed:
+        raise BenchSetupError(
+            f"scale: a decision for {decision.customer_id} was {decision.outcome.value}, not "
+            "admitted: the figures would not measure admissions"
+        )
+
+
 async def _populate(engine: DecisionEngine, n: int, tasks: int) -> float:
     """One decision for each of c1..c(n-1) (c0 was the warm-up): decisions/s."""
     ids = iter(range(1, n))
@@ -95,7 +71,7 @@ async def _populate(engine: DecisionEngine, n: int, tasks: int) -> float:
 
     async def one() -> None:
         for i in ids:
-            await engine.decide(_request(f"c{i}"))
+            _admitted(await engine.decide(_request(customer_id(i))))
 
     await asyncio.gather(*(one() for _ in range(tasks)))
     return (n - 1) / (time.perf_counter() - start)
@@ -111,8 +87,9 @@ async def _random_load(
     async def one() -> None:
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter_ns()
-            await engine.decide(_request(f"c{rng.randrange(n)}"))
+            decision = await engine.decide(_request(customer_id(rng.randrange(n))))
             latencies.append(time.perf_counter_ns() - t0)
+            _admitted(decision)
 
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(tasks)))
@@ -128,12 +105,18 @@ async def run_scale(redis_url: str, prefix: str, profile: ScaleProfile) -> list[
     streams = [*keys.all_usage_streams(), *keys.all_alert_streams()]
     try:
         for n in profile.counts:
-            policy, policy_bytes = build_policy(base.policy, n)
             await delete_prefix(redis_url, prefix)
-            async with running_app(TEXT, redis_url, prefix, policy=policy) as engine:
+            empty = await _used_memory(redis)
+            written = await populate(redis, keys, n, updated_at=datetime.now(UTC).isoformat())
+            if written != n:
+                raise BenchSetupError(f"scale: {written:,} of {n:,} customers written")
+            record_bytes = (await _used_memory(redis) - empty) / n
+            async with running_app(TEXT, redis_url, prefix) as engine:
                 # warm-up: script loaded, every pooled connection open (their buffers count in
                 # used_memory), c0's counter exists
-                await asyncio.gather(*(engine.decide(_request("c0")) for _ in range(profile.tasks)))
+                warm = [engine.decide(_request(customer_id(0))) for _ in range(profile.tasks)]
+                for decision in await asyncio.gather(*warm):
+                    _admitted(decision)
                 await redis.delete(*streams)
                 before = await _used_memory(redis)
                 populate_rate = await _populate(engine, n, profile.tasks)
@@ -159,11 +142,12 @@ async def run_scale(redis_url: str, prefix: str, profile: ScaleProfile) -> list[
                           f"+{(counters - before) / 1e6:,.1f} MB counters only; "
                           "1 counter per customer"),
                 ))  # fmt: skip
-            figures.append(Figure(
-                SCENARIO, f"policy cache in process, {n:,} customers", policy_bytes / n,
-                "bytes/customer", note=f"{policy_bytes / 1e6:,.1f} MB (tracemalloc)",
-            ))  # fmt: skip
-            del policy
+            if n >= MEMORY_MIN_CUSTOMERS:
+                figures.append(Figure(
+                    SCENARIO, f"Redis bytes per directory record, {n:,} customers", record_bytes,
+                    "bytes/customer", note="record, key pointer, indexes (a process holds at "
+                    "most directory.cache_size of them: see control-plane)",
+                ))  # fmt: skip
     finally:
         await delete_prefix(redis_url, prefix)
         await redis.aclose()
