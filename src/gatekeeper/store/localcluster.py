@@ -27,7 +27,7 @@ from pathlib import Path
 
 import redis
 
-from gatekeeper.store.embedded import EmbeddedRedisError, redis_server_binary
+from gatekeeper.store.embedded import EmbeddedRedisError, server_args
 
 __all__ = ["LocalCluster", "LocalClusterError", "free_cluster_ports", "slot_owners_of"]
 
@@ -182,33 +182,13 @@ class LocalCluster:
         assert self._tmp is not None
         directory = Path(self._tmp) / str(port)
         directory.mkdir()
-        args = [
-            str(redis_server_binary()),
-            "--port",
-            str(port),
-            "--bind",
-            HOST,
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            str(directory / "nodes.conf"),
-            "--cluster-node-timeout",
-            str(self.node_timeout_ms),
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--loglevel",
-            "warning",
-            "--logfile",
-            str(directory / "redis.log"),
-        ]
+        args = server_args(
+            directory,
+            "--port", str(port),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(directory / "nodes.conf"),
+            "--cluster-node-timeout", str(self.node_timeout_ms),
+        )  # fmt: skip
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         return _Node(port=port, directory=directory, proc=proc)
 
