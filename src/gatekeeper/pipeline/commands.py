@@ -224,9 +224,12 @@ async def _worker(
     )  # fmt: skip
     loops.append(ForecastLoop(alerter, interval_s=forecast_interval_s))
 
+    asked_to_stop = asyncio.Event()
+
     def stop() -> None:
         for loop_ in loops:
             loop_.stop()
+        asked_to_stop.set()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -236,7 +239,7 @@ async def _worker(
         handle.url, describe_dsn(settings.billing.dsn, sqlite_path),
     )  # fmt: skip
     try:
-        await _run_all(loops)
+        await _run_all(loops, stopped=asked_to_stop, grace_s=STOP_GRACE_S)
     except WorkerFailed as exc:
         log.error("worker failed: %s", exc)
         return EXIT_FAILURE
@@ -246,12 +249,16 @@ async def _worker(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        closing = [handle.close(), store.close()]
         if forwarding is not None:
-            await forwarding[1].aclose()
+            closing.insert(0, forwarding[1].aclose())
         if notifier is not None:
-            await notifier.aclose()
-        await handle.close()
-        await store.close()
+            closing.insert(0, notifier.aclose())
+        for close in closing:  # each bounded: a close stuck on a dead peer must not hold the exit
+            try:
+                await asyncio.wait_for(close, CLOSE_TIMEOUT_S)
+            except Exception as exc:  # logged, then the next: the process is exiting
+                log.warning("worker shutdown: a close did not finish (%r)", exc)
     s = worker.stats
     log.info("worker stopped: stored=%d duplicates=%d acked=%d dead_lettered=%d errors=%s",
              s.stored, s.duplicates, s.acked, s.dead_lettered, dict(s.errors))  # fmt: skip
@@ -263,18 +270,63 @@ class Loop(Protocol):
     def stop(self) -> None: ...
 
 
-async def _run_all(loops: Sequence[Loop]) -> None:
-    """Run every loop; the first to fail stops the others and its exception is raised."""
+STOP_GRACE_S = 6.0  # after SIGTERM: loops finish their batches in this, or are cancelled
+CLOSE_TIMEOUT_S = 2.0  # each connection or pool closed on the way out
+
+
+async def _run_all(
+    loops: Sequence[Loop], *, stopped: asyncio.Event | None = None, grace_s: float = STOP_GRACE_S
+) -> None:
+    """Run every loop; the first to fail stops the others and its exception is raised.
+
+    Once `stopped` is set (SIGTERM), loops that have not returned after `grace_s` are logged
+    with where each task waits, then cancelled: a shutdown is bounded (what they held stays
+    pending and is taken over by the next worker), and a stuck one says where it was stuck."""
     tasks = [asyncio.create_task(loop.run()) for loop in loops]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    watchdog = asyncio.create_task(_bound_shutdown(tasks, stopped, grace_s))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        watchdog.cancel()
     for task in done:
-        exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
         if exc is not None:
             for loop in loops:
                 loop.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise exc
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, return_exceptions=True)  # all done; cancelled ones logged
+
+
+def _await_chain(coro: object) -> str:
+    """Where a task's coroutine waits: each awaited coroutine's file, line and function."""
+    lines = []
+    for _ in range(64):  # bounded: a chain is a few frames deep
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        lines.append(f"    {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return "\n".join(lines) or "    (no frame)"
+
+
+async def _bound_shutdown(
+    tasks: Sequence[asyncio.Task[None]], stopped: asyncio.Event | None, grace_s: float
+) -> None:
+    if stopped is None:
+        return
+    await stopped.wait()
+    _, pending = await asyncio.wait(tasks, timeout=grace_s)
+    if not pending:
+        return
+    log.error("worker shutdown: %d loop(s) still running %.0f s after stop", len(pending), grace_s)
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not current and not task.done():
+            log.error("  still waiting: %s\n%s", task.get_name(), _await_chain(task.get_coro()))
+    for task in pending:
+        task.cancel()
 
 
 # -- export ------------------------------------------------------------------------------------
