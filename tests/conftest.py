@@ -117,7 +117,7 @@ async def redis(redis_target: RedisTarget, key_prefix: str) -> AsyncIterator[Red
         settings = RedisSettings(cluster=True, autopipeline=False)
         client: Redis = connect_redis(redis_target.url, settings)
     else:
-        client = Redis.from_url(redis_target.url)
+        client = Redis.from_url(redis_target.url, socket_timeout=10)  # a silent server fails
     try:
         yield client
     finally:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.clock import Clock
+from gatekeeper.loop import run_loop, transient_types
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["KeyUsage"]
@@ -76,13 +78,16 @@ class KeyUsage:
         return len(items)
 
     async def run(self) -> None:
-        """Flush every interval until cancelled; a Redis failure is logged and retried."""
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except (RedisError, OSError) as exc:
-                log.warning("key last-used times not written yet: %s", exc)
+        """Flush every interval until cancelled; a Redis failure is logged and retried (what
+        was not written is kept for the next flush)."""
+        await run_loop(
+            "key last-used flush",
+            self.flush,
+            stopping=asyncio.Event(),  # the owner cancels it, then flushes once more itself
+            transient=transient_types(RedisError, OSError),
+            backoff=Backoff(self._interval, 4 * self._interval),
+            every_s=self._interval,
+        )
 
     async def last_used(self, customer: str) -> dict[str, int]:
         """Key id -> last use (epoch seconds) as stored. Raises redis errors."""

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gatekeeper.backoff import Backoff
 from gatekeeper.directory.live import LiveDirectory
+from gatekeeper.loop import LoopState, run_loop, transient_types
 
 __all__ = ["CUSTOMER_PREFIX", "InvalidationLoop", "listen_invalidations"]
 
@@ -32,19 +33,21 @@ async def listen_invalidations(
     directory: LiveDirectory,
     on_other: Callable[[bytes], Awaitable[None]],
     max_delay_s: float = 5.0,
+    stopping: asyncio.Event | None = None,
 ) -> None:
-    """Runs until cancelled; raises only what it cannot survive (a bug in `on_other`)."""
-    backoff = Backoff(0.1, max_delay_s)
-    failures = 0
-    while True:
+    """Runs until `stopping` is set (or cancelled: a subscription only ends by a stop that
+    cancels it); raises only what it cannot survive (a bug in `on_other`)."""
+    state = LoopState()
+
+    async def subscribed() -> None:
         pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(channel)
-            if failures:  # back after an outage: catch up on what we missed
+            if state.failures:  # back after an outage: catch up on what we missed
                 directory.clear()
                 await on_other(b"")
                 log.info("invalidation listener reconnected")
-            failures = 0
+            state.failures = 0  # connected: the next outage starts its backoff afresh
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
@@ -53,15 +56,20 @@ async def listen_invalidations(
                     directory.invalidate(data[len(CUSTOMER_PREFIX) :].decode(errors="replace"))
                 else:
                     await on_other(data)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            failures += 1
-            delay = backoff.delay(failures)
-            log.warning("invalidation listener lost redis (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
         finally:
             # bounded: a close that waits on a dead connection must not hold up a stop
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call,unused-ignore]
+
+    await run_loop(
+        "invalidation listener",
+        subscribed,
+        stopping=stopping if stopping is not None else asyncio.Event(),
+        transient=transient_types(RedisConnectionError, RedisTimeoutError, OSError),
+        backoff=Backoff(0.1, max_delay_s),
+        state=state,
+        abandon_on_stop=True,
+    )
 
 
 class InvalidationLoop:
@@ -80,20 +88,13 @@ class InvalidationLoop:
 
     async def run(self) -> None:
         redis, channel, directory, on_other = self._args
-        listening = asyncio.create_task(
-            listen_invalidations(
-                redis=redis, channel=channel, directory=directory, on_other=on_other
-            )
+        await listen_invalidations(
+            redis=redis,
+            channel=channel,
+            directory=directory,
+            on_other=on_other,
+            stopping=self._stopped,
         )
-        stopped = asyncio.create_task(self._stopped.wait())
-        try:
-            done, _ = await asyncio.wait({listening, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if listening in done:
-                listening.result()  # it ended: raise what ended it
-        finally:
-            for task in (listening, stopped):
-                task.cancel()
-            await asyncio.gather(listening, stopped, return_exceptions=True)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -16,7 +16,6 @@ Redis Cluster: streams of several slots are read with one XREADGROUP per slot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias, cast
@@ -30,6 +29,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.forward.cloudevent import JsonObject, to_cloudevent
 from gatekeeper.forward.http import DeadLetter, DeadLetterSink, ForwardUnavailable, SendResult
 from gatekeeper.forward.settings import ForwarderSettings
+from gatekeeper.loop import LoopState, run_loop, transient_types
 from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
 from gatekeeper.store.keys import KeySpace
 
@@ -90,8 +90,7 @@ class UsageForwarder:
         self._died = False
         self.forwarded = 0  # events acknowledged after delivery
         self.dead_lettered = 0  # entries acknowledged after dead-lettering
-        self.consecutive_failures = 0
-        self.last_error: str | None = None
+        self.loop = LoopState()  # the forwarding loop's failures
 
     @property
     def healthy(self) -> bool:
@@ -122,45 +121,31 @@ class UsageForwarder:
             self._running = False
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            step = asyncio.ensure_future(self.run_once())
-            stopper = asyncio.ensure_future(self._stopping.wait())
-            try:
-                await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:  # run() itself cancelled: take the batch down too
-                step.cancel()
-                raise
-            finally:
-                stopper.cancel()
-            if not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await step
-                break
-            try:
-                step.result()
-                self.consecutive_failures = 0
-            except _TRANSIENT as exc:
-                await self._pause_after(exc)
-
-    async def _pause_after(self, exc: BaseException) -> None:
-        self.consecutive_failures += 1
-        self._check_own_pending = True
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        retry_after = exc.retry_after_s if isinstance(exc, ForwardUnavailable) else None
-        base, cap = self._settings.backoff_base_ms, self._settings.backoff_max_ms
-        pause = Backoff(base / 1000.0, cap / 1000.0).delay(self.consecutive_failures + 1)
-        if retry_after is not None:
-            pause = max(pause, retry_after)
-        log.warning(
-            "forwarder batch failed (%s); failure %d, next try in %.3fs: consumer=%s",
-            self.last_error,
-            self.consecutive_failures,
-            pause,
-            self._consumer,
+        base, cap = self._settings.backoff_base_ms / 1000.0, self._settings.backoff_max_ms / 1000.0
+        await run_loop(
+            f"forwarder {self._consumer}",
+            self.run_once,
+            stopping=self._stopping,
+            transient=transient_types(*_TRANSIENT),
+            backoff=Backoff(min(2 * base, cap), cap),  # the first pause: twice the base
+            state=self.loop,
+            on_error=self._failed,
+            abandon_on_stop=True,  # an abandoned batch stays pending: sent again later
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+
+    def _failed(self, exc: BaseException) -> float | None:
+        """After a failed batch: look at its own pending entries again; a receiver's
+        Retry-After is the shortest pause."""
+        self._check_own_pending = True
+        return exc.retry_after_s if isinstance(exc, ForwardUnavailable) else None
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.loop.failures
+
+    @property
+    def last_error(self) -> str | None:
+        return self.loop.last_error or None
 
     async def run_once(self) -> int:
         """Collect one batch (own pending, reclaimed, then new entries up to `max_wait_ms`),

@@ -34,6 +34,7 @@ from gatekeeper.backoff import Backoff
 from gatekeeper.events import AlertEvent
 from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.problems import problem
+from gatekeeper.loop import run_loop, transient_types
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["EventStreams", "StreamWatch", "Subscription", "sse_comment", "sse_event"]
@@ -94,7 +95,7 @@ class StreamWatch:
         self._subs: dict[str, set[Subscription]] = {}
         self._last: dict[str, str] = {}  # stream -> last id seen
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stopped = asyncio.Event()
 
     @contextlib.contextmanager
     def subscribe(self, customer: str) -> Iterator[Subscription]:
@@ -166,24 +167,24 @@ class StreamWatch:
             return None
 
     async def run(self) -> None:
-        failures = 0
-        while not self._stopping:
-            _raise_if_cancelled()
-            if not self._subs:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
-                await self.run_once()
-                failures = 0
-            except (RedisError, OSError) as exc:
-                failures += 1
-                delay = _RETRY.delay(failures)
-                log.warning("dashboard stream watch lost redis (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+        await run_loop(
+            "dashboard stream watch",
+            self._step,
+            stopping=self._stopped,
+            transient=transient_types(RedisError, OSError),
+            backoff=_RETRY,
+        )
+
+    async def _step(self) -> None:
+        _raise_if_cancelled()
+        if not self._subs:  # nobody watching: wait for a subscriber (or the stop)
+            self._wake.clear()
+            await self._wake.wait()
+            return
+        await self.run_once()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
 

@@ -36,6 +36,7 @@ from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.engine.ports import PolicySource
 from gatekeeper.events import AlertEvent
 from gatekeeper.forward.cloudevent import JsonObject
+from gatekeeper.loop import LoopState, run_loop, transient_types
 from gatekeeper.notify.dispatch import Dispatcher, Finished, Job
 from gatekeeper.notify.http import WebhookClient, backoff_s
 from gatekeeper.notify.log import DeliveryLog, DeliveryOutcome, MemoryDeliveryLog
@@ -61,7 +62,7 @@ GROUP = "gatekeeper-notifier"
 
 log = logging.getLogger(__name__)
 
-_PASS_RETRY = Backoff(0.1, 30.0)  # a failed pass (Redis, the store): 0.2 s doubling to 30 s
+_PASS_RETRY = Backoff(0.2, 30.0)  # a failed pass (Redis, the store): 0.2 s doubling to 30 s
 
 Sleep = Callable[[float], Awaitable[None]]
 _Fields = Mapping[bytes | str, bytes | str]
@@ -144,8 +145,7 @@ class AlertNotifier:
         self.alert_log_errors = 0  # delivered alerts the alert log could not be told about
         self.suppressed = 0  # alerts acked without a delivery
         self.lost = 0  # entries taken over by another notifier while this one held them
-        self.consecutive_failures = 0
-        self.last_error: str | None = None
+        self.loop = LoopState()  # the delivery loop's failures
 
     @property
     def healthy(self) -> bool:
@@ -188,28 +188,31 @@ class AlertNotifier:
             self._running = False
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once(block_ms=self._read_slice_ms)
-                self.consecutive_failures = 0
-            except _TRANSIENT as exc:
-                await self._pause_after(exc)
+        await run_loop(
+            f"notifier {self._consumer}",
+            lambda: self.run_once(block_ms=self._read_slice_ms),
+            stopping=self._stopping,
+            transient=transient_types(*_TRANSIENT),
+            backoff=_PASS_RETRY,
+            state=self.loop,
+            on_error=self._failed,
+            sleep=self._sleep,
+        )
         await self._dispatch.wait(self._settings.timeout_s)
         with contextlib.suppress(*_TRANSIENT):
             await self._apply_results()
             await self._ack_done()
 
-    async def _pause_after(self, exc: BaseException) -> None:
-        self.consecutive_failures += 1
-        self._check_own_pending = True
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        pause = _PASS_RETRY.delay(self.consecutive_failures + 1)
-        log.warning("notifier pass failed (%s); retrying in %.1fs", self.last_error, pause)
-        sleeper = asyncio.ensure_future(self._sleep(pause))
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sleeper, stopper):
-            task.cancel()
+    def _failed(self, exc: BaseException) -> None:
+        self._check_own_pending = True  # what it held may have been taken over meanwhile
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.loop.failures
+
+    @property
+    def last_error(self) -> str | None:
+        return self.loop.last_error or None
 
     async def drain(self, max_passes: int = 1_000) -> None:
         """Run passes without blocking until nothing more can happen at the clock's current

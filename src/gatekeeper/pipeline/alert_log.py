@@ -16,16 +16,16 @@ left pending is reclaimed once idle for `min_idle_ms`.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gatekeeper.backoff import Backoff
-from gatekeeper.billing import BillingStore, BillingStoreError
+from gatekeeper.billing import BillingStore
 from gatekeeper.events import AlertEvent
+from gatekeeper.loop import LoopState, run_loop
+from gatekeeper.pipeline.failures import is_transient
 from gatekeeper.store.consumers import Entry, GroupConsumer, Liveness
 from gatekeeper.store.keys import KeySpace
 
@@ -134,22 +134,15 @@ class AlertLog:
             await self._run()
 
     async def _run(self) -> None:
-        backoff = Backoff(*self._backoff)
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                await self.run_once(self._block_ms)
-                failures = 0
-            except (RedisError, OSError, BillingStoreError) as exc:
-                if isinstance(exc, BillingStoreError) and not exc.transient:
-                    raise
-                name = type(exc).__name__
-                self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
-                failures += 1
-                wait = backoff.delay(failures)
-                log.warning("alert log: %s; retrying in %.1fs", exc, wait)
-                with contextlib.suppress(TimeoutError):  # a stop() ends the wait
-                    await asyncio.wait_for(self._stopping.wait(), wait)
+        state = LoopState(errors_by_type=self.stats.errors)  # its errors are the stats' own
+        await run_loop(
+            "alert log",
+            lambda: self.run_once(self._block_ms),
+            stopping=self._stopping,
+            transient=is_transient,
+            backoff=Backoff(*self._backoff),
+            state=state,
+        )
 
     def stop(self) -> None:
         self._stopping.set()

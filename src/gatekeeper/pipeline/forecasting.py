@@ -4,19 +4,23 @@ checked on a schedule by a supervised loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import date
 
+from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingStore
 from gatekeeper.billing.types import LedgerRow
 from gatekeeper.forecast import DailyPoint
+from gatekeeper.loop import run_loop
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
+from gatekeeper.pipeline.failures import is_transient
 
 __all__ = ["ForecastLoop", "LedgerSeries", "daily_points"]
 
 log = logging.getLogger(__name__)
+
+_RETRY = Backoff(1.0, 60.0)  # a check that failed (Redis, the billing store)
 
 
 class LedgerSeries:
@@ -60,11 +64,16 @@ class ForecastLoop:
         return ids
 
     async def run(self) -> None:
-        """Check now, then every interval until stop(); errors propagate (the worker exits 1)."""
-        while not self._stopping.is_set():
-            await self.run_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+        """Check now, then every interval until stop(). Redis unreachable is retried with
+        backoff; anything else propagates (the worker exits 1)."""
+        await run_loop(
+            "forecast alerts",
+            self.run_once,
+            stopping=self._stopping,
+            transient=is_transient,
+            backoff=_RETRY,
+            every_s=self._interval_s,
+        )
 
     def stop(self) -> None:
         self._stopping.set()

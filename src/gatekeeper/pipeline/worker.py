@@ -32,6 +32,7 @@ from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingCalendar, BillingStore, BillingStoreError
 from gatekeeper.clock import Clock
 from gatekeeper.errors import StoreUnavailable
+from gatekeeper.loop import retry, transient_types
 from gatekeeper.pipeline.capacity import Capacity
 from gatekeeper.pipeline.deadletter import DeadLetter
 from gatekeeper.pipeline.health import WorkerHealth, WorkerStats
@@ -264,26 +265,24 @@ class BillingWorker:
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run `step` until it succeeds (True) or stop() is asked while failing (False)."""
-        backoff = Backoff(self.options.backoff_s, self.options.max_backoff_s)
-        failures = 0
-        while True:
-            try:
-                await step()
-                return True
-            except _EXPECTED as exc:
-                code = type(exc).__name__
-                if isinstance(exc, BillingStoreError):
-                    code = "store_transient" if exc.transient else "store"
-                self.stats.errors[f"{what}:{code}"] += 1
-                self.health.loop(what).last_error = str(exc)
-                self.health.loop(what).errors += 1
-                failures += 1
-                delay = backoff.delay(failures)
-                log.warning("%s failed (%s), retrying in %.2fs: %s", what, code, delay, exc)
-            if self._stopping.is_set():
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+
+        def failed(exc: BaseException) -> None:
+            code = type(exc).__name__
+            if isinstance(exc, BillingStoreError):
+                code = "store_transient" if exc.transient else "store"
+            self.stats.errors[f"{what}:{code}"] += 1
+            self.health.loop(what).last_error = str(exc)
+            self.health.loop(what).errors += 1
+
+        outcome = await retry(
+            f"worker {what}",
+            step,
+            stopping=self._stopping,
+            transient=transient_types(*_EXPECTED),
+            backoff=Backoff(self.options.backoff_s, self.options.max_backoff_s),
+            on_error=failed,
+        )
+        return outcome.done
 
     async def _reader(self, cap: Capacity, queue: asyncio.Queue[list[Entry] | None]) -> None:
         while not self._stopping.is_set():

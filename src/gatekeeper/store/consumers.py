@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import StreamIdT
 
+from gatekeeper.loop import finish, wait_or_stop
 from gatekeeper.store.groups import ensure_group, xreadgroup
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import load_script
@@ -271,13 +272,15 @@ class GroupConsumer:
         logged, never raised: at worst another consumer takes over and some work is done twice,
         which every consumer tolerates."""
         await self._beat_once()
-        task = asyncio.create_task(self._keep_beating(), name=f"heartbeat {self.group}")
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._keep_beating(stop), name=f"heartbeat {self.group}")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # a stop ends it after the beat in flight; a cancellation only past 2 s, and it is
+            # never awaited unbounded (a cancellation a Redis client swallows would hang here)
+            stop.set()
+            await finish(task, grace_s=2.0)
             try:
                 async with asyncio.timeout(2.0):
                     await self.mark_stopped()
@@ -290,9 +293,8 @@ class GroupConsumer:
         except (RedisError, OSError) as exc:
             log.warning("heartbeat of %s in %s failed: %r", self.consumer, self.group, exc)
 
-    async def _keep_beating(self) -> None:
-        while True:
-            await asyncio.sleep(self.liveness.beat_interval_s)
+    async def _keep_beating(self, stop: asyncio.Event) -> None:
+        while not await wait_or_stop(stop, self.liveness.beat_interval_s):
             await self._beat_once()
 
     def take_over_due(self) -> bool:
