@@ -16,6 +16,7 @@ from gatekeeper.forecast import (
     Forecast,
     Outlook,
     detect_anomaly,
+    enforcement,
     forecast_spend,
     forecast_usage,
     outlook,
@@ -342,3 +343,19 @@ def test_an_outlook_is_never_over_a_limit_that_refuses(
     assert (got.verdict == "blocked") == (blocks and used + extra >= limit)
     if got.reached_at is not None:
         assert _NOW <= got.reached_at <= _END
+
+
+@pytest.mark.parametrize(
+    ("limit", "refuses", "otherwise", "said"),
+    [
+        (None, True, "overage", None),  # no limit: nothing to enforce
+        (100, True, "overage", "block"),  # a hard quota
+        (100, False, "overage", "overage"),  # a soft quota, billed past its limit
+        (100, False, "alert", "alert"),  # a spend cap that only warns
+        (0, True, "alert", "block"),  # a cap of zero still blocks
+    ],
+)
+def test_enforcement_is_worded_by_what_reaching_the_limit_does(
+    limit: int | None, refuses: bool, otherwise: str, said: str | None
+) -> None:
+    assert enforcement(limit, refuses=refuses, otherwise=otherwise) == said

@@ -45,6 +45,8 @@ from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
 from gatekeeper.model import frozen_map
+from gatekeeper.net.aiohttp_site import GuardedSite, aiohttp_handler_args
+from gatekeeper.net.guards import NetStats
 from gatekeeper.notify.state import AlertMutes
 from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
@@ -134,6 +136,7 @@ class App:
         self.grpc: GrpcServer | None = None
         self.authz_http: AuthzHttpServer | None = None
         self.http_runner: web.AppRunner | None = None
+        self.api_site: GuardedSite | None = None
         self.stats = DecisionStats()  # this process's decisions, for the dashboard
         self.metrics = ServeMetrics()  # this process's /metrics
         self.dashboard: LiveDashboard | None = None
@@ -240,6 +243,7 @@ class App:
         grpc_server, authz_http = self.grpc, self.authz_http
 
         api_failures: dict[str, int] = {}  # route -> API requests whose handler raised
+        api_net = NetStats()  # what the API port refused
 
         def handler_failures() -> dict[tuple[str, str], int]:
             found = {("grpc", method): n for method, n in grpc_server.handler_failures.items()}
@@ -261,6 +265,7 @@ class App:
             net={
                 "grpc": (grpc_server.net_stats, lambda: grpc_server.connections),
                 "authz_http": (authz_http.net_stats, lambda: authz_http.connections),
+                "api": (api_net, lambda: len(self.api_site.connections) if self.api_site else 0),
             },
         )
         assert self.admin is not None and self.controls is not None
@@ -296,16 +301,20 @@ class App:
             usage=self.handlers.usage_json,
             supervise=self.supervisor.start,
         )
-        self.http_runner = web.AppRunner(http_app, access_log=None)
+        self.http_runner = web.AppRunner(
+            http_app, access_log=None, **aiohttp_handler_args(settings.net)
+        )
         await self.http_runner.setup()
-        site = web.TCPSite(
+        self.api_site = GuardedSite(
             self.http_runner,
             bind,
             settings.server.http_port if http_port is None else http_port,
+            limits=settings.net,
+            stats=api_net,
             reuse_port=self.share_ports,
         )
-        await site.start()
-        self.http_port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await self.api_site.start()
+        self.http_port = int(self.api_site.port or 0)
         self.supervisor.start("policy-invalidation", self._listen_invalidations(store.keys))
         assert self.key_usage is not None
         self.supervisor.start("key-last-used", self.key_usage.run())

@@ -36,6 +36,7 @@ __all__ = [
     "Forecast",
     "Outlook",
     "detect_anomaly",
+    "enforcement",
     "forecast_spend",
     "forecast_usage",
     "outlook",
@@ -295,6 +296,15 @@ def outlook(
     if max(used, forecast.projected) > limit:
         return Outlook("over_limit", _crossing(limit, used, forecast, now, period_end))
     return Outlook("within_limit", None)
+
+
+def enforcement(limit: int | None, *, refuses: bool, otherwise: str) -> str | None:
+    """How reaching a limit is enforced, as the forecast view words it: None without a limit,
+    "block" when reaching it refuses requests, else `otherwise` ("overage" for a quota billed
+    past its limit, "alert" for a spend cap that only warns)."""
+    if limit is None:
+        return None
+    return "block" if refuses else otherwise
 
 
 def _crossing(

@@ -241,13 +241,10 @@ class DecisionEngine:
         )
         return tuple(limit_status(plan, row) for row in reply.rows)
 
-    async def grant_balances(self, customer_id: str) -> tuple[GrantBalance, ...] | None:
-        """Every grant of the customer with what is left of it now, in the order they are
-        drawn on (earliest expiry first); None for an unknown customer. Raises
-        StoreUnavailable."""
-        customer = await self._policy.customer(customer_id)
-        if customer is None:
-            return None
+    async def grant_balances(self, customer: Customer) -> tuple[GrantBalance, ...]:
+        """Every grant of `customer` (as the caller looked it up) with what is left of it now,
+        in the order they are drawn on (earliest expiry first). Raises StoreUnavailable."""
+        customer_id = customer.id
         now = self._clock.now()
         grants = sorted(
             customer.grants, key=lambda g: (g.expires_at is None, g.expires_at or now, g.id)

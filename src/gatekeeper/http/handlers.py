@@ -26,7 +26,13 @@ from gatekeeper.clock import Clock
 from gatekeeper.controls import SpendCapError, SpendControls, cap_ceiling
 from gatekeeper.directory.key_usage import KeyUsage
 from gatekeeper.engine import DecisionEngine, PolicySource
-from gatekeeper.forecast import DailyPoint, forecast_spend, forecast_usage, outlook
+from gatekeeper.forecast import (
+    DailyPoint,
+    enforcement,
+    forecast_spend,
+    forecast_usage,
+    outlook,
+)
 from gatekeeper.http import views
 from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.bodies import read_body as _body
@@ -445,8 +451,8 @@ class Handlers:
         limits = await self._engine.usage(customer_id)
         if limits is None:
             return None
-        grants = await self._engine.grant_balances(customer_id) if customer.grants else ()
-        return views.usage_view(policy, customer, limits, self._clock.now(), grants or ())
+        grants = await self._engine.grant_balances(customer) if customer.grants else ()
+        return views.usage_view(policy, customer, limits, self._clock.now(), grants)
 
     async def usage(self, request: web.Request) -> web.Response:
         customer = await self.customer(request)
@@ -491,11 +497,11 @@ class Handlers:
                     now=now,
                     period_end=window.end,
                 ),
-                enforcement=None
-                if metered.limit is None
-                else "block"
-                if metered.enforcement is Enforcement.HARD
-                else "overage",
+                enforcement=enforcement(
+                    metered.limit,
+                    refuses=metered.enforcement is Enforcement.HARD,
+                    otherwise="overage",
+                ),
             )
             out.append(view)
         spend = None
@@ -525,7 +531,7 @@ class Handlers:
                     now=now,
                     period_end=window.end,
                 ),
-                enforcement=None if amount is None else "block" if blocks else "alert",
+                enforcement=enforcement(amount, refuses=blocks, otherwise="alert"),
             )
         return _json({"customer": customer.id, "features": out, "spend": spend})
 
