@@ -18,6 +18,7 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.store.autopipeline import AutoPipeline
 from gatekeeper.store.embedded import EmbeddedRedis
 from gatekeeper.store.endpoint import Endpoint
+from gatekeeper.store.resp import encode_command
 from gatekeeper.store.scripts import LuaScript
 from tests.conftest import RedisTarget
 from tests.e2e.harness import wait_for
@@ -230,3 +231,21 @@ def test_uvloop_transports_over_tcp_and_unix(own_redis: EmbeddedRedis) -> None:
 
     for url in (own_redis.url, f"unix://{own_redis.socket_path}?db=0"):
         assert uvloop.run(run(url)) == [str(i).encode() for i in range(200)]
+
+
+async def test_execute_many_answers_in_order_and_a_lost_connection_raises_once(
+    own_redis: EmbeddedRedis, key_prefix: str
+) -> None:
+    pipe = _pipe(own_redis.url, connections=1, timeout_s=0.3)
+    try:
+        key = f"{key_prefix}:n"
+        calls = [encode_command(("INCR", key)) for _ in range(1_000)]
+        assert await pipe.execute_many(calls, [key] * len(calls)) == list(range(1, 1_001))
+        # a call that blocks past the timeout fails it and every call queued behind it: one
+        # StoreUnavailable is raised, every other failure retrieved (no warning left behind)
+        blocked = [encode_command(("BLPOP", f"{key_prefix}:never", 5)), *calls[:10]]
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await pipe.execute_many(blocked, [key] * len(blocked))
+        assert await pipe.execute_many(calls[:2], [key, key]) == [1_001, 1_002]
+    finally:
+        await pipe.aclose()

@@ -101,6 +101,7 @@ async def _seed(
 ) -> SeedResult:
     marker = keys.directory_seed()
     channel = keys.invalidate_channel()
+    first = await redis.get(marker) is None  # never seeded: the records are most likely new
     deleted = await records.removed_seeds()  # deleted through the API: not brought back
     batch = [
         CustomerRecord(cid, doc, Source.FILE, updated_at=updated_at)
@@ -113,7 +114,7 @@ async def _seed(
 
     async def put(chunk: list[CustomerRecord]) -> None:
         nonlocal written
-        done = await records.put_many(chunk, channel=channel, keep=_unchanged)
+        done = await records.put_many(chunk, channel=channel, keep=_unchanged, assume_new=first)
         written += len(done)  # after the await (`written += await …` would lose counts)
 
     async def worker() -> None:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import hiredis
@@ -45,6 +45,10 @@ class Pipelined(Protocol):
     async def execute(self, data: bytes, key: str | bytes | None = None) -> Any: ...
 
     async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any: ...
+
+    async def execute_many(
+        self, data: Sequence[bytes], keys: Sequence[str | bytes | None]
+    ) -> list[Any]: ...
 
     @property
     def in_flight(self) -> int: ...
@@ -203,6 +207,31 @@ class AutoPipeline:
 
     async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any:
         return await self.execute(encode_command(args))
+
+    async def execute_many(
+        self, data: Sequence[bytes], keys: Sequence[str | bytes | None]
+    ) -> list[Any]:
+        """Many encoded commands (bulk writes: seeding, imports) on one connection, in order,
+        without a task per call; every reply (error replies as ErrorReply values). `keys`
+        route them on a Cluster; one server ignores them."""
+        if not data:
+            return []
+        i = self._next
+        self._next = (i + 1) % len(self._slots)
+        conn = self._slots[i]
+        if conn is None or conn.closed:
+            conn = await self._connection(i)
+        futures = [conn.send(d) for d in data]
+        replies: list[Any] = []
+        lost: StoreUnavailable | None = None
+        for future in futures:  # in order, as they come (cheaper than gather per call)
+            try:
+                replies.append(await future)
+            except StoreUnavailable as exc:  # a lost connection fails every call still waiting
+                lost = lost or exc
+        if lost is not None:
+            raise lost
+        return replies
 
     @property
     def in_flight(self) -> int:

@@ -121,6 +121,17 @@ class ClusterAutoPipeline:
     async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any:
         return await self.execute(encode_command(args), key)
 
+    async def execute_many(
+        self, data: Sequence[bytes], keys: Sequence[str | bytes | None]
+    ) -> list[Any]:
+        """Many encoded commands, each routed (and redirected) as `execute` does; replies in
+        order."""
+        replies = await asyncio.gather(*map(self.execute, data, keys), return_exceptions=True)
+        for reply in replies:  # error replies are values; anything raised is raised here
+            if isinstance(reply, BaseException) and not isinstance(reply, ErrorReply):
+                raise reply
+        return list(replies)
+
     @property
     def in_flight(self) -> int:
         return sum(node.in_flight for node in self._nodes.values())

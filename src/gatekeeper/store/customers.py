@@ -21,8 +21,9 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
+from gatekeeper.store.batch import Call, is_error, run_batch
 from gatekeeper.store.directory import AuditRecord
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import load_script
@@ -154,10 +155,11 @@ class CustomerRecords:
         """The records of `customers` that exist (one pipelined round trip)."""
         if not customers:
             return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for customer in customers:
-                pipe.hmget(self._keys.customer_record(customer), ["v", "r"])
-            rows = await pipe.execute()
+        keys = [self._keys.customer_record(c) for c in customers]
+        rows = await run_batch(self._redis, [(("HMGET", key, "v", "r"), key) for key in keys])
+        for row in rows:
+            if is_error(row):
+                raise ResponseError(str(row))
         return {
             c: CustomerRecord.from_json(c, int(v), r)
             for c, (v, r) in zip(customers, rows, strict=True)
@@ -307,18 +309,26 @@ class CustomerRecords:
         channel: str,
         keep: Callable[[CustomerRecord, CustomerRecord], bool] | None = None,
         audit: Callable[[CustomerRecord | None, CustomerRecord], AuditRecord | None] | None = None,
+        assume_new: bool = False,
     ) -> list[CustomerRecord]:
         """Write many records (import, seed), a few hundred per round trip; returns those
         written. `keep(existing, new)` True leaves an existing record as it is (re-running an
         import writes nothing twice). A record changed concurrently is read and decided again.
+        `assume_new`: first try each as a new record without reading it (a first seed into an
+        empty directory: a third fewer commands); one that exists fails its compare-and-set
+        and is then read and decided like any other.
         """
         written: list[CustomerRecord] = []
         for start in range(0, len(records), _CHUNK):
             pending = list(records[start : start + _CHUNK])
-            for _ in range(_RETRIES):
+            for attempt in range(_RETRIES):
                 if not pending:
                     break
-                current = await self.get_many([r.id for r in pending])
+                current = (
+                    {}
+                    if assume_new and attempt == 0
+                    else await self.get_many([r.id for r in pending])
+                )
                 puts = []
                 for record in pending:
                     before = current.get(record.id)
@@ -349,19 +359,16 @@ class CustomerRecords:
         replies: list[Any] = [None] * len(puts)
         todo = list(range(len(puts)))
         for _ in range(2):  # a second time only for calls that met NOSCRIPT (flush, failover)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for index in todo:
-                    self._queue_put(pipe, puts[index], channel)
-                got = await pipe.execute(raise_on_error=False)
+            got = await run_batch(self._redis, [self._put_call(puts[i], channel) for i in todo])
             for index, reply in zip(todo, got, strict=True):
                 replies[index] = reply
-            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+            todo = [i for i in todo if is_error(replies[i], "NOSCRIPT")]
             if not todo:
                 break
             await self._redis.script_load(self._put_script.source)
         for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+            if is_error(reply):
+                raise ResponseError(str(reply))
         done = [int(reply) >= 0 for reply in replies]
         released = [
             h
@@ -380,11 +387,15 @@ class CustomerRecords:
         the hash is taken over."""
         if not claims:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for digest, customer in claims:
-                pipe.set(self._keys.key_owner(digest), customer, nx=True)
-            claimed = await pipe.execute()
-        taken = [claim for claim, ok in zip(claims, claimed, strict=True) if not ok]
+        calls: list[Call] = []
+        for digest, customer in claims:
+            key = self._keys.key_owner(digest)
+            calls.append((("SET", key, customer, "NX"), key))
+        claimed = await run_batch(self._redis, calls)
+        for reply in claimed:
+            if is_error(reply):
+                raise ResponseError(str(reply))
+        taken = [claim for claim, ok in zip(claims, claimed, strict=True) if ok is None]
         if not taken:  # every hash was free (the usual case): one command per hash
             return
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -403,7 +414,8 @@ class CustomerRecords:
             # released meanwhile, or left behind (its customer no longer lists the key): ours
             await self._redis.set(self._keys.key_owner(digest), customer)
 
-    def _queue_put(self, pipe: Any, put: _Put, channel: str) -> None:
+    def _put_call(self, put: _Put, channel: str) -> Call:
+        """The compare-and-set of one record (directory_put.lua), in the customer's slot."""
         record = put.after or put.before
         assert record is not None
         customer = record.id
@@ -432,7 +444,7 @@ class CustomerRecords:
             len(audit_fields),
             *[item for pair in audit_fields for item in pair],
         ]
-        pipe.evalsha(self._put_script.sha, len(keys), *keys, *args)
+        return (("EVALSHA", self._put_script.sha, len(keys), *keys, *args), keys[0])
 
     async def audit(self, partition: int, *, after: str | None, limit: int) -> list[Any]:
         high = "+" if after is None else f"({after}"
