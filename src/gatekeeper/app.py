@@ -262,6 +262,7 @@ class App:
             ratelimit_watcher=self.ratelimit_watcher,
             handler_failures=handler_failures,
             directory=self.policy.stats,
+            unreplicated=(lambda: store.unreplicated) if settings.redis.wait_replicas else None,
             net={
                 "grpc": (grpc_server.net_stats, lambda: grpc_server.connections),
                 "authz_http": (authz_http.net_stats, lambda: authz_http.connections),

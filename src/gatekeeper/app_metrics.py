@@ -175,8 +175,11 @@ class ServeMetrics:
         ratelimit_watcher: ConfigWatcher | None = None,
         directory: Callable[[], DirectoryStats] | None = None,
         net: Mapping[str, tuple[NetStats | None, Callable[[], int]]] | None = None,
+        unreplicated: Callable[[], int] | None = None,
     ) -> None:
         """Register readings of the parts' own counters (once, after the parts exist).
+        `unreplicated`: Redis calls answered without settings.redis.wait_replicas replicas'
+        acknowledgement (only read when that setting is on).
         `handler_failures`: (server, method) -> requests whose handler raised.
         `directory`: the customer directory cache's counts (`LiveDirectory.stats`).
         `net`: server name -> (its refusal counts, its open connections)."""
@@ -241,6 +244,13 @@ class ServeMetrics:
                 "gatekeeper_redis_autopipeline_in_flight",
                 "Redis calls of the decision path sent and not yet answered.",
                 lambda: autopipeline.in_flight,
+            )
+        if unreplicated is not None:
+            r.counter_reading(
+                "gatekeeper_decisions_unreplicated_total",
+                "Decision and settlement calls answered before settings.redis.wait_replicas "
+                "replicas acknowledged their write (WAIT timed out, or a Cluster redirect).",
+                unreplicated,
             )
         if directory is not None:
             self._expose_directory(directory)

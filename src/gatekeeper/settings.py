@@ -85,6 +85,13 @@ class RedisSettings:
     # Redis Cluster: `url` names one or more seed nodes, comma-separated (redis:// only); the
     # slot map is read from them. false = `url` is one server (several seeds are an error).
     cluster: bool = False
+    # an admitted decision is answered once this many replicas hold its write (Redis WAIT, sent
+    # right behind the decision's call on its connection), or after wait_timeout_ms, whichever
+    # comes first; 0 = answer at once (asynchronous replication: a failover can lose the last
+    # writes). Needs the auto-pipeline.
+    wait_replicas: int = 0
+    # how long a decision waits for them at most (then it is answered as decided, and counted)
+    wait_timeout_ms: int = 50
 
 
 @dataclass(frozen=True, slots=True)

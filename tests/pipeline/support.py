@@ -4,6 +4,7 @@ engine over the test Redis, and a workload of mixed decisions (some denied)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from gatekeeper.events import UsageEvent
 from gatekeeper.model import Policy
 from gatekeeper.pipeline import BillingWorker, WorkerOptions
 from gatekeeper.store.keys import KeySpace
+from tests.conftest import RedisTarget
 from tests.engine.harness import START, Harness, make_harness
 
 PARTITIONS = 4
@@ -59,6 +61,20 @@ CUSTOMERS = ("alpha", "beta", "gamma", "epsilon")
 
 def test_policy() -> Policy:
     return parse_config(POLICY_YAML, source="<test policy>").policy
+
+
+def worker_env(redis_target: RedisTarget, key_prefix: str, policy: Path) -> dict[str, str]:
+    """The environment of a `gatekeeper worker` subprocess on this test's Redis and keys (no
+    GATEKEEPER_* of the caller's shell leaks in); add the billing DSN and the rest per test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
+    return env | {
+        "GATEKEEPER_CONFIG": str(policy),
+        "GATEKEEPER_REDIS_URL": redis_target.url,
+        "GATEKEEPER_REDIS_CLUSTER": "true" if redis_target.cluster else "false",
+        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
+        "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+    }
 
 
 def write_policy(directory: Path) -> Path:

@@ -38,9 +38,7 @@ async def test_export_lists_event_ids_and_totals_reconcile(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path,
 ) -> None:  # fmt: skip
-    h = harness(redis, key_prefix)
-    await run_decisions(h, 600)
-    await make_worker(redis, store, key_prefix).drain()
+    await _billed(redis, store, key_prefix, 600)
     env = cli_env(store_target, redis_target, key_prefix, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -91,9 +89,7 @@ async def test_reconcile_finds_no_difference_then_a_planted_one(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    h = harness(redis, key_prefix)
-    await run_decisions(h, 600)
-    await make_worker(redis, store, key_prefix).drain()
+    await _billed(redis, store, key_prefix, 600)
     env = cli_env(store_target, redis_target, key_prefix, tmp_path)
     assert await _run(["reconcile", "--period", "2026-11-24"], env) == 0
     out = capsys.readouterr().out
@@ -107,6 +103,12 @@ async def test_reconcile_finds_no_difference_then_a_planted_one(
     assert await _run(["reconcile", "--period", "2026-11", "--customer", "alpha"], env) == 0
 
 
+async def _billed(redis: Redis, store: BillingStore, key_prefix: str, decisions: int) -> None:
+    """`decisions` decisions made, then billed by a worker until nothing is left."""
+    await run_decisions(harness(redis, key_prefix), decisions)
+    await make_worker(redis, store, key_prefix).drain()
+
+
 async def _run(args: list[str], env: dict[str, str]) -> int:
     # main() runs its own event loop (asyncio.run): give it a thread of its own.
     return await asyncio.to_thread(main, args, env=env)
@@ -116,9 +118,7 @@ async def test_export_makes_its_out_folder_and_refuses_an_unknown_customer(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    h = harness(redis, key_prefix)
-    await run_decisions(h, 30)
-    await make_worker(redis, store, key_prefix).drain()
+    await _billed(redis, store, key_prefix, 30)
     env = cli_env(store_target, redis_target, key_prefix, tmp_path)
     out = tmp_path / "exports" / "2026-11"  # `--out exports/`: made, as the README shows it
     args = ["export", "--period", "2026-11", "--out", str(out)]
@@ -147,9 +147,7 @@ async def test_reconcile_against_a_redis_without_usage_says_so(
     store_target: StoreTarget, store: BillingStore, redis: Redis, redis_target: RedisTarget,
     key_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    h = harness(redis, key_prefix)
-    await run_decisions(h, 30)
-    await make_worker(redis, store, key_prefix).drain()
+    await _billed(redis, store, key_prefix, 30)
     # the billing store has the period's usage; the Redis (a fresh key prefix) has nothing
     env = cli_env(store_target, redis_target, f"{key_prefix}fresh", tmp_path)
     assert await _run(["reconcile", "--period", "2026-11"], env) == 2

@@ -7,7 +7,6 @@ process is killed in `finally`.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -22,11 +21,11 @@ from gatekeeper.pipeline.commands import WORKER_READY
 from tests.billing.stores import StoreTarget
 from tests.conftest import RedisTarget
 from tests.pipeline.support import (
-    PARTITIONS,
     all_stored_ids,
     harness,
     run_decisions,
     stream_event_ids,
+    worker_env,
     write_policy,
 )
 from tests.pipeline.test_worker import outstanding, pending
@@ -52,15 +51,8 @@ async def test_kill_9_during_ingestion_then_restart_stores_each_event_once(
     tmp_path: Path,
 ) -> None:
     t0 = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
-    env |= {
-        "GATEKEEPER_CONFIG": str(write_policy(tmp_path)),
-        "GATEKEEPER_REDIS_URL": redis_target.url,
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-        "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
-        "GATEKEEPER_BILLING_DSN": store_target.dsn,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
-    }
+    env = worker_env(redis_target, key_prefix, write_policy(tmp_path))
+    env["GATEKEEPER_BILLING_DSN"] = store_target.dsn
     log = tmp_path / "worker.log"
     h = harness(redis, key_prefix)
     rng = random.Random(11)

@@ -48,6 +48,7 @@ from tests.pipeline.support import (
     harness,
     run_decisions,
     stream_event_ids,
+    worker_env,
     write_policy,
 )
 from tests.pipeline.test_worker import outstanding, pending
@@ -91,18 +92,6 @@ class Workers:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
-
-
-def worker_env(redis_target: RedisTarget, key_prefix: str, policy: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
-    return env | {
-        "GATEKEEPER_CONFIG": str(policy),
-        "GATEKEEPER_REDIS_URL": redis_target.url,
-        "GATEKEEPER_REDIS_CLUSTER": "true" if redis_target.cluster else "false",
-        "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-        "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
-    }
 
 
 async def _alert_waiting_for_retry(
@@ -243,10 +232,15 @@ async def test_usage_pending_at_a_killed_worker_is_billed_by_the_next_at_once_an
         await workers.start("w-a", "--batch", "150")
         for wave in range(4):
             await run_decisions(h, 150, seed=wave, concurrency=50, total=work)
-        while not await pending(redis, key_prefix):  # mid-batch: read, not yet acknowledged
+        pid = workers.procs[0].pid
+        while True:  # frozen mid-batch (read, not yet acknowledged): it cannot ack before the kill
+            os.killpg(pid, signal.SIGSTOP)
+            if await pending(redis, key_prefix):
+                break
+            os.killpg(pid, signal.SIGCONT)
             await run_decisions(h, 150, seed=100 + work.decisions, concurrency=50, total=work)
             assert time.monotonic() - t0 < DEADLINE_S, workers.tail()
-        os.killpg(workers.procs[0].pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
         killed = time.perf_counter()
         workers.procs[0].wait(5)
         orphaned = await pending(redis, key_prefix)

@@ -16,11 +16,11 @@ from tests.billing.stores import StoreTarget
 from tests.conftest import RedisTarget
 from tests.forward.receiver import Receiver, serve
 from tests.pipeline.support import (
-    PARTITIONS,
     all_stored_ids,
     harness,
     run_decisions,
     stream_event_ids,
+    worker_env,
     write_policy,
 )
 
@@ -36,12 +36,8 @@ async def test_worker_stores_and_forwards_through_an_outage(
     await run_decisions(harness(redis, key_prefix), 300, seed=3, concurrency=20)
     expected = set(await stream_event_ids(redis, key_prefix))
     async with serve(Receiver(fail_first=3, fail_status=503, retry_after="0")) as receiver:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
+        env = worker_env(redis_target, key_prefix, write_policy(tmp_path))
         env |= {
-            "GATEKEEPER_CONFIG": str(write_policy(tmp_path)),
-            "GATEKEEPER_REDIS_URL": redis_target.url,
-            "GATEKEEPER_REDIS_KEY_PREFIX": key_prefix,
-            "GATEKEEPER_REDIS_PARTITIONS": str(PARTITIONS),
             "GATEKEEPER_BILLING_DSN": store_target.dsn,
             "GATEKEEPER_FORWARDER_URL": receiver.url,
             "GATEKEEPER_FORWARDER_BATCH_SIZE": "50",

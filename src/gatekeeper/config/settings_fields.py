@@ -102,6 +102,8 @@ SECTIONS: Mapping[str, Mapping[str, FieldSpec]] = {
         "pool_timeout_s": _POSITIVE,
         "autopipeline": FieldSpec("bool"),
         "cluster": FieldSpec("bool"),
+        "wait_replicas": FieldSpec("int", lo=0, hi=16),
+        "wait_timeout_ms": FieldSpec("int", lo=1, hi=10_000),
     },
     "billing": {"dsn": FieldSpec("secret", what="a database DSN")},
     "alerts": {"digest_window_s": _POSITIVE, "allow_private_customer_webhooks": FieldSpec("bool")},

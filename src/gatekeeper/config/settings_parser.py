@@ -78,6 +78,7 @@ def parse_settings(node: Node | None, env: Mapping[str, str], issues: Issues) ->
     apply_env(values, env, issues, ignore=secrets)
     _check_ports(values, issues)
     _check_redis_seeds(values, issues)
+    _check_redis_wait(values, issues)
     return _build(values, webhooks)
 
 
@@ -224,6 +225,18 @@ def _check_redis_seeds(values: dict[SettingKey, Assigned], issues: Issues) -> No
                 source=url.source,
             )
             return
+
+
+def _check_redis_wait(values: dict[SettingKey, Assigned], issues: Issues) -> None:
+    """WAIT goes right behind a decision's call on its connection: the auto-pipeline's."""
+    wait = values.get(("redis", "wait_replicas"))
+    auto = values.get(("redis", "autopipeline"))
+    if wait is not None and wait.value != 0 and auto is not None and auto.value is False:
+        message = (
+            "settings.redis.wait_replicas needs settings.redis.autopipeline "
+            "(GATEKEEPER_REDIS_AUTOPIPELINE) on: WAIT must follow a decision on its connection"
+        )
+        issues.add(wait.path, wait.line, message, source=wait.source)
 
 
 def _build(values: dict[SettingKey, Assigned], webhooks: tuple[WebhookSettings, ...]) -> Settings:

@@ -50,6 +50,10 @@ class Pipelined(Protocol):
         self, data: Sequence[bytes], keys: Sequence[str | bytes | None]
     ) -> list[Any]: ...
 
+    async def execute_then(
+        self, data: bytes, then: bytes, key: str | bytes | None = None
+    ) -> tuple[Any, Any]: ...
+
     @property
     def in_flight(self) -> int: ...
 
@@ -207,6 +211,13 @@ class AutoPipeline:
 
     async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any:
         return await self.execute(encode_command(args))
+
+    async def execute_then(
+        self, data: bytes, then: bytes, key: str | bytes | None = None
+    ) -> tuple[Any, Any]:
+        """`data`, then `then` right behind it on the same connection (a WAIT that must follow
+        the write it waits for); both replies."""
+        return await self.execute_pair(data, then)
 
     async def execute_many(
         self, data: Sequence[bytes], keys: Sequence[str | bytes | None]

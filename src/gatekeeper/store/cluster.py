@@ -102,13 +102,7 @@ class ClusterAutoPipeline:
 
     async def execute(self, data: bytes, key: str | bytes | None = None) -> Any:
         """Send one encoded command to the primary of `key`'s slot (any primary when None)."""
-        slot = 0 if key is None else key_slot(key.encode() if isinstance(key, str) else key)
-        node = self._slots[slot]
-        if node is None:
-            await self.refresh()
-            node = self._slots[slot]
-            if node is None:
-                raise StoreUnavailable(f"redis unavailable: cluster slot {slot} is not served")
+        node = await self._primary_of(key)
         try:
             reply = await node.execute(data)
         except StoreUnavailable:
@@ -120,6 +114,22 @@ class ClusterAutoPipeline:
 
     async def command(self, *args: bytes | str | int, key: str | bytes | None = None) -> Any:
         return await self.execute(encode_command(args), key)
+
+    async def execute_then(
+        self, data: bytes, then: bytes, key: str | bytes | None = None
+    ) -> tuple[Any, Any]:
+        """`data` to the primary of `key`'s slot with `then` right behind it on the same
+        connection. A call redirected (MOVED, ASK: it did not run there) is followed as
+        `execute` does, without `then`: its second reply is then None."""
+        node = await self._primary_of(key)
+        try:
+            reply, after = await node.execute_pair(data, then)
+        except StoreUnavailable:
+            self._refresh_soon()
+            raise
+        if type(reply) is ErrorReply:
+            return await self._redirected(reply, data, node), None
+        return reply, after
 
     async def execute_many(
         self, data: Sequence[bytes], keys: Sequence[str | bytes | None]
@@ -183,6 +193,17 @@ class ClusterAutoPipeline:
             if type(reply) is not ErrorReply:
                 return reply
         return reply
+
+    async def _primary_of(self, key: str | bytes | None) -> AutoPipeline:
+        """The primary serving `key`'s slot (slot 0's for None), the map read if unknown."""
+        slot = 0 if key is None else key_slot(key.encode() if isinstance(key, str) else key)
+        node = self._slots[slot]
+        if node is None:
+            await self.refresh()
+            node = self._slots[slot]
+            if node is None:
+                raise StoreUnavailable(f"redis unavailable: cluster slot {slot} is not served")
+        return node
 
     def _node(self, host: str, port: int) -> AutoPipeline:
         node = self._nodes.get((host, port))

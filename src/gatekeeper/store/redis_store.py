@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +31,7 @@ from gatekeeper.store.codec import (
 )
 from gatekeeper.store.connection import autopipeline_of
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import encode_command
 from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["RedisDecisionStore", "ScriptSpan", "ScriptTracer"]
@@ -76,6 +77,13 @@ class RedisDecisionStore:
         self._decide: LuaScript = load_script("decide")
         self._settle: LuaScript = load_script("settle")
         self._tails: dict[tuple[str, int], bytes] = {}  # _head_tail() without a key
+        # settings.redis.wait_replicas: WAIT right behind each call (the auto-pipeline's)
+        self._wait = (
+            encode_command(("WAIT", settings.wait_replicas, settings.wait_timeout_ms))
+            if settings.wait_replicas > 0 and autopipeline is not None
+            else None
+        )
+        self.unreplicated = 0  # calls answered without wait_replicas replicas' acknowledgement
 
     @property
     def decide_script(self) -> LuaScript:
@@ -224,11 +232,18 @@ class RedisDecisionStore:
         self, script: LuaScript, keys: list[str], args: list[bytes], counters_resp: bytes
     ) -> list[bytes]:
         """Run `script`; `counters_resp` is keys[4:] already RESP-encoded (Encoded)."""
+        if self._pipe is not None and self._wait is not None:
+            reply, acked = await script.run_pipelined_then(
+                self._pipe, keys, args, self._wait, tail=counters_resp, n_tail=len(keys) - 4
+            )
+            if not isinstance(acked, int) or acked < self._settings.wait_replicas:
+                self.unreplicated += 1
+            return cast(list[bytes], reply)
         if self._pipe is not None:
-            reply: list[bytes] = await script.run_pipelined(
+            reply = await script.run_pipelined(
                 self._pipe, keys, args, tail=counters_resp, n_tail=len(keys) - 4
             )
-            return reply
+            return cast(list[bytes], reply)
         try:
             result: list[bytes] = await script.run(self._redis, keys, args)
         except (RedisConnectionError, RedisTimeoutError) as exc:

@@ -92,6 +92,31 @@ class LuaScript:
             raise error_to_exception(reply, self.name)
         return reply
 
+    async def run_pipelined_then(
+        self,
+        pipe: Pipelined,
+        keys: Sequence[str],
+        args: Sequence[str | bytes],
+        then: bytes,
+        *,
+        tail: bytes = b"",
+        n_tail: int = 0,
+    ) -> tuple[Any, Any]:
+        """`run_pipelined` with the encoded command `then` right behind the call on its
+        connection (Redis WAIT); the call's reply and `then`'s (None when the call was
+        redirected on a Cluster: see ClusterAutoPipeline.execute_then)."""
+        data = self.encode(keys, args, tail=tail, n_tail=n_tail)
+        key = keys[0] if keys else None
+        reply, after = await pipe.execute_then(data, then, key)
+        if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
+            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)), key)
+            if isinstance(loaded, ErrorReply):
+                raise error_to_exception(loaded, self.name)
+            reply, after = await pipe.execute_then(data, then, key)
+        if isinstance(reply, ErrorReply):
+            raise error_to_exception(reply, self.name)
+        return reply, after
+
 
 def load_script(name: str, *, library: bool = True) -> LuaScript:
     """Read `gatekeeper/lua/<name>.lua`, with the shared library prepended unless `library`
