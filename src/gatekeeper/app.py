@@ -51,7 +51,7 @@ from gatekeeper.notify.state import AlertMutes
 from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
-from gatekeeper.stats import DecisionStats
+from gatekeeper.stats import DecisionStats, DenialsReader
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
 from gatekeeper.store.connection import autopipeline_of, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
@@ -279,6 +279,7 @@ class App:
             clock=self.clock,
             key_usage=self.key_usage,
             mutes=AlertMutes(redis=client, keys=store.keys),
+            denials=DenialsReader(redis=client, keys=store.keys),
         )
         admin = self.admin
         http_app = build_api(

@@ -3,6 +3,7 @@ decisions (the authz fast path) billed by the real worker into the SQLite store.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -211,3 +212,28 @@ async def test_alert_mutes_through_the_api(api: Api, key_prefix: str) -> None:
     status, mutes = await api.call("PUT", base, body={"muted": []})
     assert status == 200 and mutes["muted"] == []
     assert await api.app.redis.client.exists(keys.alert_mutes("hobbyist")) == 0
+
+
+@also_on_cluster("app_target")
+async def test_denials_today_are_the_refusals_the_customer_was_answered(api: Api) -> None:
+    """The usage view's `denials_today` counts what the ext_authz port refused this customer
+    today, by reason, as every serving process flushes it (once a second)."""
+    status, _ = await api.call("POST", "/v1/customers", body={"id": "refused", "plan": "free"})
+    assert status == 201
+    status, issued = await api.call("POST", "/v1/customers/refused/api-keys", body={"id": "k"})
+    assert status == 201
+    answers = [await authz(api.app, issued["key"]) for _ in range(8)]
+    assert answers.count(200) == 5  # the free plan's 5 chat requests a day
+    refused = len(answers) - answers.count(200)
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # flushed within a second or so
+        status, usage = await api.call("GET", "/v1/customers/refused/usage")
+        assert status == 200, usage
+        if usage["denials_today"]["total"] == refused:
+            break
+        assert asyncio.get_running_loop().time() < deadline, usage["denials_today"]
+        await asyncio.sleep(0.2)
+    today = datetime.now(UTC).date().isoformat()
+    assert usage["denials_today"] == {"date": today, "total": 3, "by_reason": {"quota": 3}}
+    status, other = await api.call("GET", "/v1/customers/busy/usage")
+    assert status == 200 and other["denials_today"]["total"] == 0

@@ -9,7 +9,13 @@ import pytest
 from redis.asyncio import Redis
 
 from gatekeeper.clock import ManualClock
-from gatekeeper.stats import DecisionStats, StatsFlusher, StatsReader, outcome_class
+from gatekeeper.stats import (
+    DecisionStats,
+    DenialsReader,
+    StatsFlusher,
+    StatsReader,
+    outcome_class,
+)
 from gatekeeper.stats import reader as reader_module
 from gatekeeper.store.keys import KeySpace
 from tests.conftest import also_on_cluster
@@ -252,3 +258,37 @@ async def test_recent_alerts_from_real_decisions(redis: Redis, key_prefix: str) 
         ("acme", "threshold", "requests", 50)
     ]
     assert mine[0].time == START
+
+
+@also_on_cluster()
+async def test_every_customers_denials_by_reason_are_kept_per_utc_day(
+    redis: Redis, key_prefix: str
+) -> None:
+    """Not only the busiest customers: every denied customer's reasons, summed over processes,
+    in the day of the flushed second (UTC), kept two days; DenialsReader reads them back."""
+    keys = KeySpace(prefix=key_prefix, partitions=4)
+    clock = ManualClock(NOW)
+    first, second = DecisionStats(), DecisionStats()
+    for i in range(60):  # more customers than the top 50 the per-second hash keeps
+        first.record("allowed", f"c{i}")
+        first.record("allowed", f"c{i}")
+    for _ in range(3):
+        first.record("quota_exhausted", "small")
+    first.record("rate_limited", "small")
+    second.record("quota_exhausted", "small")
+    second.record("not_entitled", "small")
+    second.record("allowed", "small")
+    assert await _flusher(first, redis, keys, clock, top_customers=50).run_once() == 124
+    assert await _flusher(second, redis, keys, clock).run_once() == 3
+    reader = DenialsReader(redis=redis, keys=keys)
+    assert await reader.on("small", NOW) == {"quota": 4, "not_entitled": 1, "rate": 1}
+    assert await reader.on("c0", NOW) == {}  # admitted only
+    assert await reader.on("small", NOW + timedelta(days=1)) == {}  # another UTC day
+    ttl = await redis.ttl(keys.customer_denials("small", NOW.date().isoformat()))
+    assert 86_400 < ttl <= 2 * 86_400
+    # a second just before midnight counts for its own day
+    late = datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC)
+    first.record("spend_cap", "small")
+    await _flusher(first, redis, keys, clock).run_once(second=int(late.timestamp()))
+    assert (await reader.on("small", late))["spend_cap"] == 1
+    assert "spend_cap" not in await reader.on("small", late + timedelta(seconds=1))

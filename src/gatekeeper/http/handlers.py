@@ -41,6 +41,7 @@ from gatekeeper.money import MoneyError, format_money, format_nano, parse_nano
 from gatekeeper.notify.state import ALERT_KINDS, AlertMutes
 from gatekeeper.periods import billing_window, window_for
 from gatekeeper.pipeline.forecasting import daily_points
+from gatekeeper.stats import DenialsReader
 
 __all__ = ["Handlers"]
 
@@ -118,8 +119,10 @@ class Handlers:
         clock: Clock,
         key_usage: KeyUsage | None = None,
         mutes: AlertMutes | None = None,
+        denials: DenialsReader | None = None,
     ) -> None:
         self._admin = admin
+        self._denials = denials
         self._mutes = mutes
         self._policy = policy
         self._controls = controls
@@ -452,7 +455,9 @@ class Handlers:
         if limits is None:
             return None
         grants = await self._engine.grant_balances(customer) if customer.grants else ()
-        return views.usage_view(policy, customer, limits, self._clock.now(), grants)
+        now = self._clock.now()
+        denials = await self._denials.on(customer_id, now) if self._denials else None
+        return views.usage_view(policy, customer, limits, now, grants, denials)
 
     async def usage(self, request: web.Request) -> web.Response:
         customer = await self.customer(request)

@@ -336,6 +336,14 @@ COMPONENTS: dict[str, Schema] = {
                     ("spent", "cap", "reset"),
                 )
             ),
+            "denials_today": _obj(
+                {
+                    "date": {"type": "string", "format": "date"},
+                    "total": INT,
+                    "by_reason": {"type": "object", "additionalProperties": INT},
+                },
+                ("date", "total", "by_reason"),
+            ),
         },
         ("customer", "plan", "features", "spend"),
     ),

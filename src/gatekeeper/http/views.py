@@ -173,10 +173,11 @@ def usage_view(
     limits: Sequence[LimitStatus],
     now: datetime,
     grants: Sequence[GrantBalance] = (),
+    denials: Mapping[str, int] | None = None,
 ) -> Json:
     """Used, limit, remaining and reset of every counter; each grant's balance (units drawn
     from a grant are not in its feature's `used`: they come before the plan's limit); spend in
-    money (decimal strings)."""
+    money (decimal strings); `denials`: today's denials by reason (UTC day)."""
     ents = customer.entitlements
     features: list[Json] = []
     spend: Json | None = None
@@ -232,6 +233,11 @@ def usage_view(
             for g in grants
         ],
         "spend": spend,
+        "denials_today": {
+            "date": now.astimezone(UTC).date().isoformat(),
+            "total": sum((denials or {}).values()),
+            "by_reason": dict(denials or {}),
+        },
     }
 
 

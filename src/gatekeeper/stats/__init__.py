@@ -20,6 +20,7 @@ statistics are for watching, never for billing.
 from gatekeeper.stats.reader import (
     AlertJson,
     CustomerCount,
+    DenialsReader,
     StatsReader,
     StatsSnapshot,
     StreamLag,
@@ -38,6 +39,7 @@ __all__ = [
     "AlertJson",
     "CustomerCount",
     "DecisionStats",
+    "DenialsReader",
     "StatsFlusher",
     "StatsReader",
     "StatsSnapshot",

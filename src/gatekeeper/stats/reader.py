@@ -14,12 +14,20 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gatekeeper.clock import Clock
+from gatekeeper.errors import StoreUnavailable
 from gatekeeper.events import AlertEvent
 from gatekeeper.stats.recorder import ALLOWED_CLASSES, outcome_class
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import load_script
 
-__all__ = ["AlertJson", "CustomerCount", "StatsReader", "StatsSnapshot", "StreamLag"]
+__all__ = [
+    "AlertJson",
+    "CustomerCount",
+    "DenialsReader",
+    "StatsReader",
+    "StatsSnapshot",
+    "StreamLag",
+]
 
 AlertJson = Callable[[AlertEvent], Mapping[str, object]]
 
@@ -29,6 +37,25 @@ log = logging.getLogger(__name__)
 # count runs inside Redis (between decisions), ~0.1 ms per 1,000 entries, per partition per read
 LAG_COUNT_CAP = 1_000
 _STREAM_LAG = load_script("stream_lag", library=False)
+
+
+class DenialsReader:
+    """A customer's denials today by reason, as every serving process flushed them (each
+    second, StatsFlusher): what the customer page shows as "denied today"."""
+
+    def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def on(self, customer: str, now: datetime) -> dict[str, int]:
+        """Reason class -> denials on `now`'s UTC day, most first. Raises StoreUnavailable."""
+        day = now.astimezone(UTC).date().isoformat()
+        try:
+            raw = await self._redis.hgetall(self._keys.customer_denials(customer, day))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        counts = {_text(k): int(v) for k, v in raw.items()}
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass(frozen=True, slots=True)

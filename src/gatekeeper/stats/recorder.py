@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -13,9 +14,18 @@ from redis.exceptions import RedisError
 from gatekeeper.clock import Clock
 from gatekeeper.store.keys import KeySpace
 
-__all__ = ["ALLOWED_CLASSES", "OUTCOME_CLASSES", "DecisionStats", "StatsFlusher", "outcome_class"]
+__all__ = [
+    "ALLOWED_CLASSES",
+    "DENIALS_TTL_S",
+    "OUTCOME_CLASSES",
+    "DecisionStats",
+    "StatsFlusher",
+    "outcome_class",
+]
 
 log = logging.getLogger(__name__)
+
+DENIALS_TTL_S = 2 * 86_400  # a day's denials by reason: kept through the next day
 
 # Answer.outcome codes (engine Outcome values and the edge's own) -> the dashboard's classes.
 _CLASS_OF = {
@@ -55,12 +65,13 @@ def outcome_class(outcome: str) -> str:
 class DecisionStats:
     """Per-process counters the authorizer bumps once per decision (O(1), no I/O)."""
 
-    __slots__ = ("_customers", "_denied", "_outcomes")
+    __slots__ = ("_customers", "_denied", "_outcomes", "_reasons")
 
     def __init__(self) -> None:
         self._outcomes: dict[str, int] = {}
         self._customers: dict[str, int] = {}
         self._denied: dict[str, int] = {}
+        self._reasons: dict[tuple[str, str], int] = {}
 
     def record(self, outcome: str, customer: str | None) -> None:
         """Count one decision; `customer` is None when the caller was not identified."""
@@ -69,6 +80,14 @@ class DecisionStats:
             self._customers[customer] = self._customers.get(customer, 0) + 1
             if outcome not in _ALLOWED_OUTCOMES:
                 self._denied[customer] = self._denied.get(customer, 0) + 1
+                reason = (customer, _CLASS_OF.get(outcome, "other"))
+                self._reasons[reason] = self._reasons.get(reason, 0) + 1
+
+    def take_denials(self) -> dict[tuple[str, str], int]:
+        """Denials since the last take, by (customer, reason class): every customer denied,
+        not only the busiest (a second's worth: bounded by the decisions of a second)."""
+        taken, self._reasons = self._reasons, {}
+        return taken
 
     def take(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
         """Counts since the last take (outcomes, decisions per customer, denials per customer)."""
@@ -105,12 +124,14 @@ class StatsFlusher:
         ended by the clock). Returns how many decisions were written. Raises nothing for Redis
         errors (logged, counted in `dropped`)."""
         outcomes, customers, denied = self._stats.take()
+        reasons = self._stats.take_denials()
         total = sum(outcomes.values())
         if not total:
             return 0
         if second is None:
             second = int(self._clock.now().timestamp()) - 1
         key = self._keys.stats_second(second)
+        day = datetime.fromtimestamp(second, UTC).date().isoformat()
         busiest = heapq.nlargest(self._top, customers.items(), key=lambda kv: kv[1])
         pipe = self._redis.pipeline(transaction=False)
         for outcome, n in outcomes.items():
@@ -120,6 +141,13 @@ class StatsFlusher:
             if denied.get(customer):
                 pipe.hincrby(key, f"d:{customer}", denied[customer])
         pipe.expire(key, self._ttl_s)
+        expiring: set[str] = set()
+        for (customer, reason), n in reasons.items():  # the customer page's "denied today"
+            denials = self._keys.customer_denials(customer, day)
+            pipe.hincrby(denials, reason, n)
+            if denials not in expiring:
+                expiring.add(denials)
+                pipe.expire(denials, DENIALS_TTL_S)
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:

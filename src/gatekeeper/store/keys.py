@@ -227,6 +227,11 @@ class KeySpace:
         subject = feature or "$spend"
         return f"{self._customer(customer)}:fa:{customer}:{kind}:{subject}:{window_token}"
 
+    def customer_denials(self, customer: str, day: str) -> str:
+        """Hash (TTL 2 days): the customer's denials on one UTC day (YYYY-MM-DD) by reason
+        (quota, rate, spend_cap, not_entitled, ...), summed over every serving process."""
+        return f"{self._customer(customer)}:denied:{customer}:{day}"
+
     # decision statistics of every serving process (gatekeeper.stats)
     def stats_second(self, epoch_second: int) -> str:
         """Hash (TTL): decisions in one wall-clock second, summed over every process.

@@ -398,6 +398,7 @@
     if (!features.length) box.append(h("p", { class: "muted", text: "No metered limits on this plan." }));
     for (const f of features) box.append(featureCard(f));
     renderGrants(u.grants || []);
+    renderDenials(u.denials_today);
     renderSpend(u.spend, u.currency);
     if (!$("cap-currency").textContent && u.currency) setText("cap-currency", `(${u.currency})`);
     pushHistory(u);
@@ -421,6 +422,19 @@
         h("span", { class: "muted small", text: ` · ${num(g.used)} used · ${state}` })));
     }
     box.append(list);
+  }
+
+  // Requests refused today (UTC day), by reason, as every serving process counted them.
+  const REASONS = { quota: "quota used up", rate: "rate limited", spend_cap: "spend cap reached",
+    not_entitled: "not in your plan", unauthenticated: "bad or missing key",
+    bad_request: "malformed request", unavailable: "service unavailable", other: "other" };
+  function renderDenials(d) {
+    const box = $("cu-denials");
+    if (!d) { box.textContent = ""; return; }
+    const parts = Object.entries(d.by_reason || {}).map(([r, n]) => `${num(n)} ${REASONS[r] || r}`);
+    box.textContent = d.total
+      ? `Refused today (${d.date}, UTC): ${num(d.total)} — ${parts.join(", ")}`
+      : `No request refused today (${d.date}, UTC).`;
   }
 
   // The forecast follows usage, but costs a billing-store query: at most one every 5 s.
