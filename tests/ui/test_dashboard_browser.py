@@ -197,9 +197,7 @@ async def test_blocked_customers_are_told_why_and_how_to_lift_it(
     await expect(alerts).to_contain_text("Blocked: chat_requests quota used up")
     assert await alerts.locator("li[data-kind=blocked]").count() == 1
     # the two refusals, by reason, as the serving process flushed them (about a second on)
-    await expect(page.get_by_test_id("cu-denials")).to_contain_text(
-        "Refused today", timeout=10_000
-    )
+    await expect(page.get_by_test_id("cu-denials")).to_contain_text("Refused today", timeout=10_000)
     await expect(page.get_by_test_id("cu-denials")).to_contain_text("2 quota used up")
     await page.screenshot(path=str(tmp_path / "blocked-by-quota.png"), full_page=True)
     await page.close()
