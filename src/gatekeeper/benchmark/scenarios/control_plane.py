@@ -34,6 +34,7 @@ stall and admin figures.
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import subprocess
 import sys
@@ -264,17 +265,33 @@ def _p(samples_ns: Sequence[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6 if ordered else 0.0
 
 
-async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
-    """Paired quiet/busy rounds, then the admin latencies; returns the admin change p99."""
+class _OwnPauses:
+    """The longest pass of this process's cyclic collector (a gc callback)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.passes = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.passes += 1
+        self.longest = max(self.longest, time.perf_counter() - self._started)
+
+
+async def _rounds(
+    run: _Run,
+    deciding: list[str],
+    changing: Iterator[str],
+    changes: ChangeLog,
+    quiet: list[Decisions],
+    busy: list[Decisions],
+) -> None:
+    """Quiet, then busy (50 changes/s beside the decisions), `profile.rounds` times."""
     profile = run.profile
     port, api = run.serve.authz_port, run.serve.api_port
-    deciding = run.mix.draw(20_000)
-    changing = _changing(run.mix)
-    quiet: list[Decisions] = []
-    busy: list[Decisions] = []
-    changes = ChangeLog()
-    progress(f"control-plane: {profile.rounds} quiet/busy rounds, {run.label}")
-    before = await run.serve.metrics()
     for _ in range(profile.rounds):
         quiet.append(await cpdrive.decide_for(port, deciding, profile.round_seconds))
         decided, _ = await asyncio.gather(
@@ -285,9 +302,37 @@ async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
             ),
         )  # fmt: skip
         busy.append(decided)
+
+
+async def _changes_and_stalls(run: _Run, new_prefix: str) -> float:
+    """Paired quiet/busy rounds, then the admin latencies; returns the admin change p99."""
+    profile = run.profile
+    api = run.serve.api_port
+    deciding = run.mix.draw(20_000)
+    changing = _changing(run.mix)
+    quiet: list[Decisions] = []
+    busy: list[Decisions] = []
+    changes = ChangeLog()
+    progress(f"control-plane: {profile.rounds} quiet/busy rounds, {run.label}")
+    before = await run.serve.metrics()
+    # the bench's own collector must not stall what it times: what it holds so far (the mix,
+    # what populating left) moved out of its way, and its own passes timed (reported)
+    gc.collect()
+    gc.freeze()
+    own = _OwnPauses()
+    gc.callbacks.append(own)
+    try:
+        await _rounds(run, deciding, changing, changes, quiet, busy)
+    finally:
+        gc.callbacks.remove(own)
+        gc.unfreeze()
     after = await run.serve.metrics()
     q_fig, b_fig, worst = _stall_figures(run, quiet, busy, changes)
     _collector_figure(run, before, after)
+    run.figure(
+        "longest collector pass in the bench's own process (during the rounds)",
+        own.longest * 1e3, "ms", note=f"{own.passes} passes",
+    )  # fmt: skip
     created, keyed = await cpdrive.admin_latencies(
         api,
         new_ids=[f"{new_prefix}-{i}" for i in range(profile.admin_ops)],
