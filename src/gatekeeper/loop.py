@@ -151,6 +151,36 @@ async def _step_or_stop(step: Step, stopping: asyncio.Event) -> bool:
     return True
 
 
+async def _attempt(
+    name: str,
+    run: Callable[[], Awaitable[bool]],
+    state: LoopState,
+    *,
+    stopping: asyncio.Event,
+    transient: Callable[[BaseException], bool],
+    backoff: Backoff,
+    on_error: OnError | None,
+    sleep: Sleep,
+) -> bool | None:
+    """One step: what `run` returned, or None after a transient failure (counted, passed to
+    `on_error`, logged, paused: at once when a stop was asked). Anything else is logged and
+    re-raised."""
+    try:
+        result = await run()
+    except Exception as exc:
+        if not transient(exc):
+            state.died = f"{type(exc).__name__}: {exc}"
+            log.exception("%s died: %s", name, state.died)
+            raise
+        await _pause(
+            name, exc, state=state, backoff=backoff, stopping=stopping, on_error=on_error,
+            sleep=sleep,
+        )  # fmt: skip
+        return None
+    state.failures = 0
+    return result
+
+
 async def run_loop(
     name: str,
     step: Step,
@@ -172,26 +202,22 @@ async def run_loop(
     pause after a step that succeeded (a periodic loop; 0: the next step at once, for steps
     that block on their own reads). `sleep`: how the pauses sleep (a test's clock)."""
     state = state if state is not None else LoopState()
+
+    async def once() -> bool:  # False: abandoned at a stop
+        if abandon_on_stop:
+            return await _step_or_stop(step, stopping)
+        await step()
+        return True
+
     while not stopping.is_set():
-        try:
-            if abandon_on_stop:
-                if not await _step_or_stop(step, stopping):
-                    break
-            else:
-                await step()
-        except Exception as exc:
-            if not transient(exc):
-                state.died = f"{type(exc).__name__}: {exc}"
-                log.exception("%s died: %s", name, state.died)
-                raise
-            await _pause(
-                name, exc, state=state, backoff=backoff, stopping=stopping, on_error=on_error,
-                sleep=sleep,
-            )  # fmt: skip
-        else:
-            state.failures = 0
-            if every_s > 0:
-                await wait_or_stop(stopping, every_s, sleep)
+        ran = await _attempt(
+            name, once, state, stopping=stopping, transient=transient, backoff=backoff,
+            on_error=on_error, sleep=sleep,
+        )  # fmt: skip
+        if ran is False:
+            break
+        if ran and every_s > 0:
+            await wait_or_stop(stopping, every_s, sleep)
     return state
 
 
@@ -209,20 +235,17 @@ async def retry(
     """Run `step` until it succeeds once (done) or `stopping` is set while it keeps failing
     (not done; the step is always tried at least once). Errors as in `run_loop`."""
     state = state if state is not None else LoopState()
+
+    async def once() -> bool:
+        await step()
+        return True
+
     while True:
-        try:
-            await step()
-        except Exception as exc:
-            if not transient(exc):
-                state.died = f"{type(exc).__name__}: {exc}"
-                log.exception("%s died: %s", name, state.died)
-                raise
-            await _pause(  # returns at once when a stop was asked
-                name, exc, state=state, backoff=backoff, stopping=stopping, on_error=on_error,
-                sleep=sleep,
-            )  # fmt: skip
-            if stopping.is_set():
-                return Outcome(done=False)
-        else:
-            state.failures = 0
+        ran = await _attempt(
+            name, once, state, stopping=stopping, transient=transient, backoff=backoff,
+            on_error=on_error, sleep=sleep,
+        )  # fmt: skip
+        if ran is not None:
             return Outcome(done=True)
+        if stopping.is_set():
+            return Outcome(done=False)

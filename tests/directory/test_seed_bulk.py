@@ -19,17 +19,7 @@ from gatekeeper.store.connection import autopipeline_of, connect_redis
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords, RecordChange, Source
 from gatekeeper.store.keys import KeySpace
 from tests.conftest import RedisTarget, redis_target_of, redis_targets
-
-HEAD = """
-version: 1
-currency: USD
-features:
-  api_access: {type: boolean}
-plans:
-  free: {entitlements: {api_access: true}}
-  pro: {entitlements: {api_access: true}}
-customers:
-"""
+from tests.directory.test_seed import HEAD
 
 
 def sha(text: str) -> str:

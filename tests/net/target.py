@@ -4,10 +4,12 @@ well-formed Envoy `Check` each attack must leave answerable, and the process's m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +132,31 @@ async def http_check_status(port: int) -> bytes:
         return await asyncio.wait_for(reader.readline(), 10)
     finally:
         writer.close()
+
+
+async def slowloris(port: int, head: bytes, connections: int = 100) -> float:
+    """`connections` connections each sending `head`, then a byte of a header field every
+    0.2 s, until the server closes them; seconds until the last one was closed."""
+    timeout_s = float(TEST_LIMITS["GATEKEEPER_NET_HEADER_TIMEOUT_S"])
+    started = time.monotonic()
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
+    try:
+        for _, writer in conns:
+            writer.write(head)
+
+        async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
+            while not reader.at_eof():
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"a")
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    if await asyncio.wait_for(reader.read(1), 0.2) == b"":
+                        break
+            return time.monotonic() - started
+
+        closed_after = await asyncio.wait_for(
+            asyncio.gather(*(trickle(r, w) for r, w in conns)), timeout_s * 3 + 5
+        )
+    finally:
+        for _, writer in conns:
+            writer.close()
+    return max(closed_after)

@@ -163,14 +163,6 @@ async def test_no_node_answers(redis_cluster: LocalCluster) -> None:
         await pipe.aclose()
 
 
-def _replica_of(cluster: LocalCluster, primary: int) -> int:
-    for port in cluster.replica_ports:
-        with cluster.client(port) as node:
-            if int(node.info("replication")["master_port"]) == primary:
-                return port
-    raise AssertionError(f"no replica of {primary}")
-
-
 async def _until(cond: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not await cond():
@@ -190,7 +182,7 @@ async def test_failovers_are_followed_and_ambiguous_calls_not_resent() -> None:
             assert await pipe.command("INCR", key_a, key=key_a) == 1
             assert await pipe.command("INCR", key_b, key=key_b) == 1
             # graceful: the replica takes over; the old primary redirects with MOVED
-            promoted = _replica_of(cluster, first)
+            promoted = cluster.replica_of(first)
             with cluster.client(promoted) as node:
                 node.execute_command("CLUSTER", "FAILOVER")
 

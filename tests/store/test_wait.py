@@ -21,14 +21,6 @@ from tests.engine.workers import scenario
 pytestmark = pytest.mark.cluster
 
 
-def _replica_of(cluster: LocalCluster, primary: int) -> int:
-    for port in cluster.replica_ports:
-        with cluster.client(port) as node:
-            if int(node.info("replication")["master_port"]) == primary:
-                return port
-    raise AssertionError(f"no replica of {primary}")
-
-
 def _primary_of(cluster: LocalCluster, key: str) -> int:
     return cluster.slot_owners()[key_slot(key.encode())]
 
@@ -49,7 +41,7 @@ async def test_each_decision_waits_for_its_replica(
             assert (await h.engine.decide(request)).allowed
         took = time.monotonic() - started
         stream = h.usage_stream()
-        replica = _replica_of(redis_cluster, _primary_of(redis_cluster, stream))
+        replica = redis_cluster.replica_of(_primary_of(redis_cluster, stream))
         with redis_cluster.client(replica) as node:
             node.execute_command("READONLY")
             held = node.xlen(stream)

@@ -161,6 +161,14 @@ class LocalCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def replica_of(self, primary: int) -> int:
+        """The port of the replica that follows the primary on `primary`."""
+        for port in self.replica_ports:
+            with self.client(port) as node:
+                if int(node.info("replication")["master_port"]) == primary:
+                    return port
+        raise LookupError(f"no replica follows the primary on port {primary}")
+
     def kill(self, port: int) -> None:
         """SIGKILL the node on `port` (failover tests); stop() still reaps it."""
         for node in self._nodes:
