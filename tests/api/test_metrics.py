@@ -184,13 +184,15 @@ async def test_rate_limit_service_answers_are_counted_by_code(
 async def test_every_metric_is_documented_in_the_readme(
     redis: Redis, redis_target: RedisTarget, key_prefix: str
 ) -> None:
-    """With every optional part on (fail-open backlog, rate limit service), the metrics served
-    are exactly those the README's Metrics table lists."""
+    """With every optional part on (fail-open backlog, rate limit service, WAIT after each
+    decision), the metrics served are exactly those the README's Metrics table lists."""
     app = await _start(
         redis_target,
         key_prefix,
         GATEKEEPER_FAILURE_MODE="open",
         GATEKEEPER_RATELIMIT_CONFIG=str(RATELIMIT_CONFIG),
+        GATEKEEPER_REDIS_WAIT_REPLICAS="1",
+        GATEKEEPER_REDIS_WAIT_TIMEOUT_MS="1",
     )
     try:
         async with aiohttp.ClientSession() as session:
