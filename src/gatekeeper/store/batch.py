@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from gatekeeper.store.connection import autopipeline_of
 from gatekeeper.store.resp import ErrorReply, encode_command
 
-__all__ = ["Call", "is_error", "run_batch"]
+__all__ = ["Call", "is_error", "raise_errors", "run_batch"]
 
 # one command: its arguments, and its key (routes it on a Cluster)
 Call = tuple[Sequence[str | bytes | int], str]
@@ -28,6 +28,14 @@ Call = tuple[Sequence[str | bytes | int], str]
 def is_error(reply: Any, code: str | None = None) -> bool:
     """Whether `reply` is an error reply (with error `code`, e.g. NOSCRIPT, when given)."""
     return isinstance(reply, ErrorReply) and (code is None or str(reply).startswith(code))
+
+
+def raise_errors(replies: Sequence[Any]) -> None:
+    """Raise the first error reply among `replies` (redis-py's ResponseError, as a call made
+    through redis-py would have)."""
+    for reply in replies:
+        if isinstance(reply, ErrorReply):
+            raise ResponseError(str(reply))
 
 
 async def run_batch(redis: Redis, calls: Sequence[Call]) -> list[Any]:

@@ -21,9 +21,8 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
-from gatekeeper.store.batch import Call, is_error, run_batch
+from gatekeeper.store.batch import Call, is_error, raise_errors, run_batch
 from gatekeeper.store.directory import AuditRecord
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import load_script
@@ -157,9 +156,7 @@ class CustomerRecords:
             return {}
         keys = [self._keys.customer_record(c) for c in customers]
         rows = await run_batch(self._redis, [(("HMGET", key, "v", "r"), key) for key in keys])
-        for row in rows:
-            if is_error(row):
-                raise ResponseError(str(row))
+        raise_errors(rows)
         return {
             c: CustomerRecord.from_json(c, int(v), r)
             for c, (v, r) in zip(customers, rows, strict=True)
@@ -366,9 +363,7 @@ class CustomerRecords:
             if not todo:
                 break
             await self._redis.script_load(self._put_script.source)
-        for reply in replies:
-            if is_error(reply):
-                raise ResponseError(str(reply))
+        raise_errors(replies)
         done = [int(reply) >= 0 for reply in replies]
         released = [
             h
@@ -392,9 +387,7 @@ class CustomerRecords:
             key = self._keys.key_owner(digest)
             calls.append((("SET", key, customer, "NX"), key))
         claimed = await run_batch(self._redis, calls)
-        for reply in claimed:
-            if is_error(reply):
-                raise ResponseError(str(reply))
+        raise_errors(claimed)
         taken = [claim for claim, ok in zip(claims, claimed, strict=True) if ok is None]
         if not taken:  # every hash was free (the usual case): one command per hash
             return

@@ -84,13 +84,17 @@ class LuaScript:
         key = keys[0] if keys else None
         reply = await pipe.execute(data, key)
         if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
-            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)), key)
-            if isinstance(loaded, ErrorReply):
-                raise error_to_exception(loaded, self.name)
+            await self._load_on(pipe, key)
             reply = await pipe.execute(data, key)
         if isinstance(reply, ErrorReply):
             raise error_to_exception(reply, self.name)
         return reply
+
+    async def _load_on(self, pipe: Pipelined, key: str | None) -> None:
+        """SCRIPT LOAD on the node of `key` (after NOSCRIPT: the call did not run there)."""
+        loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)), key)
+        if isinstance(loaded, ErrorReply):
+            raise error_to_exception(loaded, self.name)
 
     async def run_pipelined_then(
         self,
@@ -109,9 +113,7 @@ class LuaScript:
         key = keys[0] if keys else None
         reply, after = await pipe.execute_then(data, then, key)
         if isinstance(reply, ErrorReply) and str(reply).startswith("NOSCRIPT"):
-            loaded = await pipe.execute(encode_command(("SCRIPT", "LOAD", self.source)), key)
-            if isinstance(loaded, ErrorReply):
-                raise error_to_exception(loaded, self.name)
+            await self._load_on(pipe, key)
             reply, after = await pipe.execute_then(data, then, key)
         if isinstance(reply, ErrorReply):
             raise error_to_exception(reply, self.name)
