@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gatekeeper.admin import AdminService
 from gatekeeper.app_metrics import ServeMetrics
+from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingStore, BillingStoreError, open_store
 from gatekeeper.clock import Clock, SystemClock
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
@@ -34,6 +35,7 @@ from gatekeeper.directory.live import LiveDirectory
 from gatekeeper.directory.seed import reconcile_directory
 from gatekeeper.edge import Authorizer, OfflineBacklog
 from gatekeeper.engine import DecisionEngine
+from gatekeeper.errors import StoreUnavailable
 from gatekeeper.grpc.als import AccessLogServicer
 from gatekeeper.grpc.api import GatekeeperServicer
 from gatekeeper.grpc.authz import AuthorizationServicer, TracedAuthorizationServicer
@@ -44,6 +46,7 @@ from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
+from gatekeeper.loop import run_loop, transient_types
 from gatekeeper.model import frozen_map
 from gatekeeper.net.aiohttp_site import GuardedSite, aiohttp_handler_args
 from gatekeeper.net.guards import NetStats
@@ -155,6 +158,8 @@ class App:
         self.als: AccessLogServicer | None = None
         self.ratelimit: RateLimitService | None = None
         self.ratelimit_watcher: ConfigWatcher | None = None
+        self.store: RedisDecisionStore | None = None
+        self._stopping = asyncio.Event()  # set by stop(): loops on gatekeeper.loop end
 
     def _failed(self, name: str, exc: BaseException | None) -> None:
         self.failures.append(f"{name}: {exc!r}")
@@ -186,8 +191,10 @@ class App:
         self.redis = await open_configured_redis(settings)
         tracing = self.tracing
         store = RedisDecisionStore(redis=self.redis.client, settings=settings.redis, tracer=tracing)
+        self.store = store
         await self._open_directory(store.keys)
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
+        self.supervisor.start("decision-journal", self._keep_journal(store, self.engine))
         if settings.failure_mode is FailureMode.OPEN:
             self.backlog = OfflineBacklog(self.engine)
             self.supervisor.start("offline-backlog", self.backlog.run())
@@ -263,6 +270,7 @@ class App:
             handler_failures=handler_failures,
             directory=self.policy.stats,
             unreplicated=(lambda: store.unreplicated) if settings.redis.wait_replicas else None,
+            journal=store.journal,
             net={
                 "grpc": (grpc_server.net_stats, lambda: grpc_server.connections),
                 "authz_http": (authz_http.net_stats, lambda: authz_http.connections),
@@ -421,6 +429,42 @@ class App:
         tracing = self.tracing
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service, tracing))]
 
+    async def _keep_journal(self, store: RedisDecisionStore, engine: DecisionEngine) -> None:
+        """Void the decisions whose reply was lost as soon as Redis answers again, and delete
+        the decision journals no lost reply can still need (store/journal.py)."""
+
+        async def step() -> None:
+            if store.journal.pending:
+                await engine.void_lost()
+            await store.retire_journals()
+
+        await run_loop(
+            "decision journal",
+            step,
+            stopping=self._stopping,
+            transient=transient_types(StoreUnavailable),
+            backoff=Backoff(0.05, 2.0),
+            every_s=0.25,
+        )
+
+    async def _close_journal(self) -> None:
+        """At a stop, once no decision is in flight: void what is lost, delete the journals
+        (bounded: a Redis that does not answer leaves them to their expiry, and the lost
+        decisions billed, logged)."""
+        if self.store is None or self.engine is None:
+            return
+        store, engine = self.store, self.engine
+        try:
+            async with asyncio.timeout(3.0):
+                await engine.void_lost()
+                await store.retire_journals(every=True)
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.error(
+                "decision journal not closed (%r): %d lost decisions left unvoided",
+                exc,
+                store.journal.pending,
+            )
+
     async def _listen_invalidations(self, keys: KeySpace) -> None:
         """Apply what other processes announce on the invalidation channel: `customer:<id>`
         drops that customer from this process's cache, `directory` reloads the plans, tokens
@@ -483,7 +527,9 @@ class App:
             await self.backlog.run_once()
         if self.ratelimit_watcher is not None:
             self.ratelimit_watcher.stop()
+        self._stopping.set()
         await self.supervisor.stop()
+        await self._close_journal()
         if self.key_usage is not None:  # the last minute's key uses, best effort and bounded
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.key_usage.flush(), 2.0)

@@ -30,6 +30,7 @@ from gatekeeper.ratelimit import (
 )
 from gatekeeper.ratelimit.service import Code
 from gatekeeper.store.autopipeline import Pipelined
+from gatekeeper.store.journal import DecisionJournal
 
 __all__ = [
     "DECISION_BUCKETS",
@@ -176,13 +177,15 @@ class ServeMetrics:
         directory: Callable[[], DirectoryStats] | None = None,
         net: Mapping[str, tuple[NetStats | None, Callable[[], int]]] | None = None,
         unreplicated: Callable[[], int] | None = None,
+        journal: DecisionJournal | None = None,
     ) -> None:
         """Register readings of the parts' own counters (once, after the parts exist).
         `unreplicated`: Redis calls answered without settings.redis.wait_replicas replicas'
         acknowledgement (only read when that setting is on).
         `handler_failures`: (server, method) -> requests whose handler raised.
         `directory`: the customer directory cache's counts (`LiveDirectory.stats`).
-        `net`: server name -> (its refusal counts, its open connections)."""
+        `net`: server name -> (its refusal counts, its open connections).
+        `journal`: the decision store's journal (decisions whose reply was lost)."""
         r = self.registry
         r.gauge_reading(
             "gatekeeper_ready", "1 when the process is ready (as /readyz), else 0.", lambda: ready()
@@ -252,6 +255,8 @@ class ServeMetrics:
                 "replicas acknowledged their write (WAIT timed out, or a Cluster redirect).",
                 unreplicated,
             )
+        if journal is not None:
+            self._expose_journal(journal)
         if directory is not None:
             self._expose_directory(directory)
         if net is not None:
@@ -266,6 +271,28 @@ class ServeMetrics:
             self._expose_ratelimit_stats(ratelimit.stats)
         if ratelimit_watcher is not None:
             self._expose_ratelimit_reload(ratelimit_watcher)
+
+    def _expose_journal(self, journal: DecisionJournal) -> None:
+        r = self.registry
+        r.gauge_reading(
+            "gatekeeper_decisions_lost",
+            "Decisions whose Redis reply was lost and that were answered as an error, waiting "
+            "for Redis to answer again to be voided if they were applied.",
+            lambda: journal.pending,
+        )
+        r.counter_reading(
+            "gatekeeper_decisions_lost_resolved_total",
+            "Lost decisions resolved, by what Redis had done: applied (then voided: "
+            "counters, spend and billing given back) or not_applied (marked never to apply).",
+            lambda: {("applied",): journal.voided, ("not_applied",): journal.unapplied},
+            ("result",),
+        )
+        r.counter_reading(
+            "gatekeeper_decisions_lost_dropped_total",
+            "Lost decisions beyond what the process holds (100,000): never voided, so billed "
+            "if they were applied (logged each).",
+            lambda: journal.dropped,
+        )
 
     def _expose_net(self, net: Mapping[str, tuple[NetStats | None, Callable[[], int]]]) -> None:
         def refusals() -> dict[tuple[str, ...], float]:

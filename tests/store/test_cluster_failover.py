@@ -23,5 +23,6 @@ async def test_a_killed_primary_is_replaced_and_the_hard_limit_holds() -> None:
     assert r.denied > 0  # the limit was reached after the failover
     assert r.counter <= r.limit  # the promoted primary's counter never passes the limit
     assert r.events == r.counter  # counter and usage events come from one script, one slot
+    assert r.unanswered == 0  # every call that ran but lost its reply was voided
     assert r.overshoot <= r.lost  # only what async replication forgot is admitted twice
     assert r.lost <= 10  # ~0.1 s of decisions at most (loopback replication lags far less)

@@ -8,10 +8,12 @@ What is measured, exactly:
   is promoted by the Cluster after `cluster-node-timeout` (`node_timeout_ms`) and an election.
 - Outage: from the kill to the end of the first decision sent after it that got an answer;
   `errors` = decisions that got StoreUnavailable (the edge answers them per failure mode).
-- Afterwards, from the promoted primary: the customer's counter and its usage events.
-  `lost` = admitted answers the counter does not hold (increments acknowledged by the old
-  primary that never reached its replica: Redis replicates asynchronously). `unanswered` =
-  counted increments no admitted answer stands for (a call that ran, then lost its reply).
+- Afterwards (the App stopped: the decisions whose reply was lost are voided by then, see
+  store/journal.py), from the promoted primary: the customer's counter and the units its
+  usage events bill (voids netted). `lost` = admitted answers the counter does not hold
+  (increments acknowledged by the old primary that never reached its replica: Redis
+  replicates asynchronously). `unanswered` = counted increments no admitted answer stands for
+  (a call that ran, then lost its reply, and was not voided: 0 expected).
 - Exactness: the counter never exceeds the limit; admitted answers exceed the limit by at
   most `lost` (the promoted replica forgot them and admitted that many again).
 """
@@ -63,7 +65,7 @@ class FailoverResult:
     errors: int
     limit: int
     counter: int
-    events: int
+    events: int  # units the customer's usage events bill, voids netted
     outage_s: float  # kill -> first answer to a decision sent after the kill
     errors_window_s: float  # first error -> last error
 
@@ -190,7 +192,7 @@ def _read_promoted(cluster: LocalCluster, counter: str, stream: str) -> tuple[in
                 used: Any = c.hget(counter, "u")
                 entries: Any = c.xrange(stream)
             events = [UsageEvent.from_fields(fields) for _, fields in entries]
-            return int(used or 0), sum(1 for e in events if e.customer == CUSTOMER)
+            return int(used or 0), sum(e.quantity for e in events if e.customer == CUSTOMER)
         except redis.ConnectionError:  # the killed node
             continue
     raise RuntimeError("no cluster node answered")

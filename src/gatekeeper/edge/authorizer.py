@@ -135,7 +135,7 @@ class Authorizer:
         except StoreUnavailable as exc:
             self.store_errors += 1
             log.warning("store unavailable deciding for %s: %s", who.customer_id, exc)
-            return self._store_down(policy, decision_request, usage.settle_headers)
+            return self._store_down(policy, decision_request, usage.settle_headers, exc)
         return answer_for(
             decision,
             now=self._clock.now(),
@@ -151,16 +151,24 @@ class Authorizer:
         )
 
     def _store_down(
-        self, policy: Policy, request: DecisionRequest, settle: Mapping[str, str]
+        self,
+        policy: Policy,
+        request: DecisionRequest,
+        settle: Mapping[str, str],
+        error: StoreUnavailable,
     ) -> Answer:
+        """Answer by the failure mode. A decision whose call may have landed (`error`'s
+        decision id) is voided later when answered closed; admitted offline, it is recorded
+        under that same id, which counts it once whether the call landed or not."""
         closed = self._closed()
         if self._settings.failure_mode is not FailureMode.OPEN or self._backlog is None:
             return closed
         customer = self._policy.cached_customer(request.customer_id)
-        decision_id = new_decision_id()
+        decision_id = error.decision_id or new_decision_id()
         if not self._backlog.add(OfflineDecision(request, self._clock.now(), decision_id)):
             log.error("offline backlog full: answering fail-closed")
             return closed
+        self._engine.keep_lost(decision_id)
         decision = Decision(
             decision_id,
             Outcome.ALLOWED,

@@ -65,6 +65,7 @@ class OfflineBacklog:
                 self.failures += 1
                 return done
             self._items.popleft()
+            self._engine.recorded(item.decision_id)
             done += 1
             self.recorded += 1
         return done

@@ -290,6 +290,23 @@ class DecisionEngine:
             SettleStatus(reply.status), deltas=reply.deltas, cost_delta_nano=reply.cost_delta_nano
         )
 
+    def keep_lost(self, decision_id: str) -> None:
+        """Decision `decision_id` lost its reply and was answered 200 (fail-open): it is
+        recorded with decide(force=True, decision_id=...) and must not be voided."""
+        self._store.keep_lost(decision_id)
+
+    def recorded(self, decision_id: str) -> None:
+        """The kept decision `decision_id` is recorded (the offline backlog replayed it)."""
+        self._store.recorded(decision_id)
+
+    async def void_lost(self) -> int:
+        """Void the decisions whose reply was lost and that were not kept (store.void_lost);
+        how many had been applied. Raises StoreUnavailable."""
+        customers = await self._store.void_lost()
+        for customer_id in customers:
+            self._refunded(customer_id)
+        return len(customers)
+
     def _refunded(self, customer_id: str) -> None:
         """Counters of the customer went down: forget its remembered denials."""
         if len(self._refunds) >= MAX_REFUND_GENERATIONS and customer_id not in self._refunds:

@@ -79,6 +79,22 @@ class DecisionStore(Protocol):
         self, plan: DecisionPlan, *, decision_id: str, request_id: str, now: datetime
     ) -> SettleReply: ...
 
+    # decisions whose reply was lost (StoreUnavailable.decision_id): voided unless kept
+    def keep_lost(self, decision_id: str) -> None:
+        """Answered 200 all the same (fail-open): the caller records it under the same id
+        (force), which applies it once whether or not the lost call had landed."""
+        ...
+
+    def recorded(self, decision_id: str) -> None:
+        """A kept decision is recorded: its journal may go."""
+        ...
+
+    async def void_lost(self) -> list[str]:
+        """Give back what every lost decision not kept consumed, if it was applied, and make
+        sure it never applies later; the customers given back to (one per decision). Raises
+        StoreUnavailable (the rest wait for the next call)."""
+        ...
+
 
 class PolicySource(Protocol):
     """The policy in force now, and its customers.

@@ -27,6 +27,15 @@ local function ttl_until(end_us, now)
   return math.floor(ms) + grace_ms
 end
 
+-- The process's decision journal (decide.lua, void.lua): a hash per partition, process and
+-- few seconds, deleted by its process once no reply of that time can still be lost; the
+-- expiry only collects the journals of a process that died.
+local JOURNAL_TTL_MS = 86400000
+local function journal_put(journal, id, value)
+  redis.call('HSET', journal, id, value)
+  if redis.call('HLEN', journal) == 1 then redis.call('PEXPIRE', journal, JOURNAL_TTL_MS) end
+end
+
 local function hnum(key, field)
   local v = redis.call('HGET', key, field)
   if v then return tonumber(v) end

@@ -3,7 +3,9 @@
 -- KEYS[1] usage stream of the partition     KEYS[2] alert stream of the partition
 -- KEYS[3] idempotency record (read/written only when ARGV idem flag = 1)
 -- KEYS[4] reservation record (written only when a meter reserves)
--- KEYS[5..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
+-- KEYS[5] the calling process's decision journal of this partition (store/journal.py; unused
+--         when peeking): decision id -> what an admission consumed, 'v' once voided
+-- KEYS[6..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
 -- ARGV[2] (optional, tracing on): the decision span's traceparent, added to every event (common.lua)
 -- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
@@ -25,6 +27,12 @@
 -- formatting here, no parsing in the caller). The idempotency record holds that array as
 -- MessagePack; a record written by an earlier version ('|'-joined text) is replayed as
 -- {'R', text}.
+--
+-- The journal makes a decision whose reply was lost reversible (void.lua): every admission
+-- leaves its receipt there (reserved flag, total cost, each meter's cost and grant takes;
+-- everything else void.lua reads again from the same ARGV). An id already in the journal is
+-- never applied twice: a fail-open replay ('force') of a call that did land answers 'A' and
+-- changes nothing; a call that reaches Redis after its caller voided it ('v') answers 'V'.
 
 local now = arg()
 local decision_id = arg()
@@ -39,6 +47,12 @@ local currency = arg()
 local mode = arg()
 local force, peek = mode == 1, mode == 2
 if peek then idem = false end
+local journal = KEYS[5]
+
+if not peek and redis.call('HEXISTS', journal, decision_id) == 1 then
+  if force then return {'N', 'A', decision_id, '', 0, 0, 0, 0, '', 0, 0} end
+  return {'V', 'D', decision_id, 'void', 0, 0, 0, 0, '', 0, 0}
+end
 
 if idem then
   local prev = redis.call('GET', KEYS[3])
@@ -178,6 +192,12 @@ if admitted then
     -- kept an hour past expiry so a late settlement is told "expired", not "unknown"
     redis.call('PEXPIRE', rk, res_ttl + 3600000)
   end
+  local receipt = {reserved and 1 or 0, total}
+  for _, m in ipairs(meters) do
+    receipt[#receipt + 1] = m.cost
+    for j = 1, #m.grants do receipt[#receipt + 1] = m.takes[j] end
+  end
+  journal_put(journal, decision_id, cmsgpack.pack(receipt))
 end
 
 local outcome = 'D'

@@ -101,7 +101,7 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes) -> asyncio.Future[Any]:
         """Queue one encoded command; the future gets its reply (an ErrorReply for `-ERR`)."""
         if self.closed:
-            raise StoreUnavailable("redis unavailable: connection lost")
+            raise StoreUnavailable("redis unavailable: connection lost", sent=False)
         future = self._loop.create_future()
         self._pending.append((future, self._loop.time()))
         self._out.append(data)
@@ -262,14 +262,15 @@ class AutoPipeline:
 
     async def _connection(self, i: int) -> _Connection:
         if self._closed:
-            raise StoreUnavailable("redis unavailable: client closed")
+            raise StoreUnavailable("redis unavailable: client closed", sent=False)
         task = self._connecting[i]
         if task is None:
             loop = asyncio.get_running_loop()
             if loop.time() < self._retry_at:
                 raise StoreUnavailable(
                     f"redis unavailable: {self.endpoint.where}: {self._last_error} "
-                    "(reconnecting with backoff)"
+                    "(reconnecting with backoff)",
+                    sent=False,
                 )
             task = loop.create_task(self._connect(i))
             self._connecting[i] = task
@@ -279,19 +280,21 @@ class AutoPipeline:
         loop = asyncio.get_running_loop()
         try:
             conn = await self._open(loop)
-        except StoreUnavailable as exc:
+        except StoreUnavailable as exc:  # the handshake failed: no call was sent on it
             self._failed(loop, str(exc))
+            exc.sent = False
             raise
         except (OSError, TimeoutError) as exc:
             self._failed(loop, repr(exc))
             raise StoreUnavailable(
-                f"redis unavailable: cannot connect to {self.endpoint.where}: {exc!r}"
+                f"redis unavailable: cannot connect to {self.endpoint.where}: {exc!r}",
+                sent=False,
             ) from exc
         finally:
             self._connecting[i] = None
         if self._closed:
             conn.close()
-            raise StoreUnavailable("redis unavailable: client closed")
+            raise StoreUnavailable("redis unavailable: client closed", sent=False)
         self._failures = 0
         self._slots[i] = conn
         self.connects += 1

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from gatekeeper.clock import to_us
 from gatekeeper.engine.plan import DecisionPlan, MeterPlan, SpendPlan
 from gatekeeper.engine.ports import DecideReply, ReplyRow, SettleReply
+from gatekeeper.errors import StoreUnavailable
 from gatekeeper.periods import Window
 from gatekeeper.store.argpack import array_header, pack_int, pack_values
 from gatekeeper.store.keys import KeySpace
@@ -27,7 +28,8 @@ __all__ = [
     "encode",
 ]
 
-_FIXED_KEYS = 4  # usage stream, alert stream, idempotency record, reservation record
+# usage stream, alert stream, idempotency record, reservation record, decision journal
+FIXED_KEYS = 5
 
 
 class Encoded(NamedTuple):
@@ -35,7 +37,7 @@ class Encoded(NamedTuple):
 
     keys: list[str]
     argv: list[bytes]  # one MessagePack array (argpack)
-    counters_resp: bytes = b""  # keys[4:] as RESP bulk strings
+    counters_resp: bytes = b""  # keys[FIXED_KEYS:] as RESP bulk strings
 
 
 class _Builder:
@@ -116,10 +118,12 @@ def _spend(b: _Builder, ks: KeySpace, customer: str, s: SpendPlan | None) -> Non
 class Body:
     """What a plan's KEYS/ARGV do not owe to `now` or quantities: built once per plan template.
 
-    `counters` are KEYS[5..]; the values of ARGV[1] after the head are pieces[0], quantity of
-    meter 1, pieces[1], ..., quantity of meter n, pieces[n] (each piece already packed).
+    `counters` are KEYS[FIXED_KEYS + 1..]; the values of ARGV[1] after the head are
+    pieces[0], quantity of meter 1, pieces[1], ..., quantity of meter n, pieces[n] (each
+    piece already packed).
     """
 
+    partition: int
     usage_stream: str
     alert_stream: str
     counters: tuple[str, ...]
@@ -141,7 +145,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
     """The now-independent part of `plan`'s KEYS and ARGV (valid for every plan that differs
     from it only in `now` and meter quantities within the same windows)."""
     customer = plan.customer_id
-    b = _Builder(first_key=_FIXED_KEYS + 1)
+    b = _Builder(first_key=FIXED_KEYS + 1)
     b.add(grace_s * 1000, len(plan.meters))
     for m in plan.meters:
         _meter(b, ks, customer, m)
@@ -159,6 +163,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
     pieces.append(pack_values(run))
     partition = ks.partition(customer)
     return Body(
+        partition=partition,
         usage_stream=ks.usage_stream(partition),
         alert_stream=ks.alert_stream(partition),
         counters=tuple(b.keys),
@@ -180,11 +185,13 @@ def encode(
     grace_s: int,
     body: Body | None = None,
     idempotency_scope: str = "",
+    journal: str | None = None,
 ) -> Encoded:
     """KEYS and ARGV for one script call: `head` is the script-specific leading ARGV
     (`head_fields` values, packed).
 
-    `body` is compile_body(plan) when the caller has it already (plan templates)."""
+    `body` is compile_body(plan) when the caller has it already (plan templates). `journal`:
+    the decision journal the call writes (KEYS[5]; None: a call that writes none)."""
     body = body or compile_body(plan, ks, grace_s=grace_s)
     customer = plan.customer_id
     keys = [
@@ -196,6 +203,7 @@ def encode(
             else body.usage_stream
         ),
         ks.reservation(customer, decision_id),
+        journal or body.usage_stream,
         *body.counters,
     ]
     packed = body.packed(head, head_fields, [m.quantity for m in plan.meters])
@@ -217,6 +225,8 @@ def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
     cost_nano, overage (comma list), reserved, n_rows, then n_rows x 7 row fields."""
     if len(reply) == 2:  # an idempotency record written by an earlier version
         return _decode_text(reply)  # type: ignore[arg-type]
+    if reply[0] in (b"V", "V"):  # voided before it ran: its caller gave up on it already
+        raise StoreUnavailable(f"decision {_text(reply[2])} was voided before it ran")  # type: ignore[arg-type]
     overage = _text(reply[8])  # type: ignore[arg-type]
     # numbers arrive as integer replies (Lua numbers): ints already, from hiredis and redis-py
     rows = [

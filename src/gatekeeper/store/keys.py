@@ -82,6 +82,12 @@ class KeySpace:
         """Hash: what a decision reserved, until settled or expired."""
         return f"{self._customer(customer)}:res:{customer}:{decision_id}"
 
+    def decision_journal(self, partition: int, instance: str, bucket: int) -> str:
+        """Hash: decision id -> what the admission consumed (its receipt), or "v" once voided;
+        one per partition, serve process (`instance`) and few seconds of decision ids
+        (store/journal.py)."""
+        return f"{self._base(partition)}:j:{instance}:{bucket}"
+
     def customer_pattern(self, customer: str) -> str:
         """SCAN pattern for every per-customer key (inspection and tests)."""
         return f"{self._customer(customer)}:*:{customer}:*"

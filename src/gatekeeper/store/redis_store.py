@@ -1,11 +1,15 @@
 """DecisionStore on Redis: one EVALSHA per decision, one HGET + one EVALSHA per settlement.
 
 The EVALSHAs go through the client's auto-pipeline when it has one (connection.py), else
-through redis-py; either way a store failure is a StoreUnavailable.
+through redis-py; either way a store failure is a StoreUnavailable. A decision whose reply
+was lost is held in the decision journal (journal.py) and voided by `void_lost` unless the
+caller keeps it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, cast
@@ -22,7 +26,9 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.settings import RedisSettings
 from gatekeeper.store.argpack import pack_int, pack_str, pack_values
 from gatekeeper.store.autopipeline import Pipelined
+from gatekeeper.store.batch import raise_errors, run_batch
 from gatekeeper.store.codec import (
+    FIXED_KEYS,
     Body,
     compile_body,
     decode_decide,
@@ -30,15 +36,21 @@ from gatekeeper.store.codec import (
     encode,
 )
 from gatekeeper.store.connection import autopipeline_of
+from gatekeeper.store.journal import DecisionJournal, LostCall
 from gatekeeper.store.keys import KeySpace
-from gatekeeper.store.resp import encode_command
+from gatekeeper.store.resp import bulk_strings, encode_command
 from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["RedisDecisionStore", "ScriptSpan", "ScriptTracer"]
 
+log = logging.getLogger(__name__)
+
 # decide.lua's leading ARGV values: now, decision id, customer, plan, request id, idempotency
 # key, idempotency flag, idempotency TTL, reservation TTL, currency, mode
 DECIDE_HEAD_FIELDS = 11
+MODE_DECIDE, MODE_PEEK = 0, 2  # decide.lua's modes (engine.engine's MODE_*)
+VOID_BATCH = 256  # lost decisions voided at once (one round trip for the batch)
+_DEFAULT_CALL_TIMEOUT_S = 30.0  # a client without a socket timeout: assume calls end by then
 
 
 class ScriptSpan(Protocol):
@@ -76,6 +88,8 @@ class RedisDecisionStore:
         self.keys = KeySpace(prefix=settings.key_prefix, partitions=settings.partitions)
         self._decide: LuaScript = load_script("decide")
         self._settle: LuaScript = load_script("settle")
+        self._void: LuaScript = load_script("void")
+        self.journal = DecisionJournal(self.keys, call_timeout_s=_call_timeout(redis))
         self._tails: dict[tuple[str, int], bytes] = {}  # _head_tail() without a key
         # settings.redis.wait_replicas: WAIT right behind each call (the auto-pipeline's)
         self._wait = (
@@ -100,6 +114,7 @@ class RedisDecisionStore:
         mode: int = 0,
     ) -> DecideReply:
         body = self._body(plan)
+        journal = None if mode == MODE_PEEK else self.journal.key(body.partition, decision_id)
         head = b"".join(
             (
                 pack_int(to_us(plan.now)),
@@ -119,12 +134,81 @@ class RedisDecisionStore:
             grace_s=self._settings.period_grace_s,
             body=body,
             idempotency_scope=idempotency_scope,
+            journal=journal,
         )
-        if self._tracer is None:
-            reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
-        else:
-            reply = await self._traced_call(self._tracer, enc.keys, enc.argv, enc.counters_resp)
+        try:
+            if self._tracer is None:
+                reply = await self._call(self._decide, enc.keys, enc.argv, enc.counters_resp)
+            else:
+                reply = await self._traced_call(self._tracer, enc.keys, enc.argv, enc.counters_resp)
+        except StoreUnavailable as exc:
+            # a fail-open replay (force) that lost its reply is replayed again, not voided
+            if mode == MODE_DECIDE and exc.sent and exc.transient:
+                assert journal is not None
+                lost = LostCall(decision_id, plan.customer_id, tuple(enc.keys), enc.argv[0])
+                if self.journal.lost(lost):
+                    exc.decision_id = decision_id
+            raise
         return decode_decide(reply)
+
+    def keep_lost(self, decision_id: str) -> None:
+        """The caller answered lost decision `decision_id` 200 (fail-open) and records it
+        itself, under the same id: never void it (`recorded` once it is)."""
+        self.journal.keep(decision_id)
+
+    def recorded(self, decision_id: str) -> None:
+        self.journal.resolved(decision_id)
+
+    async def void_lost(self) -> list[str]:
+        """Void every lost decision (void.lua), VOID_BATCH calls at a time, until done or the
+        store fails (StoreUnavailable, raised once the batch is in: what did not get through
+        stays for the next try). The customers whose counters went down, once per decision
+        voided."""
+        refunded: list[str] = []
+        pending = self.journal.unresolved()
+        for start in range(0, len(pending), VOID_BATCH):
+            batch = pending[start : start + VOID_BATCH]
+            replies = await asyncio.gather(*map(self._void_one, batch), return_exceptions=True)
+            failed: BaseException | None = None
+            for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    failed = failed or reply
+                    continue
+                if reply:
+                    refunded.append(call.customer)
+                self.journal.resolved(call.decision_id)
+            if failed is not None:
+                raise failed
+        return refunded
+
+    async def _void_one(self, call: LostCall) -> bool:
+        """void.lua with the lost call's own KEYS and ARGV; True when it had run (and is now
+        given back)."""
+        keys = list(call.keys)
+        reply = await self._call(self._void, keys, [call.argv], bulk_strings(keys[FIXED_KEYS:]))
+        marker = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        if marker == "V":
+            self.journal.voided += 1
+            log.info("voided decision %s of %s: it ran, and was not answered 200",
+                     call.decision_id, call.customer)  # fmt: skip
+            return True
+        if marker == "N":
+            self.journal.unapplied += 1
+        return False
+
+    async def retire_journals(self, *, every: bool = False) -> int:
+        """Delete the journals no lost reply can still need (`every`: all of them, at a stop
+        once nothing is in flight); how many. Raises StoreUnavailable."""
+        keys = self.journal.every_key() if every else self.journal.retirable()
+        if not keys:
+            return 0
+        try:
+            replies = await run_batch(self._redis, [(("DEL", k), k) for k in keys])
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        raise_errors(replies)
+        self.journal.retired(keys)
+        return len(keys)
 
     async def _traced_call(
         self, tracer: ScriptTracer, keys: list[str], args: list[bytes], counters_resp: bytes
@@ -219,8 +303,10 @@ class RedisDecisionStore:
             decision_id=decision_id,
             grace_s=self._settings.period_grace_s,
         )
-        # settle.lua reads KEYS[3] as the reservation record
-        keys = [enc.keys[0], enc.keys[1], enc.keys[3], enc.keys[3], *enc.keys[4:]]
+        # settle.lua reads KEYS[3] as the reservation record (unused: KEYS[4], KEYS[5])
+        reservation = enc.keys[3]
+        keys = [enc.keys[0], enc.keys[1], reservation, reservation, reservation]
+        keys += enc.keys[FIXED_KEYS:]
         reply = await self._call(self._settle, keys, enc.argv, enc.counters_resp)
         return decode_settle(reply)
 
@@ -231,17 +317,18 @@ class RedisDecisionStore:
     async def _call(
         self, script: LuaScript, keys: list[str], args: list[bytes], counters_resp: bytes
     ) -> list[bytes]:
-        """Run `script`; `counters_resp` is keys[4:] already RESP-encoded (Encoded)."""
+        """Run `script`; `counters_resp` is keys[FIXED_KEYS:] already RESP-encoded."""
+        n_tail = len(keys) - FIXED_KEYS
         if self._pipe is not None and self._wait is not None:
             reply, acked = await script.run_pipelined_then(
-                self._pipe, keys, args, self._wait, tail=counters_resp, n_tail=len(keys) - 4
+                self._pipe, keys, args, self._wait, tail=counters_resp, n_tail=n_tail
             )
             if not isinstance(acked, int) or acked < self._settings.wait_replicas:
                 self.unreplicated += 1
             return cast(list[bytes], reply)
         if self._pipe is not None:
             reply = await script.run_pipelined(
-                self._pipe, keys, args, tail=counters_resp, n_tail=len(keys) - 4
+                self._pipe, keys, args, tail=counters_resp, n_tail=n_tail
             )
             return cast(list[bytes], reply)
         try:
@@ -251,3 +338,11 @@ class RedisDecisionStore:
         except RedisError as exc:
             raise StoreUnavailable(f"redis error in {script.name}: {exc}", transient=False) from exc
         return result
+
+
+def _call_timeout(redis: Redis) -> float:
+    """How long a call of `redis` may wait for its reply (its socket timeout)."""
+    pool = getattr(redis, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {}) or {}
+    timeout = kwargs.get("socket_timeout")
+    return float(timeout) if timeout else _DEFAULT_CALL_TIMEOUT_S
