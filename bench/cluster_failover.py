@@ -20,7 +20,7 @@ from gatekeeper.benchmark.failover import run_failover
 _HEAD = (
     f"{'node timeout':>12} {'sent':>5} {'admitted':>8} {'denied':>6} {'errors':>6} "
     f"{'outage s':>8} {'limit':>5} {'counter':>7} {'events':>6} {'lost':>4} "
-    f"{'unanswered':>10} {'overshoot':>9}"
+    f"{'unanswered':>10} {'overshoot':>9} {'billed, not 200':>15} {'200, not billed':>15}"
 )
 
 
@@ -44,7 +44,8 @@ def main(argv: list[str]) -> int:
         print(
             f"{r.node_timeout_ms:>10}ms {r.sent:>5} {r.admitted:>8} {r.denied:>6} {r.errors:>6} "
             f"{r.outage_s:>8.2f} {r.limit:>5} {r.counter:>7} {r.events:>6} {r.lost:>4} "
-            f"{r.unanswered:>10} {r.overshoot:>9}",
+            f"{r.unanswered:>10} {r.overshoot:>9} {r.billed_unanswered:>15} "
+            f"{r.answered_unbilled:>15}",
             flush=True,
         )
     return 0

@@ -24,5 +24,8 @@ async def test_a_killed_primary_is_replaced_and_the_hard_limit_holds() -> None:
     assert r.counter <= r.limit  # the promoted primary's counter never passes the limit
     assert r.events == r.counter  # counter and usage events come from one script, one slot
     assert r.unanswered == 0  # every call that ran but lost its reply was voided
+    assert r.billed_unanswered == 0  # per decision id: billed only if answered admitted
+    assert r.answered_unbilled <= r.lost  # ... and answered admitted ones are billed but for
+    # what replication lost
     assert r.overshoot <= r.lost  # only what async replication forgot is admitted twice
     assert r.lost <= 10  # ~0.1 s of decisions at most (loopback replication lags far less)

@@ -13,7 +13,10 @@ What is measured, exactly:
   usage events bill (voids netted). `lost` = admitted answers the counter does not hold
   (increments acknowledged by the old primary that never reached its replica: Redis
   replicates asynchronously). `unanswered` = counted increments no admitted answer stands for
-  (a call that ran, then lost its reply, and was not voided: 0 expected).
+  (a call that ran, then lost its reply, and was not voided: 0 expected). Per decision id:
+  `billed_unanswered` = ids whose usage events bill units though the decision was not
+  answered admitted (0 expected); `answered_unbilled` = ids answered admitted that bill
+  nothing (what replication lost; at most `lost`).
 - Exactness: the counter never exceeds the limit; admitted answers exceed the limit by at
   most `lost` (the promoted replica forgot them and admitted that many again).
 """
@@ -68,6 +71,8 @@ class FailoverResult:
     events: int  # units the customer's usage events bill, voids netted
     outage_s: float  # kill -> first answer to a decision sent after the kill
     errors_window_s: float  # first error -> last error
+    billed_unanswered: int = 0  # decision ids billed, not answered admitted
+    answered_unbilled: int = 0  # decision ids answered admitted, billed nothing
 
     @property
     def lost(self) -> int:
@@ -82,14 +87,17 @@ class FailoverResult:
         return max(0, self.admitted - self.limit)
 
 
-async def _decide(engine: DecisionEngine) -> str:
+async def _decide(engine: DecisionEngine) -> tuple[str, str]:
+    """(outcome, decision id: "" unless admitted)."""
     try:
         decision = await engine.decide(
             DecisionRequest(CUSTOMER, meters=(MeterRequest("requests", 1),))
         )
     except StoreUnavailable:
-        return "error"
-    return "allowed" if decision.allowed else "denied"
+        return "error", ""
+    if decision.allowed:
+        return "allowed", decision.decision_id
+    return "denied", ""
 
 
 async def run_failover(
@@ -111,15 +119,17 @@ async def run_failover(
         slot = key_slot(keys.usage_stream(keys.partition(CUSTOMER)).encode())
         victim_port = (await asyncio.to_thread(cluster.slot_owners))[slot]
         async with running_app(text, cluster.seeds, prefix, cluster=True) as engine:
-            assert await _decide(engine) == "allowed"  # warm: customer cached, script loaded
+            warm, warm_id = await _decide(engine)  # warm: customer cached, script loaded
+            assert warm == "allowed"
             outcomes = await _load(engine, cluster, victim_port, rate, seconds, kill_at_s)
+        outcomes.append((-kill_at_s, -kill_at_s, "allowed", warm_id))
         return await _result(cluster, keys, outcomes, rate, limit, node_timeout_ms)
     finally:
         await asyncio.to_thread(cluster.stop)
 
 
-# (sent at, answered at, outcome), times relative to the kill
-_Outcome = tuple[float, float, str]
+# (sent at, answered at, outcome, decision id if admitted), times relative to the kill
+_Outcome = tuple[float, float, str, str]
 
 
 async def _load(
@@ -136,8 +146,8 @@ async def _load(
 
     async def one() -> None:
         sent = time.monotonic()
-        outcome = await _decide(engine)
-        outcomes.append((sent - kill_time, time.monotonic() - kill_time, outcome))
+        outcome, decision_id = await _decide(engine)
+        outcomes.append((sent - kill_time, time.monotonic() - kill_time, outcome, decision_id))
 
     tasks: list[asyncio.Task[None]] = []
     killed = False
@@ -164,25 +174,28 @@ async def _result(
     node_timeout_ms: int,
 ) -> FailoverResult:
     window = window_for(datetime.now(UTC), Period.DAY)
-    counter, events = await asyncio.to_thread(
+    counter, billed = await asyncio.to_thread(
         _read_promoted, cluster, keys.quota(CUSTOMER, "requests", window.token),
         keys.usage_stream(keys.partition(CUSTOMER)),
     )  # fmt: skip
     after = [o for o in outcomes if o[0] >= 0 and o[2] != "error"]
     errors = [o for o in outcomes if o[2] == "error"]
+    answered = {o[3] for o in outcomes if o[2] == "allowed"}
+    billed_ids = {d for d, units in billed.items() if units}
     return FailoverResult(
-        node_timeout_ms=node_timeout_ms, rate=rate, sent=len(outcomes),
-        admitted=sum(1 for o in outcomes if o[2] == "allowed") + 1,  # + the warm-up's
-        denied=sum(1 for o in outcomes if o[2] == "denied"), errors=len(errors), limit=limit,
-        counter=counter, events=events,
+        node_timeout_ms=node_timeout_ms, rate=rate, sent=len(outcomes) - 1,  # not the warm-up
+        admitted=len(answered), denied=sum(1 for o in outcomes if o[2] == "denied"),
+        errors=len(errors), limit=limit, counter=counter, events=sum(billed.values()),
         outage_s=min((o[1] for o in after), default=float("nan")),
         errors_window_s=(max(o[1] for o in errors) - min(o[1] for o in errors)) if errors else 0.0,
+        billed_unanswered=len(billed_ids - answered), answered_unbilled=len(answered - billed_ids),
     )  # fmt: skip
 
 
-def _read_promoted(cluster: LocalCluster, counter: str, stream: str) -> tuple[int, int]:
-    """The counter's `u` and the customer's usage events in the stream, from the primary now
-    serving their slot (asked of the first node that answers: the killed one refuses)."""
+def _read_promoted(cluster: LocalCluster, counter: str, stream: str) -> tuple[int, dict[str, int]]:
+    """The counter's `u` and the units the customer's usage events bill per decision id
+    (voids netted), from the primary now serving their slot (asked of the first node that
+    answers: the killed one refuses)."""
     slot = key_slot(stream.encode())
     for port in cluster.ports:
         try:
@@ -191,8 +204,12 @@ def _read_promoted(cluster: LocalCluster, counter: str, stream: str) -> tuple[in
             with cluster.client(owner) as c:
                 used: Any = c.hget(counter, "u")
                 entries: Any = c.xrange(stream)
-            events = [UsageEvent.from_fields(fields) for _, fields in entries]
-            return int(used or 0), sum(e.quantity for e in events if e.customer == CUSTOMER)
+            billed: dict[str, int] = {}
+            for _, fields in entries:
+                e = UsageEvent.from_fields(fields)
+                if e.customer == CUSTOMER:
+                    billed[e.decision_id] = billed.get(e.decision_id, 0) + e.quantity
+            return int(used or 0), billed
         except redis.ConnectionError:  # the killed node
             continue
     raise RuntimeError("no cluster node answered")
