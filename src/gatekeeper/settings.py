@@ -82,8 +82,9 @@ class RedisSettings:
     # false = one redis-py call each. Over TLS too (rediss://: the CA, client certificate and
     # key as the URL's ssl_ca_certs, ssl_certfile, ssl_keyfile query parameters).
     autopipeline: bool = True
-    # Redis Cluster: `url` names one or more seed nodes, comma-separated (redis:// only); the
-    # slot map is read from them. false = `url` is one server (several seeds are an error).
+    # Redis Cluster: `url` names one or more seed nodes, comma-separated (redis://, or
+    # rediss:// for TLS: the first seed's options apply to every node); the slot map is read
+    # from them. false = `url` is one server (several seeds are an error).
     cluster: bool = False
     # an admitted decision is answered once this many replicas hold its write (Redis WAIT, sent
     # right behind the decision's call on its connection), or after wait_timeout_ms, whichever

@@ -198,6 +198,13 @@ def test_cluster_seeds_must_be_redis_host_port(url: str) -> None:
     assert message.startswith("environment: GATEKEEPER_REDIS_URL: ") and "seed" in message
 
 
+@pytest.mark.parametrize("url", ["rediss://a:7000?ssl_cert_reqs=none,b:7000", "redis://a:1,b:2"])
+def test_cluster_seeds_over_tls_or_not_are_accepted(url: str) -> None:
+    text = BASE.replace("redis: {partitions: 16}", "redis: {partitions: 16, cluster: true}")
+    settings = parse_config(text, env={"GATEKEEPER_REDIS_URL": url}).settings.redis
+    assert settings.cluster and settings.url is not None
+
+
 def test_cluster_without_seeds_is_an_error() -> None:
     (message,) = _issues(BASE, {"GATEKEEPER_REDIS_CLUSTER": "yes"})
     assert message.startswith("environment: GATEKEEPER_REDIS_CLUSTER: ") and "seed" in message

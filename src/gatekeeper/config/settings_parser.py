@@ -190,8 +190,8 @@ def _check_ports(values: dict[SettingKey, Assigned], issues: Issues) -> None:
 
 
 def _check_redis_seeds(values: dict[SettingKey, Assigned], issues: Issues) -> None:
-    """Several comma-separated seed nodes only with redis.cluster; a Cluster speaks redis://
-    only (no unix socket, and TLS is not supported on the cluster path yet)."""
+    """Several comma-separated seed nodes only with redis.cluster; a Cluster's seeds are
+    redis:// or rediss:// (TLS), all the same scheme, or host:port (never a unix socket)."""
     url = values.get(("redis", "url"))
     cluster = values.get(("redis", "cluster"))
     if url is None or not isinstance(url.value, Secret):
@@ -213,15 +213,21 @@ def _check_redis_seeds(values: dict[SettingKey, Assigned], issues: Issues) -> No
                 source=url.source,
             )
         return
+    schemes = {urlsplit(seed.strip()).scheme for seed in seeds if "://" in seed}
     for seed in seeds:
         seed = seed.strip()
-        ok = urlsplit(seed).scheme == "redis" if "://" in seed else _HOST_PORT.fullmatch(seed)
+        ok = (
+            urlsplit(seed).scheme in ("redis", "rediss") and len(schemes) == 1
+            if "://" in seed
+            else _HOST_PORT.fullmatch(seed)
+        )
         if not ok:
             issues.add(
                 url.path,
                 url.line,
                 "with settings.redis.cluster every comma-separated seed must be "
-                "redis://[user:password@]host:port or host:port (value not shown)",
+                "redis://[user:password@]host:port, rediss://... (TLS; then every seed) or "
+                "host:port (value not shown)",
                 source=url.source,
             )
             return

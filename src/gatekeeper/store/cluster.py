@@ -33,7 +33,7 @@ from gatekeeper.store.autopipeline import AutoPipeline
 from gatekeeper.store.endpoint import Endpoint
 from gatekeeper.store.resp import ErrorReply, encode_command
 
-__all__ = ["ClusterAutoPipeline", "parse_seeds"]
+__all__ = ["ClusterAutoPipeline", "node_endpoint", "parse_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,30 @@ _CLUSTER_SLOTS = encode_command(("CLUSTER", "SLOTS"))
 
 
 def parse_seeds(url: str) -> list[Endpoint]:
-    """Seed nodes from `redis://[user:pass@]h1:p1,redis://h2:p2` or `redis://h1:p1,h2:p2`.
+    """Seed nodes from `redis[s]://[user:pass@]h1:p1,redis[s]://h2:p2` or `redis[s]://h1:p1,h2:p2`.
 
-    The first URL's credentials and options (socket_timeout, ...) apply to every node, the
-    nodes found in the slot map included: of the other seeds only host and port are read.
-    Raises ValueError for anything but redis:// (a Cluster has no unix sockets; TLS is not
-    supported here yet).
+    The first URL's scheme, credentials and options (socket_timeout, and for rediss:// its TLS
+    context: ssl_ca_certs, ssl_certfile, ssl_keyfile, ...) apply to every node, the nodes
+    found in the slot map included: of the other seeds only host and port are read, and a
+    scheme other than the first's is refused (one cluster is all TLS or none of it). Raises
+    ValueError for a unix socket or another scheme.
     """
     parts = [p.strip() for p in url.split(",") if p.strip()]
     if not parts:
         raise ValueError("GATEKEEPER_REDIS_URL names no seed node")
     seeds: list[Endpoint] = []
+    scheme = ""
     for part in parts:
         if "://" in part:
-            if not part.startswith("redis://"):
-                raise ValueError("a Redis Cluster seed must be redis://host:port or host:port")
+            this = part.split("://", 1)[0]
+            if this not in ("redis", "rediss") or (scheme and this != scheme):
+                raise ValueError(
+                    "a Redis Cluster seed must be redis://host:port, rediss://host:port (all "
+                    "seeds the same scheme) or host:port"
+                )
+            scheme = this
             ep = Endpoint.from_url(part)
-            assert ep is not None and ep.path is None  # redis:// is neither TLS nor a socket
+            assert ep is not None and ep.path is None  # redis[s]:// is not a socket
             host, port = ep.host, ep.port
         else:
             host, sep, number = part.rpartition(":")
@@ -68,9 +75,17 @@ def parse_seeds(url: str) -> list[Endpoint]:
                 raise ValueError("a Redis Cluster seed must be redis://host:port or host:port")
             host, port = host.strip("[]"), int(number)
             ep = Endpoint(host=host, port=port)
-        template = seeds[0] if seeds else ep
-        seeds.append(dataclasses.replace(template, host=host, port=port, db=0))
+        seeds.append(node_endpoint(seeds[0] if seeds else ep, host, port))
     return seeds
+
+
+def node_endpoint(template: Endpoint, host: str, port: int) -> Endpoint:
+    """`template` (the first seed: credentials, timeouts, TLS) for the node at host:port; over
+    TLS with hostname checks, the certificate is checked against that node's own host."""
+    hostname = host if template.server_hostname is not None else None
+    return dataclasses.replace(
+        template, host=host, port=port, path=None, db=0, server_hostname=hostname
+    )
 
 
 def _address(reply: ErrorReply, default_host: str) -> tuple[int, str, int]:
@@ -208,7 +223,7 @@ class ClusterAutoPipeline:
     def _node(self, host: str, port: int) -> AutoPipeline:
         node = self._nodes.get((host, port))
         if node is None:
-            endpoint = dataclasses.replace(self._seeds[0], host=host, port=port, path=None)
+            endpoint = node_endpoint(self._seeds[0], host, port)
             node = AutoPipeline(endpoint, connections=self._per_node)
             self._nodes[host, port] = node
         return node

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import parse_url
 
 from gatekeeper.settings import RedisSettings, Settings
 from gatekeeper.store.autopipeline import AutoPipeline, Pipelined
@@ -99,10 +100,31 @@ def connect_cluster(url: str, settings: RedisSettings) -> GatekeeperRedisCluster
         socket_connect_timeout=first.connect_timeout_s,
         max_connections=settings.max_connections,
         pool_timeout_s=settings.pool_timeout_s,
+        **_tls_options(url.split(",", 1)[0].strip()),
     )
     if settings.autopipeline:
         client.autopipeline = ClusterAutoPipeline(seeds)
     return client
+
+
+_TLS_OPTIONS = (
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+    "ssl_min_version",
+    "ssl_ciphers",
+)
+
+
+def _tls_options(first_seed: str) -> dict[str, Any]:
+    """redis-py's Cluster client options for the first seed's rediss:// query (the CA, client
+    certificate and key ... read as redis-py reads them for one server); {} for redis://."""
+    if not first_seed.startswith("rediss://"):
+        return {}
+    options = parse_url(first_seed)
+    return {"ssl": True, **{k: v for k, v in options.items() if k in _TLS_OPTIONS}}
 
 
 @dataclass
