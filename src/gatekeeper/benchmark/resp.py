@@ -158,11 +158,40 @@ class DriveResult:
         return self.commands / self.seconds if self.seconds > 0 else 0.0
 
 
+class FreshIds:
+    """`command` with its token `vary` (a decision id) replaced by a new one of the same
+    length on every call, so each replay is a decision of its own: Redis refuses an id it has
+    recorded already (the decision journal), and replaying one would time the refusal."""
+
+    def __init__(self, command: bytes, vary: bytes) -> None:
+        if command.count(vary) < 1:
+            raise ValueError("the token to vary is not in the command")
+        self._parts = command.split(vary)
+        self._width = len(vary)
+        self._next = 0
+
+    def __call__(self, n: int) -> bytes:
+        """`n` calls, each with a fresh id (hex, as wide as the one replaced)."""
+        out = []
+        for _ in range(n):
+            self._next += 1
+            out.append(b"%0*x" % (self._width, self._next))
+        return b"".join(token.join(self._parts) for token in out)
+
+
 async def drive(
-    url: str, command: bytes, *, connections: int, batch: int, seconds: float
+    url: str,
+    command: bytes,
+    *,
+    connections: int,
+    batch: int,
+    seconds: float,
+    vary: bytes | None = None,
 ) -> DriveResult:
-    """Send `command` flat out for `seconds`; errors in replies are not inspected here (the
-    caller checks one reply first)."""
+    """Send `command` flat out for `seconds` (`vary`: a token of it replaced by a fresh one
+    per call, FreshIds); errors in replies are not inspected here (the caller checks one
+    reply first)."""
+    fresh = FreshIds(command, vary) if vary is not None else None
     payload = command * batch
     latencies: list[int] = []
     done = 0
@@ -175,7 +204,7 @@ async def drive(
         try:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter_ns()
-                writer.write(payload)
+                writer.write(payload if fresh is None else fresh(batch))
                 got = 0
                 while got < batch:
                     if replies.gets() is not False:

@@ -1,10 +1,11 @@
 """Engine alone: decisions/s and latency of `engine.decide()` beside raw EVALSHA of the same call.
 
 The raw call is captured from the engine itself (Redis MONITOR while it decides once), so the
-baseline runs the same script with the same KEYS and ARGV; one raw call is checked to be an
-admission before any is timed. Baselines, same run, same Redis: raw EVALSHA over plain sockets
-from this process (1 connection; N connections unpipelined; pipelined batches); the faster of
-the last two is the ceiling the engine is compared with.
+baseline runs the same script with the same KEYS and ARGV, each call under a fresh decision id
+of the same length (Redis applies a decision id once: the decision journal); one raw call is
+checked to be an admission before any is timed. Baselines, same run, same Redis: raw
+EVALSHA over plain sockets from this process (1 connection; N connections unpipelined;
+pipelined batches); the faster of the last two is the ceiling the engine is compared with.
 
 `redis-benchmark` is not used: the script's ARGV is binary (MessagePack, store/argpack.py) and
 a command line cannot carry its NUL bytes. The last run that had both measured the raw
@@ -75,12 +76,20 @@ def _figure(
     )  # fmt: skip
 
 
+def _decision_id(args: list[bytes]) -> bytes:
+    """The captured call's decision id: the end of KEYS[4], its reservation record's name
+    (args: EVALSHA, sha, numkeys, KEYS...)."""
+    return args[6].rsplit(b":", 1)[-1]
+
+
 async def _check_admits(url: str, args: list[bytes]) -> None:
-    """One raw call of the captured command must be a new admission ({'N', 'A', ...}): a
-    baseline timing error replies would be meaningless."""
+    """One raw call of the captured command, under a fresh id, must be a new admission ({'N',
+    'A', ...}): a baseline timing error replies or refusals would be meaningless."""
+    old = _decision_id(args)
+    fresh = b"f" * len(old)
     reader, writer = await open_connection(url)
     try:
-        reply = await call(reader, writer, args)
+        reply = await call(reader, writer, [a.replace(old, fresh) for a in args])
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -100,20 +109,23 @@ async def run_engine(redis_url: str, prefix: str, profile: EngineProfile) -> lis
             args = await capture_evalsha(redis_url, lambda: engine.decide(REQUEST))
             await _check_admits(redis_url, args)
             command = command_bytes(args)
+            vary = _decision_id(args)
             secs = profile.seconds
 
-            raw1 = await drive(redis_url, command, connections=1, batch=1, seconds=secs)
+            raw1 = await drive(redis_url, command, connections=1, batch=1, seconds=secs, vary=vary)
             f_raw1 = _figure("raw EVALSHA, 1 connection", raw1.rate, raw1.latencies_ns, None,
                              "same script/KEYS/ARGV as the engine sends; plain socket")  # fmt: skip
             rate, lat = await _decide_for(engine, 1, secs)
             f_eng1 = _figure("engine.decide(), 1 task", rate, lat, f_raw1)
 
             n = profile.tasks
-            rawn = await drive(redis_url, command, connections=n, batch=1, seconds=secs)
+            rawn = await drive(redis_url, command, connections=n, batch=1, seconds=secs, vary=vary)
             f_rawn = _figure(f"raw EVALSHA, {n} connections unpipelined", rawn.rate,
                              rawn.latencies_ns, None)  # fmt: skip
             pc, pb = profile.pipe_connections, profile.pipe_batch
-            rawp = await drive(redis_url, command, connections=pc, batch=pb, seconds=secs)
+            rawp = await drive(
+                redis_url, command, connections=pc, batch=pb, seconds=secs, vary=vary
+            )
             f_rawp = _figure(f"raw EVALSHA, pipelined {pc}x{pb}", rawp.rate, rawp.latencies_ns,
                              None, "latency per batch")  # fmt: skip
             rate, lat = await _decide_for(engine, n, secs)

@@ -656,12 +656,24 @@ class H2Connection(asyncio.Protocol):
             self.transport.close()
 
     def _abort(self, code: int, reason: str) -> None:
+        """GOAWAY, then our side shut (FIN) while the peer's frames still in flight are read
+        and dropped for _LINGER_S: closing with them unread would send a reset, which can
+        destroy the GOAWAY before the peer reads it. Then the connection is dropped."""
         log.info("closing gRPC connection from %s: %s", self.peer, reason)
         self._write(_goaway(self._last_id, code, reason))
-        self.close()
-        self.closed = True
-        if self.transport is not None:  # a client that does not read would hold it open
-            self.loop.call_later(_LINGER_S, self.transport.abort)
+        if self._flush_scheduled:
+            self._flush()
+        self.closed = True  # data_received drops everything from now on
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()  # drain what the peer sends (reading may be paused)
+        else:
+            transport.close()
+        # a client that neither reads nor closes would hold it open
+        self.loop.call_later(_LINGER_S, transport.abort)
 
 
 def _rst(stream_id: int, code: int) -> bytes:
