@@ -15,6 +15,25 @@ local ai = 0
 local function arg() ai = ai + 1; return A[ai] end
 local function fmt(x) return string.format('%d', x) end
 
+-- decide.lua's head (void.lua reads the same call), in this order: now, decision id, customer,
+-- plan, request id, idempotency key, idempotency flag (a boolean), idempotency TTL,
+-- reservation TTL, currency, mode. Several results, not a table: nothing allocated per call.
+local function read_decision_head()
+  local now = arg()
+  local decision_id = arg()
+  local customer = arg()
+  local plan = arg()
+  local request_id = arg()
+  local idem_key = arg()
+  local idem = arg() == 1
+  local idem_ttl = arg()
+  local res_ttl = arg()
+  local currency = arg()
+  local mode = arg()
+  return now, decision_id, customer, plan, request_id, idem_key, idem, idem_ttl, res_ttl,
+    currency, mode
+end
+
 -- Counters outlive the end of their window by grace_ms (read first in the body, see codec.py).
 -- Expiries travel as absolute times so the ARGV of a counter does not depend on `now`.
 local grace_ms = 0

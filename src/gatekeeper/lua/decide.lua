@@ -34,17 +34,8 @@
 -- never applied twice: a fail-open replay ('force') of a call that did land answers 'A' and
 -- changes nothing; a call that reaches Redis after its caller voided it ('v') answers 'V'.
 
-local now = arg()
-local decision_id = arg()
-local customer = arg()
-local plan = arg()
-local request_id = arg()
-local idem_key = arg()
-local idem = arg() == 1
-local idem_ttl = arg()
-local res_ttl = arg()
-local currency = arg()
-local mode = arg()
+local now, decision_id, customer, plan, request_id, idem_key, idem, idem_ttl, res_ttl, currency,
+  mode = read_decision_head()
 local force, peek = mode == 1, mode == 2
 if peek then idem = false end
 local journal = KEYS[5]

@@ -16,17 +16,8 @@
 -- Alerts the decision fired stay fired. A counter whose window has since expired is left
 -- alone (never recreated negative).
 
-local now = arg()
-local decision_id = arg()
-local customer = arg()
-local plan = arg()
-local request_id = arg()
-local idem_key = arg()
-local idem = arg() == 1
-arg()  -- idempotency TTL
-arg()  -- reservation TTL
-local currency = arg()
-arg()  -- mode
+local now, decision_id, customer, plan, request_id, idem_key, idem, _, _, currency =
+  read_decision_head()
 local journal = KEYS[5]
 
 local receipt = redis.call('HGET', journal, decision_id)
