@@ -102,7 +102,7 @@ class AlertKind(StrEnum):
     FORECAST = "forecast"  # the period is projected to end above a limit or cap
     ANOMALY = "anomaly"  # today's pace far above the recent daily baseline
     BLOCKED = "blocked"  # the first request refused by a quota or a spend cap (once per episode)
-    RESUMED = "resumed"  # that block ended: the limit or cap changed, or a grant paid for it
+    RESUMED = "resumed"  # that block ended: the limit or cap changed, a grant paid, or it reset
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,19 @@
 """Alerts that follow the customer's situation: a block announced on its first refusal (not on
-a percentage), once per episode; a resumption when a raised cap or limit, or a grant, ends it;
-thresholds armed again when the limit they are a percentage of changes."""
+a percentage), once per episode; a resumption when a raised cap or limit, or a grant, ends it,
+or when its window resets (announced by the worker once the window is over); thresholds armed
+again when the limit they are a percentage of changes."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
+from gatekeeper.clock import ManualClock, to_us
 from gatekeeper.engine import DecisionRequest, MeterRequest, Outcome
-from tests.engine.harness import make_harness
+from gatekeeper.pipeline.resets import ResetAnnouncer
+from tests.engine.harness import Harness, make_harness
 from tests.engine.policies import cap, flat, grant, metered, plan, policy
 
 
@@ -112,3 +116,52 @@ async def test_a_counter_alerted_before_limits_were_kept_is_not_alerted_again(
     assert (await h.engine.decide(req(1))).allowed
     assert len(await h.alerts()) == 1
     assert await redis.hget(quota, "a50") == b"10"
+
+
+async def _announce_resets(h: Harness, at: datetime) -> int:
+    announcer = ResetAnnouncer(redis=h.redis, keys=h.store.keys, clock=ManualClock(at))
+    return await announcer.run_once()
+
+
+async def test_a_reset_ends_the_block_and_says_so_once(redis: Redis, key_prefix: str) -> None:
+    """Blocked by a daily quota: nothing is announced while the day lasts; once it is over
+    one 'resumed' (cause, the old window, used 0), however often the announcer runs."""
+    h = make_harness(redis, policy(plan("p", metered("requests", 2))), key_prefix)
+    assert [(await h.engine.decide(req())).outcome for _ in range(4)] == [
+        Outcome.ALLOWED,
+        Outcome.ALLOWED,
+        Outcome.QUOTA_EXHAUSTED,
+        Outcome.QUOTA_EXHAUSTED,
+    ]
+    blocked = (await h.alerts())[-1]
+    assert blocked["kind"] == "blocked"
+    assert await _announce_resets(h, h.clock.now() + timedelta(hours=1)) == 0  # still today
+    end = int(blocked["period_end_us"])
+    day_after = h.clock.now() + timedelta(days=1)
+    assert to_us(day_after) >= end
+    assert await _announce_resets(h, day_after) == 1
+    assert await _announce_resets(h, day_after) == 0  # once
+    resumed = (await h.alerts())[-1]
+    assert (resumed["kind"], resumed["cause"], resumed["feature"]) == (
+        "resumed",
+        "quota_exhausted",
+        "requests",
+    )
+    assert (resumed["used"], resumed["limit"], resumed["time_us"]) == ("0", "2", str(end))
+    assert resumed["period_start_us"] == blocked["period_start_us"]
+    h.clock.set(day_after)  # the new window admits again; a new block is a new episode
+    assert [(await h.engine.decide(req())).allowed for _ in range(3)] == [True, True, False]
+    assert [a["kind"] for a in await h.alerts()].count("blocked") == 2
+
+
+async def test_an_episode_a_raised_cap_ended_is_not_announced_again_at_the_reset(
+    redis: Redis, key_prefix: str
+) -> None:
+    p = plan("p", metered("requests", None), spend_cap=cap(6_000))
+    h = make_harness(redis, policy(p, prices=(flat("requests", 3_000),)), key_prefix)
+    assert [(await h.engine.decide(req())).allowed for _ in range(3)] == [True, True, False]
+    raised = plan("p", metered("requests", None), spend_cap=cap(9_000))
+    h.source.replace(policy(raised, prices=(flat("requests", 3_000),)))
+    assert (await h.engine.decide(req())).allowed  # resumed by the raise
+    assert [a["kind"] for a in await h.alerts()] == ["blocked", "resumed"]
+    assert await _announce_resets(h, h.clock.now() + timedelta(days=62)) == 0

@@ -5,7 +5,8 @@
 -- KEYS[4] reservation record (written only when a meter reserves)
 -- KEYS[5] the calling process's decision journal of this partition (store/journal.py; unused
 --         when peeking): decision id -> what an admission consumed, 'v' once voided
--- KEYS[6..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
+-- KEYS[6] the partition's open block episodes (sorted set by period end: resume_due.lua)
+-- KEYS[7..] counters, referenced by index from ARGV (grants, quotas, rates, billed units, spend)
 --
 -- ARGV[2] (optional, tracing on): the decision span's traceparent, added to every event (common.lua)
 -- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, idempotency_key, idem_flag,
@@ -126,18 +127,35 @@ end
 -- counter). An admission closes it ('resumed') when the limit or cap changed since or a grant
 -- paid for it; a smaller request that still fits under the same limit does not (the customer
 -- is at its limit; one alert per episode). A new window is a new counter: a reset ends the
--- episode (the blocked alert's period end says when) and its first denial opens a new one.
+-- episode, announced by resume_due.lua once the window is over (the episode waits in KEYS[6],
+-- scored by the window's end; 'blkm' on the counter names its entry there, so an admission
+-- that closes the episode first takes it out), and its first denial opens a new one.
+local function open_episode(key, feature, limit, cause, start_us, end_us)
+  if end_us < 0 then return end  -- a window that never resets
+  local entry = cmsgpack.pack({customer, plan, feature, cause, limit, start_us, end_us})
+  redis.call('HSET', key, 'blkm', entry)
+  redis.call('ZADD', KEYS[6], end_us, entry)
+end
+
+local function close_episode(key)
+  local entry = redis.call('HGET', key, 'blkm')
+  if entry then redis.call('ZREM', KEYS[6], entry) end
+  redis.call('HDEL', key, 'blk', 'blkm')
+end
+
 if deny_kind ~= '' and not peek and not force then
   if deny_kind == 'quota' then
     local m = meters[deny_meter]
     if redis.call('HSETNX', m.q.key, 'blk', fmt(m.q.limit)) == 1 then
       if m.q.u0 == 0 then redis.call('PEXPIRE', m.q.key, ttl_until(m.q.exp_us, now)) end
       emit('blocked', 100, m, 'quota_exhausted', m.q.u0)
+      open_episode(m.q.key, m.feature, m.q.limit, 'quota_exhausted', m.q.start_us, m.q.end_us)
     end
   elseif deny_kind == 'spend' then
     if redis.call('HSETNX', spend.key, 'blk', fmt(spend.cap)) == 1 then
       if spend.s0 == 0 then redis.call('PEXPIRE', spend.key, ttl_until(spend.exp_us, now)) end
       emit('blocked', 100, nil, 'spend_cap', spend.s0)
+      open_episode(spend.key, '', spend.cap, 'spend_cap', spend.start_us, spend.end_us)
     end
   end
 end
@@ -161,12 +179,12 @@ if admitted then
   apply_spend(spend, total, emit, now)
   for _, m in ipairs(meters) do
     if m.q.blk and (m.q.blk ~= fmt(m.q.limit) or m.granted > 0) then
-      redis.call('HDEL', m.q.key, 'blk')
+      close_episode(m.q.key)
       emit('resumed', 100, m, 'quota_exhausted')
     end
   end
   if spend.blk and spend.blk ~= fmt(spend.cap) and total > 0 then
-    redis.call('HDEL', spend.key, 'blk')
+    close_episode(spend.key)
     emit('resumed', 100, nil, 'spend_cap')
   end
   if reserved then

@@ -1,7 +1,7 @@
 -- settle.lua: adjust a reservation to the actual quantities, atomically (common.lua prepended).
 --
--- KEYS[1] usage stream   KEYS[2] alert stream   KEYS[3] reservation record (again at 4 and 5)
--- KEYS[6..] counters of the reservation's windows (same layout as decide.lua)
+-- KEYS[1] usage stream   KEYS[2] alert stream   KEYS[3] reservation record (again at 4 to 6)
+-- KEYS[7..] counters of the reservation's windows (same layout as decide.lua)
 --
 -- ARGV[1]: a MessagePack array (store/argpack.py): now_us, decision_id, customer, plan, request_id, currency, grace_ms, n_meters, meter...
 --       (meter.qty = the ACTUAL quantity), spend

@@ -51,6 +51,7 @@ from gatekeeper.pipeline.alert_log import AlertLog
 from gatekeeper.pipeline.forecasting import ForecastLoop, LedgerSeries
 from gatekeeper.pipeline.forwarding import build_forwarder, build_notifier
 from gatekeeper.pipeline.reconcile import holds_usage, reconcile
+from gatekeeper.pipeline.resets import ResetAnnouncer
 from gatekeeper.pipeline.worker import BillingWorker, WorkerFailed, WorkerOptions, consumer_name
 from gatekeeper.settings import Settings
 from gatekeeper.store.connection import open_configured_redis
@@ -223,6 +224,7 @@ async def _worker(
         clock=SystemClock(), customer_ids=directory.records.id_chunks,
     )  # fmt: skip
     loops.append(ForecastLoop(alerter, interval_s=forecast_interval_s))
+    loops.append(ResetAnnouncer(redis=handle.client, keys=keys, clock=SystemClock()))
 
     asked_to_stop = asyncio.Event()
 

@@ -28,8 +28,9 @@ __all__ = [
     "encode",
 ]
 
-# usage stream, alert stream, idempotency record, reservation record, decision journal
-FIXED_KEYS = 5
+# usage stream, alert stream, idempotency record, reservation record, decision journal,
+# block episodes
+FIXED_KEYS = 6
 
 
 class Encoded(NamedTuple):
@@ -126,6 +127,7 @@ class Body:
     partition: int
     usage_stream: str
     alert_stream: str
+    block_episodes: str
     counters: tuple[str, ...]
     counters_resp: bytes  # the counters as RESP bulk strings (auto-pipelined calls)
     pieces: tuple[bytes, ...]
@@ -166,6 +168,7 @@ def compile_body(plan: DecisionPlan, ks: KeySpace, *, grace_s: int) -> Body:
         partition=partition,
         usage_stream=ks.usage_stream(partition),
         alert_stream=ks.alert_stream(partition),
+        block_episodes=ks.block_episodes(partition),
         counters=tuple(b.keys),
         counters_resp=bulk_strings(b.keys),
         pieces=tuple(pieces),
@@ -204,6 +207,7 @@ def encode(
         ),
         ks.reservation(customer, decision_id),
         journal or body.usage_stream,
+        body.block_episodes,
         *body.counters,
     ]
     packed = body.packed(head, head_fields, [m.quantity for m in plan.meters])

@@ -65,8 +65,9 @@ class DecisionJournal:
         """`call_timeout_s`: the longest a call may wait for its reply before it fails (the
         store's timeout); `now`: wall-clock seconds (decision ids carry wall-clock ms)."""
         self._ks = keys
-        # unique per process and start: a restarted process never shares a journal
-        self.instance = instance or f"{os.getpid():x}{secrets.token_hex(3)}"
+        # unique per process and start (48 random bits: pods all run as pid 1): a restarted
+        # process never shares a journal
+        self.instance = instance or f"{os.getpid():x}.{secrets.token_hex(6)}"
         self._bucket_ms = bucket_s * 1000
         # a call may wait a lookup and its own timeout after its id is made: 2 x the timeout
         self._lag = math.ceil(2 * call_timeout_s / bucket_s) + 1

@@ -41,6 +41,12 @@ class KeySpace:
     def alert_stream(self, partition: int) -> str:
         return f"{self._base(partition)}:alerts"
 
+    def block_episodes(self, partition: int) -> str:
+        """Sorted set: the partition's open block episodes (a quota or spend cap that refused a
+        customer), scored by the end of their window; resume_due.lua announces each once it
+        is over. Members are written by decide.lua."""
+        return f"{self._base(partition)}:blocks"
+
     def dead_letter(self, partition: int) -> str:
         """Stream of usage entries the billing sink could not parse or store (never trimmed)."""
         return f"{self._base(partition)}:usage:dead"

@@ -303,9 +303,9 @@ class RedisDecisionStore:
             decision_id=decision_id,
             grace_s=self._settings.period_grace_s,
         )
-        # settle.lua reads KEYS[3] as the reservation record (unused: KEYS[4], KEYS[5])
+        # settle.lua reads KEYS[3] as the reservation record (again in the unused fixed keys)
         reservation = enc.keys[3]
-        keys = [enc.keys[0], enc.keys[1], reservation, reservation, reservation]
+        keys = [enc.keys[0], enc.keys[1], *[reservation] * (FIXED_KEYS - 2)]
         keys += enc.keys[FIXED_KEYS:]
         reply = await self._call(self._settle, keys, enc.argv, enc.counters_resp)
         return decode_settle(reply)
