@@ -15,7 +15,11 @@ object in the process: ~0.2 µs each in a fresh heap, ~0.9 µs in a serve proces
 a while (its objects scattered over memory: a cache miss each). 100,000 compiled customers
 made that a 150 ms stall of every decision in flight; 4,096 (with the engine's 4,096 plan
 templates, ~70,000 objects in all) still 40–65 ms after a Zipf(1.1) warm-up over 100,000
-customers; 1,024 of each, ~22,000 objects, 4–14 ms. Customers and
+customers; 1,024 of each, ~22,000 objects, 4–14 ms, but then a working set of a few thousand
+customers asked for in turn is compiled on every decision (~60 µs more each, and the garbage
+of it: tests/directory/test_scale.py's 2,500 customers in turn stalled longer, not shorter).
+4,096 it stays, until compiled customers and templates cost the collector fewer objects.
+Customers and
 API key pointers come from Redis (`store.customers`) on a miss: one round trip, shared by every
 request that misses on the same customer meanwhile, never holding up the others. A change
 announced on the invalidation channel drops that customer on every process; a process that
@@ -43,9 +47,9 @@ __all__ = ["COMPILED_CAPACITY", "DirectoryStats", "LiveDirectory"]
 
 log = logging.getLogger(__name__)
 
-COMPILED_CAPACITY = 1_024
+COMPILED_CAPACITY = 4_096
 """Customers a process holds compiled at most (the rest of the cache holds their records):
-sized by the collector's pause, not by memory (module doc)."""
+sized by the collector's pause against the cost of compiling again (module doc)."""
 
 _NO_KEYS: Mapping[str, ApiKey] = frozen_map()
 

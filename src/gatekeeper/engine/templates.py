@@ -164,11 +164,12 @@ class TemplateCache:
     A template is ~14 objects Python's cyclic collector tracks, and a full collection stalls
     the event loop for each of them (~0.9 µs each in a serve process that has run a while):
     4,096 templates with as many compiled customers were a 40–65 ms pause, 1,024 of each 4–14
-    ms (directory/live.py). A template is for one compiled Customer object, so holding more
-    templates than the directory holds compiled customers (its `compiled_capacity`, 1,024 too)
-    keeps only templates that can no longer match."""
+    ms, at the price of planning again for a working set larger than that (directory/live.py).
+    A template is for one compiled Customer object, so holding more templates than the
+    directory holds compiled customers (its `compiled_capacity`, 4,096 too) keeps only
+    templates that can no longer match."""
 
-    def __init__(self, max_entries: int = 1_024) -> None:
+    def __init__(self, max_entries: int = 4_096) -> None:
         self._max = max_entries
         self._policy: Policy | None = None
         self._entries: dict[TemplateKey, PlanTemplate] = {}
