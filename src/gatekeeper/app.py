@@ -46,7 +46,7 @@ from gatekeeper.http.auth import Authenticator
 from gatekeeper.http.authz_server import AuthzHttpServer
 from gatekeeper.http.dashboard import LiveDashboard, mount_dashboard
 from gatekeeper.http.handlers import Handlers
-from gatekeeper.loop import run_loop, transient_types
+from gatekeeper.loop import Periodic, transient_types
 from gatekeeper.model import frozen_map
 from gatekeeper.net.aiohttp_site import GuardedSite, aiohttp_handler_args
 from gatekeeper.net.guards import NetStats
@@ -159,7 +159,7 @@ class App:
         self.ratelimit: RateLimitService | None = None
         self.ratelimit_watcher: ConfigWatcher | None = None
         self.store: RedisDecisionStore | None = None
-        self._stopping = asyncio.Event()  # set by stop(): loops on gatekeeper.loop end
+        self._journal_loop: Periodic | None = None
 
     def _failed(self, name: str, exc: BaseException | None) -> None:
         self.failures.append(f"{name}: {exc!r}")
@@ -194,7 +194,8 @@ class App:
         self.store = store
         await self._open_directory(store.keys)
         self.engine = DecisionEngine(policy=self.policy, store=store, clock=self.clock)
-        self.supervisor.start("decision-journal", self._keep_journal(store, self.engine))
+        self._journal_loop = self._journal_keeper(store, self.engine)
+        self.supervisor.start("decision-journal", self._journal_loop.run())
         if settings.failure_mode is FailureMode.OPEN:
             self.backlog = OfflineBacklog(self.engine)
             self.supervisor.start("offline-backlog", self.backlog.run())
@@ -429,22 +430,22 @@ class App:
         tracing = self.tracing
         return [(RLS_SERVICE, lambda server: add_ratelimit(server, service, tracing))]
 
-    async def _keep_journal(self, store: RedisDecisionStore, engine: DecisionEngine) -> None:
-        """Void the decisions whose reply was lost as soon as Redis answers again, and delete
-        the decision journals no lost reply can still need (store/journal.py)."""
+    @staticmethod
+    def _journal_keeper(store: RedisDecisionStore, engine: DecisionEngine) -> Periodic:
+        """Voids the decisions whose reply was lost as soon as Redis answers again, and
+        deletes the decision journals no lost reply can still need (store/journal.py)."""
 
         async def step() -> None:
             if store.journal.pending:
                 await engine.void_lost()
             await store.retire_journals()
 
-        await run_loop(
+        return Periodic(
             "decision journal",
             step,
-            stopping=self._stopping,
+            every_s=0.25,
             transient=transient_types(StoreUnavailable),
             backoff=Backoff(0.05, 2.0),
-            every_s=0.25,
         )
 
     async def _close_journal(self) -> None:
@@ -527,7 +528,8 @@ class App:
             await self.backlog.run_once()
         if self.ratelimit_watcher is not None:
             self.ratelimit_watcher.stop()
-        self._stopping.set()
+        if self._journal_loop is not None:
+            self._journal_loop.stop()
         await self.supervisor.stop()
         await self._close_journal()
         if self.key_usage is not None:  # the last minute's key uses, best effort and bounded

@@ -24,6 +24,7 @@ from gatekeeper.backoff import Backoff
 __all__ = [
     "LoopState",
     "Outcome",
+    "Periodic",
     "finish",
     "retry",
     "run_loop",
@@ -249,3 +250,41 @@ async def retry(
             return Outcome(done=True)
         if stopping.is_set():
             return Outcome(done=False)
+
+
+class Periodic:
+    """`step` now, then every `every_s` until `stop()`: `run_loop` as an object with `run()`
+    and `stop()` (what the worker's and serve's scheduled checks are)."""
+
+    def __init__(
+        self,
+        name: str,
+        step: Step,
+        *,
+        every_s: float,
+        transient: Callable[[BaseException], bool],
+        backoff: Backoff,
+    ) -> None:
+        self._name = name
+        self._step = step
+        self._every_s = every_s
+        self._transient = transient
+        self._backoff = backoff
+        self._stopping = asyncio.Event()
+        self.state = LoopState()
+
+    async def run(self) -> None:
+        """Until `stop()`; a transient failure is retried with the backoff, anything else
+        ends the loop with its error (run_loop)."""
+        await run_loop(
+            self._name,
+            self._step,
+            stopping=self._stopping,
+            transient=self._transient,
+            backoff=self._backoff,
+            state=self.state,
+            every_s=self._every_s,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -3,7 +3,6 @@ checked on a schedule by a supervised loop."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import date
@@ -12,7 +11,7 @@ from gatekeeper.backoff import Backoff
 from gatekeeper.billing import BillingStore
 from gatekeeper.billing.types import LedgerRow
 from gatekeeper.forecast import DailyPoint
-from gatekeeper.loop import run_loop
+from gatekeeper.loop import Periodic
 from gatekeeper.notify.forecast_alerts import ForecastAlerter
 from gatekeeper.pipeline.failures import is_transient
 
@@ -47,13 +46,20 @@ def daily_points(rows: Iterable[LedgerRow], feature: str | None) -> list[DailyPo
     return [DailyPoint(day, quantity) for day, quantity in sorted(totals.items())]
 
 
-class ForecastLoop:
-    """Runs `alerter.check_all()` every `interval_s`; `run()`, `run_once()`, `stop()`."""
+class ForecastLoop(Periodic):
+    """Runs `alerter.check_all()` now and every `interval_s`; `run()`, `run_once()`, `stop()`.
+    Redis unreachable is retried with backoff; anything else propagates (the worker exits 1).
+    """
 
     def __init__(self, alerter: ForecastAlerter, *, interval_s: float = 900.0) -> None:
+        super().__init__(
+            "forecast alerts",
+            self.run_once,
+            every_s=interval_s,
+            transient=is_transient,
+            backoff=_RETRY,
+        )
         self._alerter = alerter
-        self._interval_s = interval_s
-        self._stopping = asyncio.Event()
         self.checks = 0
 
     async def run_once(self) -> list[str]:
@@ -62,18 +68,3 @@ class ForecastLoop:
         if ids:
             log.info("forecast alerts appended: %d", len(ids))
         return ids
-
-    async def run(self) -> None:
-        """Check now, then every interval until stop(). Redis unreachable is retried with
-        backoff; anything else propagates (the worker exits 1)."""
-        await run_loop(
-            "forecast alerts",
-            self.run_once,
-            stopping=self._stopping,
-            transient=is_transient,
-            backoff=_RETRY,
-            every_s=self._interval_s,
-        )
-
-    def stop(self) -> None:
-        self._stopping.set()

@@ -9,14 +9,13 @@ twice), and the notifier delivers the alerts like any other.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from redis.asyncio import Redis
 
 from gatekeeper.backoff import Backoff
 from gatekeeper.clock import Clock, to_us
-from gatekeeper.loop import run_loop
+from gatekeeper.loop import Periodic
 from gatekeeper.pipeline.failures import is_transient
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.scripts import LuaScript, load_script
@@ -29,18 +28,23 @@ BATCH = 100  # episodes per call (a call per partition, again while it finds a f
 _RETRY = Backoff(0.5, 30.0)
 
 
-class ResetAnnouncer:
+class ResetAnnouncer(Periodic):
     """`run()` every `interval_s` until `stop()`; `run_once()` announces what is due now."""
 
     def __init__(
         self, *, redis: Redis, keys: KeySpace, clock: Clock, interval_s: float = 1.0
     ) -> None:
+        super().__init__(
+            "reset announcer",
+            self.run_once,
+            every_s=interval_s,
+            transient=is_transient,
+            backoff=_RETRY,
+        )
         self._redis = redis
         self._keys = keys
         self._clock = clock
-        self._interval_s = interval_s
         self._script: LuaScript = load_script("resume_due", library=False)
-        self._stopping = asyncio.Event()
         self.announced = 0
 
     async def run_once(self) -> int:
@@ -58,16 +62,3 @@ class ResetAnnouncer:
             self.announced += done
             log.info("block episodes ended by a reset, announced: %d", done)
         return done
-
-    async def run(self) -> None:
-        await run_loop(
-            "reset announcer",
-            self.run_once,
-            stopping=self._stopping,
-            transient=is_transient,
-            backoff=_RETRY,
-            every_s=self._interval_s,
-        )
-
-    def stop(self) -> None:
-        self._stopping.set()
