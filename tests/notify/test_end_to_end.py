@@ -55,9 +55,12 @@ async def _check(rx: WebhookReceiver, secret: str, redis: Redis, prefix: str) ->
     assert rx.rejected == []  # the reference verifier accepted every one
     assert sorted(seen) == sorted((c, t) for c in NAMES for t in THRESHOLDS)
     assert all(n == 1 for n in rx.arrivals.values()) and len(rx.requests) == len(seen)
-    p99 = _report("decision start", latencies)
-    _report("script commit (stream entry id)", from_commit)
-    assert p99 < 1.0
+    # The crossing is the script's commit; from there delivery is the notifier's own doing.
+    # "Decision start" also holds the time a decision queued behind 999 others for one of the
+    # test client's 32 connections, so it is held to the looser bound issue 24 names (2 s p99
+    # of the crossing request).
+    assert _report("script commit (stream entry id)", from_commit) < 1.0
+    assert _report("decision start", latencies) < 2.0
 
 
 def _report(since: str, values: list[float]) -> float:
