@@ -342,7 +342,7 @@ class RedisDecisionStore:
 
 def _call_timeout(redis: Redis) -> float:
     """How long a call of `redis` may wait for its reply (its socket timeout)."""
-    pool = getattr(redis, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", {}) or {}
+    pool = getattr(redis, "connection_pool", None)  # a RedisCluster has no pool: its own kwargs
+    kwargs = getattr(pool, "connection_kwargs", None) or getattr(redis, "connection_kwargs", {})
     timeout = kwargs.get("socket_timeout")
     return float(timeout) if timeout else _DEFAULT_CALL_TIMEOUT_S
