@@ -55,6 +55,7 @@ from gatekeeper.ratelimit import ConfigWatcher, RateLimitService
 from gatekeeper.ratelimit.assemble import open_ratelimit
 from gatekeeper.settings import FailureMode
 from gatekeeper.stats import DecisionStats, DenialsReader
+from gatekeeper.stats.blocked import BlockedReader
 from gatekeeper.store import KeySpace, RedisDecisionStore, RedisHandle
 from gatekeeper.store.connection import autopipeline_of, open_configured_redis
 from gatekeeper.store.customers import CustomerRecords
@@ -289,6 +290,7 @@ class App:
             key_usage=self.key_usage,
             mutes=AlertMutes(redis=client, keys=store.keys),
             denials=DenialsReader(redis=client, keys=store.keys),
+            blocked=BlockedReader(redis=client, keys=store.keys),
         )
         admin = self.admin
         http_app = build_api(

@@ -35,7 +35,7 @@ async def test_migrations_are_versioned_and_applied_once(store_target: StoreTarg
     try:
         assert await again.migrate() == []  # type: ignore[attr-defined]
         rows = await raw(again, "SELECT version, name FROM schema_migrations ORDER BY version")
-        assert [r[0] for r in rows] == [1]
+        assert [r[0] for r in rows] == [1, 2]
     finally:
         await again.close()
 

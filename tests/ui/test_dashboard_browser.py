@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -243,4 +244,42 @@ async def test_the_bill_and_daily_usage_are_the_billing_store_s(
     await expect(row.locator("td").nth(1)).to_have_text("6")
     await expect(page.get_by_test_id("cu-daily")).to_have_attribute("data-days", "1")
     await page.screenshot(path=str(tmp_path / "bill-to-date.png"), full_page=True)
+    assert not errors, errors
+
+
+async def test_the_operator_s_money_is_the_billing_store_s(
+    app: App, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """Revenue today and month to date are the billing store's day totals, the top spenders
+    its month spend, "blocked now" the customers refused by a quota or a blocking cap."""
+    assert await chat(app, "gk-test-busy", 6) == [200] * 6
+    assert await chat(app, HOBBYIST_KEY, 7) == [200] * 5 + [429] * 2
+    assert 402 in await chat(app, "gk-test-thrifty", 4)
+    assert await bill_app(app) >= 6
+    store = await app.billing_store()
+    assert store is not None
+    today = datetime.now(UTC).date()
+    (day,) = await store.day_totals(today, today)
+    top = await store.top_spenders(today, "USD", 5)
+    errors: list[str] = []
+    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
+    await expect(page.get_by_test_id("kpi-rev-today")).to_have_text(
+        format_money(day.amount_nano, "USD"), timeout=10_000
+    )
+    await expect(page.get_by_test_id("kpi-blocked")).to_have_text("2")
+    rows = page.get_by_test_id("op-spenders").locator("tbody tr")
+    await expect(rows).to_have_count(len(top))
+    for i, spender in enumerate(top):
+        await expect(rows.nth(i).locator("td").nth(0)).to_have_text(spender.customer)
+        await expect(rows.nth(i).locator("td").nth(2)).to_have_text(
+            format_money(spender.amount_nano, "USD")
+        )
+    blocked = page.get_by_test_id("op-blocked")
+    await expect(blocked.locator("tr[data-customer=hobbyist] td").nth(1)).to_have_text(
+        "chat_requests quota"
+    )
+    await expect(blocked.locator("tr[data-customer=thrifty] td").nth(2)).to_have_text(
+        format_money(parse_nano("0.005"), "USD")
+    )
+    await page.screenshot(path=str(tmp_path / "operator-money.png"), full_page=True)
     assert not errors, errors

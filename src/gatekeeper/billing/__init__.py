@@ -8,10 +8,12 @@ from gatekeeper.billing.protocol import BillingStore, BillingStoreError, RecordR
 from gatekeeper.billing.sqlite import SqliteBillingStore
 from gatekeeper.billing.types import (
     BilledEvent,
+    DayTotal,
     InvoiceLine,
     LedgerRow,
     LineKind,
     LineStatus,
+    MonthSpend,
     StoredEvent,
     UsageSums,
 )
@@ -22,10 +24,12 @@ __all__ = [
     "BillingCalendar",
     "BillingStore",
     "BillingStoreError",
+    "DayTotal",
     "InvoiceLine",
     "LedgerRow",
     "LineKind",
     "LineStatus",
+    "MonthSpend",
     "PeriodArg",
     "PostgresBillingStore",
     "RecordResult",

@@ -15,11 +15,13 @@ from typing import Any
 from gatekeeper.billing.rating import Placement
 from gatekeeper.billing.types import (
     BilledEvent,
+    DayTotal,
     InvoiceLine,
     LedgerRow,
     LineKind,
     LineStatus,
     LoggedAlert,
+    MonthSpend,
     StoredEvent,
 )
 from gatekeeper.events import UsageEvent, UsageKind
@@ -32,9 +34,11 @@ __all__ = [
     "SQLITE_CONV",
     "Conv",
     "alert_from_row",
+    "day_total_from_row",
     "event_row",
     "ledger_from_row",
     "line_from_row",
+    "month_spend_from_row",
     "stored_from_row",
 ]
 
@@ -124,6 +128,16 @@ def line_from_row(r: Sequence[Any], c: Conv) -> InvoiceLine:
         amount_minor=r[13], status=LineStatus(r[14]),
         closed_at=None if r[15] is None else c.parse_ts(r[15]),
     )  # fmt: skip
+
+
+def day_total_from_row(r: Sequence[Any], c: Conv) -> DayTotal:
+    """A row selected as day, currency, event_count, amount_nano."""
+    return DayTotal(c.parse_day(r[0]), r[1], int(r[2]), int(r[3]))
+
+
+def month_spend_from_row(r: Sequence[Any], c: Conv) -> MonthSpend:
+    """A row selected as month, customer, currency, event_count, amount_nano."""
+    return MonthSpend(c.parse_day(r[0]), r[1], r[2], int(r[3]), int(r[4]))
 
 
 def ledger_from_row(r: Sequence[Any], c: Conv) -> LedgerRow:

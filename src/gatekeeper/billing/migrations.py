@@ -172,7 +172,46 @@ CREATE TRIGGER invoice_lines_frozen BEFORE UPDATE ON invoice_lines
 FOR EACH ROW WHEN (OLD.status = 'closed') EXECUTE FUNCTION gk_invoice_lines_frozen();
 """
 
+# The operator's money view reads these instead of summing every customer's ledger rows:
+# revenue per day over all customers, and each customer's spend per calendar month (top
+# spenders: an index walk). `record` moves them with the ledger; filled here from the ledger.
+_V2 = """
+CREATE TABLE revenue_daily (
+    day @DATE@ NOT NULL,
+    currency TEXT NOT NULL,
+    event_count BIGINT NOT NULL DEFAULT 0,
+    amount_nano BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, currency)
+);
+CREATE TABLE spend_monthly (
+    month @DATE@ NOT NULL,               -- first day of the calendar month (UTC)
+    customer TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    event_count BIGINT NOT NULL DEFAULT 0,
+    amount_nano BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, customer, currency)
+);
+CREATE INDEX spend_monthly_top ON spend_monthly (month, currency, amount_nano DESC, customer);
+INSERT INTO revenue_daily (day, currency, event_count, amount_nano)
+SELECT day, currency, SUM(event_count), SUM(amount_nano) FROM revenue_ledger
+GROUP BY day, currency;
+"""
+
+_V2_SQLITE = """
+INSERT INTO spend_monthly (month, customer, currency, event_count, amount_nano)
+SELECT substr(day, 1, 8) || '01', customer, currency, SUM(event_count), SUM(amount_nano)
+FROM revenue_ledger GROUP BY substr(day, 1, 8), customer, currency;
+"""
+
+_V2_POSTGRES = """
+INSERT INTO spend_monthly (month, customer, currency, event_count, amount_nano)
+SELECT date_trunc('month', day)::date, customer, currency, SUM(event_count), SUM(amount_nano)
+FROM revenue_ledger GROUP BY 1, customer, currency;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage events, periods, invoice lines, revenue ledger, alert log", _V1,
               sqlite=_V1_SQLITE, postgres=_V1_POSTGRES),
+    Migration(2, "revenue per day and spend per customer and month (operator totals)", _V2,
+              sqlite=_V2_SQLITE, postgres=_V2_POSTGRES),
 )  # fmt: skip

@@ -21,20 +21,24 @@ from gatekeeper.billing.codec import (
     LINE_COLUMNS,
     PG_CONV,
     alert_from_row,
+    day_total_from_row,
     event_row,
     ledger_from_row,
     line_from_row,
+    month_spend_from_row,
     stored_from_row,
 )
 from gatekeeper.billing.migrations import BOOTSTRAP, MIGRATIONS, Dialect, render
 from gatekeeper.billing.protocol import BillingStoreError, RecordResult
-from gatekeeper.billing.rating import Placement, aggregate, dedupe, place
+from gatekeeper.billing.rating import Placement, aggregate, dedupe, operator_totals, place
 from gatekeeper.billing.types import (
     BilledEvent,
+    DayTotal,
     EventQuery,
     InvoiceLine,
     LedgerRow,
     LoggedAlert,
+    MonthSpend,
     StoredEvent,
     UsageSums,
 )
@@ -86,6 +90,20 @@ ON CONFLICT (customer, feature, day, currency) DO UPDATE SET
     event_count = r.event_count + excluded.event_count,
     quantity = r.quantity + excluded.quantity,
     amount_nano = r.amount_nano + excluded.amount_nano
+"""
+_UPSERT_MONTHS = """
+INSERT INTO spend_monthly AS m (month, customer, currency, event_count, amount_nano)
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+ON CONFLICT (month, customer, currency) DO UPDATE SET
+    event_count = m.event_count + excluded.event_count,
+    amount_nano = m.amount_nano + excluded.amount_nano
+"""
+_UPSERT_DAYS = """
+INSERT INTO revenue_daily AS d (day, currency, event_count, amount_nano)
+SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[], $4::bigint[])
+ON CONFLICT (day, currency) DO UPDATE SET
+    event_count = d.event_count + excluded.event_count,
+    amount_nano = d.amount_nano + excluded.amount_nano
 """
 _ENSURE_PERIODS = """
 INSERT INTO billing_periods (customer, period_start)
@@ -230,6 +248,19 @@ class PostgresBillingStore:
             for col, v in zip(ledger_cols, values2, strict=True):
                 col.append(v)
         await conn.execute(_UPSERT_LEDGER, *ledger_cols)
+        # last: a day's total is one row every batch of that day updates (held until commit)
+        days, months = operator_totals(ledger)
+        await conn.execute(
+            _UPSERT_MONTHS,
+            [m.month for m in months], [m.customer for m in months],
+            [m.currency for m in months], [m.event_count for m in months],
+            [m.amount_nano for m in months],
+        )  # fmt: skip
+        await conn.execute(
+            _UPSERT_DAYS,
+            [d.day for d in days], [d.currency for d in days], [d.event_count for d in days],
+            [d.amount_nano for d in days],
+        )  # fmt: skip
 
     async def close_period(self, customer: str, period_start: date, *, at: datetime) -> int:
         try:
@@ -304,6 +335,24 @@ class PostgresBillingStore:
             customer, first_day, last_day,
         )  # fmt: skip
         return [ledger_from_row(r, C) for r in rows]
+
+    async def day_totals(self, first_day: date, last_day: date) -> list[DayTotal]:
+        rows = await self._fetch(
+            "day_totals",
+            "SELECT day, currency, event_count, amount_nano FROM revenue_daily "
+            "WHERE day >= $1 AND day <= $2 ORDER BY day, currency",
+            first_day, last_day,
+        )  # fmt: skip
+        return [day_total_from_row(r, C) for r in rows]
+
+    async def top_spenders(self, month: date, currency: str, limit: int) -> list[MonthSpend]:
+        rows = await self._fetch(
+            "top_spenders",
+            "SELECT month, customer, currency, event_count, amount_nano FROM spend_monthly "
+            "WHERE month = $1 AND currency = $2 ORDER BY amount_nano DESC, customer LIMIT $3",
+            month.replace(day=1), currency, limit,
+        )  # fmt: skip
+        return [month_spend_from_row(r, C) for r in rows]
 
     async def events(self, query: EventQuery) -> list[StoredEvent]:
         where: list[str] = ["customer = $1"]

@@ -14,10 +14,12 @@ from typing import Protocol
 
 from gatekeeper.billing.types import (
     BilledEvent,
+    DayTotal,
     EventQuery,
     InvoiceLine,
     LedgerRow,
     LoggedAlert,
+    MonthSpend,
     StoredEvent,
     UsageSums,
 )
@@ -80,6 +82,16 @@ class BillingStore(Protocol):
 
     async def revenue(self, customer: str, first_day: date, last_day: date) -> list[LedgerRow]:
         """Recognised revenue rows with first_day <= day <= last_day, ordered by day, feature."""
+        ...
+
+    async def day_totals(self, first_day: date, last_day: date) -> list[DayTotal]:
+        """Revenue recognised per day over every customer, first_day <= day <= last_day,
+        ordered by day and currency (pre-aggregated: one row per day and currency)."""
+        ...
+
+    async def top_spenders(self, month: date, currency: str, limit: int) -> list[MonthSpend]:
+        """The `limit` customers who spent the most in `month` (its first day) in `currency`,
+        most first (ties by customer id); an index walk, whatever the number of customers."""
         ...
 
     async def events(self, query: EventQuery) -> list[StoredEvent]:

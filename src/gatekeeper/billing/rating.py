@@ -16,10 +16,18 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from gatekeeper.billing.types import BilledEvent, LineKind
+from gatekeeper.billing.types import BilledEvent, DayTotal, LineKind, MonthSpend
 from gatekeeper.periods import billing_window
 
-__all__ = ["LedgerDelta", "LineDelta", "Placement", "aggregate", "dedupe", "place"]
+__all__ = [
+    "LedgerDelta",
+    "LineDelta",
+    "Placement",
+    "aggregate",
+    "dedupe",
+    "operator_totals",
+    "place",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +130,23 @@ def aggregate(
     return (
         [lines[k] for k in sorted(lines)],
         [ledger[k] for k in sorted(ledger)],
+    )
+
+
+def operator_totals(ledger: Iterable[LedgerDelta]) -> tuple[list[DayTotal], list[MonthSpend]]:
+    """What ledger deltas add to the all-customer day totals and to each customer's month,
+    each list sorted by key (the stores' lock order: day totals are the hottest rows, so the
+    stores upsert them last)."""
+    days: dict[tuple[date, str], list[int]] = {}
+    months: dict[tuple[date, str, str], list[int]] = {}
+    for d in ledger:
+        day = days.setdefault((d.day, d.currency), [0, 0])
+        day[0] += d.event_count
+        day[1] += d.amount_nano
+        month = months.setdefault((d.day.replace(day=1), d.customer, d.currency), [0, 0])
+        month[0] += d.event_count
+        month[1] += d.amount_nano
+    return (
+        [DayTotal(k[0], k[1], v[0], v[1]) for k, v in sorted(days.items())],
+        [MonthSpend(k[0], k[1], k[2], v[0], v[1]) for k, v in sorted(months.items())],
     )

@@ -22,20 +22,24 @@ from gatekeeper.billing.codec import (
     LINE_COLUMNS,
     SQLITE_CONV,
     alert_from_row,
+    day_total_from_row,
     event_row,
     ledger_from_row,
     line_from_row,
+    month_spend_from_row,
     stored_from_row,
 )
 from gatekeeper.billing.migrations import BOOTSTRAP, MIGRATIONS, Dialect, render
 from gatekeeper.billing.protocol import BillingStoreError, RecordResult
-from gatekeeper.billing.rating import aggregate, dedupe, place
+from gatekeeper.billing.rating import aggregate, dedupe, operator_totals, place
 from gatekeeper.billing.types import (
     BilledEvent,
+    DayTotal,
     EventQuery,
     InvoiceLine,
     LedgerRow,
     LoggedAlert,
+    MonthSpend,
     StoredEvent,
     UsageSums,
 )
@@ -68,6 +72,20 @@ VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (customer, feature, day, currency) DO UPDATE SET
     event_count = event_count + excluded.event_count,
     quantity = quantity + excluded.quantity,
+    amount_nano = amount_nano + excluded.amount_nano
+"""
+
+_UPSERT_MONTH = """
+INSERT INTO spend_monthly (month, customer, currency, event_count, amount_nano)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (month, customer, currency) DO UPDATE SET
+    event_count = event_count + excluded.event_count,
+    amount_nano = amount_nano + excluded.amount_nano
+"""
+_UPSERT_DAY = """
+INSERT INTO revenue_daily (day, currency, event_count, amount_nano) VALUES (?, ?, ?, ?)
+ON CONFLICT (day, currency) DO UPDATE SET
+    event_count = event_count + excluded.event_count,
     amount_nano = amount_nano + excluded.amount_nano
 """
 
@@ -171,6 +189,16 @@ class SqliteBillingStore:
                     [(d.customer, d.feature, C.day(d.day), d.currency, d.event_count, d.quantity,
                       d.amount_nano) for d in ledger],
                 )  # fmt: skip
+                days, months = operator_totals(ledger)
+                await db.executemany(
+                    _UPSERT_MONTH,
+                    [(C.day(m.month), m.customer, m.currency, m.event_count, m.amount_nano)
+                     for m in months],
+                )  # fmt: skip
+                await db.executemany(
+                    _UPSERT_DAY,
+                    [(C.day(d.day), d.currency, d.event_count, d.amount_nano) for d in days],
+                )
         return RecordResult(len(fresh), len(events) - len(fresh))
 
     @staticmethod
@@ -275,6 +303,22 @@ class SqliteBillingStore:
             (customer, C.day(first_day), C.day(last_day)),
         )
         return [ledger_from_row(r, C) for r in rows]
+
+    async def day_totals(self, first_day: date, last_day: date) -> list[DayTotal]:
+        rows = await self._fetch(
+            "SELECT day, currency, event_count, amount_nano FROM revenue_daily "
+            "WHERE day >= ? AND day <= ? ORDER BY day, currency",
+            (C.day(first_day), C.day(last_day)),
+        )
+        return [day_total_from_row(r, C) for r in rows]
+
+    async def top_spenders(self, month: date, currency: str, limit: int) -> list[MonthSpend]:
+        rows = await self._fetch(
+            "SELECT month, customer, currency, event_count, amount_nano FROM spend_monthly "
+            "WHERE month = ? AND currency = ? ORDER BY amount_nano DESC, customer LIMIT ?",
+            (C.day(month.replace(day=1)), currency, limit),
+        )
+        return [month_spend_from_row(r, C) for r in rows]
 
     async def events(self, query: EventQuery) -> list[StoredEvent]:
         where: list[str] = ["customer = ?"]

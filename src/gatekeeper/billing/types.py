@@ -96,6 +96,31 @@ class LedgerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DayTotal:
+    """Usage revenue recognised on one UTC day over every customer, in one currency.
+
+    Pre-aggregated by `record` in the same transaction as the events, so an operator's
+    "revenue today" is one row read, whatever the number of customers."""
+
+    day: date
+    currency: str
+    event_count: int
+    amount_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSpend:
+    """What one customer spent in one calendar month (UTC), in one currency (pre-aggregated
+    like `DayTotal`; the month is its first day)."""
+
+    month: date
+    customer: str
+    currency: str
+    event_count: int
+    amount_nano: int
+
+
+@dataclass(frozen=True, slots=True)
 class UsageSums:
     """Sums of a customer's stored events for one feature over a time range."""
 

@@ -42,6 +42,7 @@ from gatekeeper.notify.state import ALERT_KINDS, AlertMutes
 from gatekeeper.periods import billing_window, window_for
 from gatekeeper.pipeline.forecasting import daily_points
 from gatekeeper.stats import DenialsReader
+from gatekeeper.stats.blocked import BlockedReader
 
 __all__ = ["Handlers"]
 
@@ -120,8 +121,10 @@ class Handlers:
         key_usage: KeyUsage | None = None,
         mutes: AlertMutes | None = None,
         denials: DenialsReader | None = None,
+        blocked: BlockedReader | None = None,
     ) -> None:
         self._admin = admin
+        self._blocked = blocked
         self._denials = denials
         self._mutes = mutes
         self._policy = policy
@@ -602,6 +605,57 @@ class Handlers:
                 "to": last.isoformat(),
                 "days": [views.ledger_view(r) for r in rows],
                 "total": format_nano(sum(r.amount_nano for r in rows)),
+            }
+        )
+
+    # ---- money over every customer (operators) ---------------------------------------
+    async def revenue_totals(self, request: web.Request) -> web.Response:
+        """Revenue recognised per day over every customer (the billing store's day totals)."""
+        today = self._clock.now().date()
+        first = _date_param(request, "from", today.replace(day=1))
+        last = _date_param(request, "to", today)
+        if last < first:
+            raise InputError.one("to", "must not be before from")
+        if (last - first).days > 366:
+            raise InputError.one("to", "at most 366 days per request")
+        rows = await (await self._store()).day_totals(first, last)
+        currency = self._policy.current().currency
+        return _json(
+            {
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "currency": currency,
+                "days": [views.day_total_view(r) for r in rows],
+                "total": format_nano(sum(r.amount_nano for r in rows if r.currency == currency)),
+                "events": sum(r.event_count for r in rows if r.currency == currency),
+            }
+        )
+
+    async def top_spenders(self, request: web.Request) -> web.Response:
+        """The customers who spent the most in a calendar month (UTC), most first."""
+        month = _date_param(request, "month", self._clock.now().date()).replace(day=1)
+        limit = _int_param(request, "limit", 10, 1, 100)
+        currency = self._policy.current().currency
+        rows = await (await self._store()).top_spenders(month, currency, limit)
+        return _json(
+            {
+                "month": month.isoformat(),
+                "currency": currency,
+                "spenders": [views.spender_view(r) for r in rows],
+            }
+        )
+
+    async def blocked_now(self, request: web.Request) -> web.Response:
+        """Customers a quota or a blocking spend cap refuses now (the live block episodes)."""
+        if self._blocked is None:
+            raise NotFound("this process does not read block episodes")
+        limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+        found = await self._blocked.read(self._clock.now(), limit)
+        currency = self._policy.current().currency
+        return _json(
+            {
+                "count": found.count,
+                "blocked": [views.blocked_view(e, currency) for e in found.episodes],
             }
         )
 

@@ -420,6 +420,57 @@ COMPONENTS: dict[str, Schema] = {
         },
         ("customer", "period_start", "lines", "total"),
     ),
+    "RevenueTotals": _obj(
+        {
+            "from": DAY,
+            "to": DAY,
+            "currency": STR,
+            "total": MONEY,
+            "events": INT,
+            "days": _list(
+                _obj(
+                    {"day": DAY, "currency": STR, "events": INT, "amount": MONEY},
+                    ("day", "currency", "events", "amount"),
+                )
+            ),
+        },
+        ("from", "to", "currency", "days", "total", "events"),
+    ),
+    "TopSpenders": _obj(
+        {
+            "month": DAY,
+            "currency": STR,
+            "spenders": _list(
+                _obj(
+                    {"customer": STR, "currency": STR, "events": INT, "amount": MONEY},
+                    ("customer", "currency", "events", "amount"),
+                )
+            ),
+        },
+        ("month", "currency", "spenders"),
+    ),
+    "Blocked": _obj(
+        {
+            "count": INT,
+            "blocked": _list(
+                _obj(
+                    {
+                        "customer": STR,
+                        "plan": STR,
+                        "feature": _null(STR),
+                        "cause": {"enum": ["quota_exhausted", "spend_cap"]},
+                        "limit": _null(INT),
+                        "limit_amount": _null(MONEY),
+                        "currency": _null(STR),
+                        "period_start": TIME,
+                        "until": TIME,
+                    },
+                    ("customer", "feature", "cause", "until"),
+                )
+            ),
+        },
+        ("count", "blocked"),
+    ),
     "Revenue": _obj(
         {
             "customer": STR,

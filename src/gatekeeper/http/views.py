@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gatekeeper.billing.types import InvoiceLine, LedgerRow, LoggedAlert, StoredEvent
+from gatekeeper.billing.types import (
+    DayTotal,
+    InvoiceLine,
+    LedgerRow,
+    LoggedAlert,
+    MonthSpend,
+    StoredEvent,
+)
 from gatekeeper.engine.types import GrantBalance, LimitKind, LimitStatus
 from gatekeeper.forecast import Forecast, Outlook
 from gatekeeper.model import (
@@ -21,6 +28,7 @@ from gatekeeper.model import (
     SpendCap,
 )
 from gatekeeper.money import format_nano
+from gatekeeper.stats.blocked import BlockedEpisode
 from gatekeeper.store.customers import CustomerRecord
 
 __all__ = [
@@ -346,4 +354,38 @@ def ledger_view(row: LedgerRow) -> Json:
         "events": row.event_count,
         "quantity": row.quantity,
         "amount": format_nano(row.amount_nano),
+    }
+
+
+def day_total_view(row: DayTotal) -> Json:
+    return {
+        "day": row.day.isoformat(),
+        "currency": row.currency,
+        "events": row.event_count,
+        "amount": format_nano(row.amount_nano),
+    }
+
+
+def spender_view(row: MonthSpend) -> Json:
+    return {
+        "customer": row.customer,
+        "currency": row.currency,
+        "events": row.event_count,
+        "amount": format_nano(row.amount_nano),
+    }
+
+
+def blocked_view(e: BlockedEpisode, currency: str) -> Json:
+    """One open block episode; a spend cap's limit is money (`limit_amount`), a quota's units."""
+    money = e.feature == ""
+    return {
+        "customer": e.customer,
+        "plan": e.plan,
+        "feature": e.feature or None,
+        "cause": e.cause,
+        "limit": None if money else e.limit,
+        "limit_amount": format_nano(e.limit) if money else None,
+        "currency": currency if money else None,
+        "period_start": _iso(e.period_start),
+        "until": _iso(e.until),
     }

@@ -283,6 +283,58 @@
     renderAlerts($("op-alerts"), s.alerts || [], true);
   }
 
+  // Money over every customer: the billing store's day totals and month spend, and the live
+  // block episodes (GET /v1/revenue, /v1/top-spenders, /v1/blocked).
+  async function loadMoney() {
+    const today = new Date().toISOString().slice(0, 10);
+    const first = `${today.slice(0, 8)}01`;
+    let revenue, spenders, blocked;
+    try {
+      [revenue, spenders, blocked] = await Promise.all([
+        api("GET", `/v1/revenue?from=${first}&to=${today}`),
+        api("GET", `/v1/top-spenders?month=${today}&limit=5`),
+        api("GET", "/v1/blocked?limit=20"),
+      ]);
+    } catch (e) {
+      if (state.view === "operator") setText("kpi-rev-today-note", `unavailable: ${e.message}`);
+      return;
+    }
+    if (state.view !== "operator") return;
+    const cur = revenue.currency;
+    const day = revenue.days.find((d) => d.day === today && d.currency === cur);
+    setText("kpi-rev-today", money(day ? day.amount : "0", cur));
+    setText("kpi-rev-today-note", `${num(day ? day.events : 0)} billed events, UTC day`);
+    setText("kpi-rev-month", money(revenue.total, cur));
+    setText("kpi-rev-month-note", `${num(revenue.events)} billed events since ${first}`);
+    setText("kpi-blocked", num(blocked.count));
+
+    const body = $("op-spenders");
+    body.textContent = "";
+    if (!spenders.spenders.length) body.append(h("tr", {}, h("td", { colspan: "3", class: "empty", text: "Nothing billed this month yet." })));
+    for (const s of spenders.spenders) {
+      body.append(h("tr", { "data-customer": s.customer },
+        h("td", {}, h("a", { href: `#customer=${encodeURIComponent(s.customer)}`, text: s.customer })),
+        h("td", { class: "num", text: num(s.events) }),
+        h("td", { class: "num", text: money(s.amount, s.currency) })));
+    }
+
+    const list = $("op-blocked");
+    list.textContent = "";
+    if (!blocked.blocked.length) list.append(h("tr", {}, h("td", { colspan: "4", class: "empty", text: "No customer is blocked." })));
+    for (const b of blocked.blocked) {
+      const by = b.feature ? `${b.feature} quota` : "spend cap";
+      const at = b.feature ? num(b.limit) : money(b.limit_amount, b.currency);
+      list.append(h("tr", { "data-customer": b.customer },
+        h("td", {}, h("a", { href: `#customer=${encodeURIComponent(b.customer)}`, text: b.customer })),
+        h("td", { text: by }),
+        h("td", { class: "num", text: at }),
+        h("td", { text: when(b.until) })));
+    }
+    if (blocked.count > blocked.blocked.length) {
+      list.append(h("tr", {}, h("td", { colspan: "4", class: "muted", text: `and ${num(blocked.count - blocked.blocked.length)} more` })));
+    }
+  }
+
   async function renderOperator() {
     closeStream();
     destroyCharts();
@@ -290,6 +342,8 @@
     $("nav-overview").setAttribute("aria-current", "page");
     $("customer-picker").value = "";
     openStream("/v1/stream", { stats: renderStats });
+    loadMoney();
+    state.timers.push(setInterval(loadMoney, 10000));
   }
 
   async function fillPicker() {

@@ -1,0 +1,89 @@
+"""Customers blocked now: the open block episodes every partition holds (decide.lua opens one
+on the first denial by a quota or a blocking spend cap; an admission that lifts it, or the
+window's reset, closes it). What the operator page shows as "blocked now"."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gatekeeper.clock import from_us, to_us
+from gatekeeper.errors import StoreUnavailable
+from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.scripts import LuaScript, load_script
+
+__all__ = ["BlockedEpisode", "BlockedNow", "BlockedReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedEpisode:
+    """A customer refused by one limit until `until` (the window's end) unless it is lifted.
+
+    `feature` "" = the spend cap; `limit`: what it blocked at (units, or nano-units of money)."""
+
+    customer: str
+    plan: str
+    feature: str
+    cause: str  # quota_exhausted | spend_cap
+    limit: int
+    period_start: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedNow:
+    count: int  # open episodes over every partition (a customer blocked twice counts twice)
+    episodes: tuple[BlockedEpisode, ...]  # the first `limit` of them, soonest end first
+
+
+class BlockedReader:
+    """One read-only call per partition (the count and the first `limit` episodes of each)."""
+
+    def __init__(self, *, redis: Redis, keys: KeySpace) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._script: LuaScript = load_script("blocked_now", library=False)
+
+    async def read(self, now: datetime, limit: int) -> BlockedNow:
+        """Raises StoreUnavailable when Redis cannot be read."""
+        now_us = to_us(now)
+        try:
+            replies = await asyncio.gather(
+                *(
+                    self._script.run(self._redis, [self._keys.block_episodes(p)], [now_us, limit])
+                    for p in range(self._keys.partitions)
+                )
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        count = sum(int(r[0]) for r in replies)
+        found = [e for r in replies for e in _episodes(r[1:])]
+        first = heapq.nsmallest(limit, found, key=lambda e: (e.until, e.customer, e.feature))
+        return BlockedNow(count, tuple(first))
+
+
+def _episodes(flat: list[object]) -> list[BlockedEpisode]:
+    out = []
+    for i in range(0, len(flat) - 6, 7):
+        customer, plan, feature, cause, limit, start_us, end_us = flat[i : i + 7]
+        out.append(
+            BlockedEpisode(
+                customer=_text(customer),
+                plan=_text(plan),
+                feature=_text(feature),
+                cause=_text(cause),
+                limit=int(str(limit)),
+                period_start=from_us(int(str(start_us))),
+                until=from_us(int(str(end_us))),
+            )
+        )
+    return out
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
