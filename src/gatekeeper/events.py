@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from gatekeeper.clock import from_us
 
-__all__ = ["AlertEvent", "AlertKind", "UsageEvent", "UsageKind"]
+__all__ = ["BLOCK_CAUSES", "AlertEvent", "AlertKind", "BlockCause", "UsageEvent", "UsageKind"]
 
 
 def _text(fields: Mapping[bytes | str, bytes | str], name: str, default: str | None = None) -> str:
@@ -105,6 +105,17 @@ class AlertKind(StrEnum):
     RESUMED = "resumed"  # that block ended: the limit or cap changed, a grant paid, or it reset
 
 
+class BlockCause(StrEnum):
+    """What a `blocked` (and its `resumed`) alert is about (decide.lua writes these)."""
+
+    QUOTA_EXHAUSTED = "quota_exhausted"  # a hard quota used up: until the window resets
+    SPEND_CAP = "spend_cap"  # a blocking spend cap reached: until the billing period ends
+    RATE_LIMITED = "rate_limited"  # a rate limit refusing the customer for a sustained span
+
+
+BLOCK_CAUSES = tuple(c.value for c in BlockCause)
+
+
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
     id: str
@@ -120,6 +131,8 @@ class AlertEvent:
     time: datetime
     decision_id: str
     traceparent: str = ""  # as UsageEvent.traceparent
+    # blocked, resumed: what refuses the customer (quota_exhausted, spend_cap, rate_limited)
+    cause: str = ""
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> AlertEvent:
@@ -140,6 +153,7 @@ class AlertEvent:
                 time=from_us(int(_text(fields, "time_us"))),
                 decision_id=_text(fields, "decision_id"),
                 traceparent=_text(fields, "traceparent", ""),
+                cause=_text(fields, "cause", ""),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad alert stream entry: {exc}") from exc

@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from gatekeeper.clock import ManualClock, to_us
 from gatekeeper.engine import DecisionRequest, MeterRequest, Outcome
 from gatekeeper.pipeline.resets import ResetAnnouncer
+from gatekeeper.stats.blocked import BlockedReader
 from tests.engine.harness import Harness, make_harness
-from tests.engine.policies import cap, flat, grant, metered, plan, policy
+from tests.engine.policies import cap, flat, grant, metered, plan, policy, rate
 
 
 def req(qty: int = 1) -> DecisionRequest:
@@ -165,3 +166,72 @@ async def test_an_episode_a_raised_cap_ended_is_not_announced_again_at_the_reset
     assert (await h.engine.decide(req())).allowed  # resumed by the raise
     assert [a["kind"] for a in await h.alerts()] == ["blocked", "resumed"]
     assert await _announce_resets(h, h.clock.now() + timedelta(days=62)) == 0
+
+
+def _rated(h_redis: Redis, key_prefix: str) -> Harness:
+    p = plan("p", metered("requests", None), rates=(rate("requests", 2),))
+    return make_harness(h_redis, policy(p), key_prefix)
+
+
+async def _hammer(h: Harness, seconds: float, step: float = 0.5) -> list[Outcome]:
+    """Three requests every `step` seconds for `seconds` (a 2/s limit refuses some each time)."""
+    outcomes = []
+    for _ in range(round(seconds / step)):
+        outcomes += [(await h.engine.decide(req())).outcome for _ in range(3)]
+        h.clock.advance(timedelta(seconds=step))
+    return outcomes
+
+
+async def test_sustained_rate_limiting_is_a_block_once_and_resumes_after_a_quiet_spell(
+    redis: Redis, key_prefix: str
+) -> None:
+    h = _rated(redis, key_prefix)
+    start = h.clock.now()
+    outcomes = await _hammer(h, 9.5)
+    assert Outcome.RATE_LIMITED in outcomes and Outcome.ALLOWED in outcomes
+    assert await h.alerts() == []  # refused for 9.5 s: a burst, not yet a block
+    outcomes = await _hammer(h, 20)  # refused on and on: sustained
+    blocked = [a for a in await h.alerts() if a["kind"] == "blocked"]
+    assert len(blocked) == 1, await h.alerts()  # once per episode
+    b = blocked[0]
+    assert (b["cause"], b["feature"], b["limit"]) == ("rate_limited", "requests", "2")
+    assert int(b["period_start_us"]) == to_us(start)  # the run's first refusal
+    assert to_us(start + timedelta(seconds=10)) <= int(b["time_us"]) <= to_us(
+        start + timedelta(seconds=11)
+    )
+    now = await BlockedReader(redis=h.redis, keys=h.store.keys).read(h.clock.now(), 10)
+    assert now.count == 1 and now.episodes[0].cause == "rate_limited"
+    assert now.episodes[0].until > h.clock.now()
+
+    # refusals stop; a quiet spell of 10 s ends it (the worker says so, once)
+    last = h.clock.now()
+    assert await _announce_resets(h, last + timedelta(seconds=5)) == 0
+    assert await _announce_resets(h, last + timedelta(seconds=11)) == 1
+    assert await _announce_resets(h, last + timedelta(seconds=12)) == 0
+    resumed = (await h.alerts())[-1]
+    assert (resumed["kind"], resumed["cause"], resumed["feature"]) == (
+        "resumed",
+        "rate_limited",
+        "requests",
+    )
+    assert resumed["period_start_us"] == b["period_start_us"]
+    after = await BlockedReader(redis=h.redis, keys=h.store.keys).read(
+        last + timedelta(seconds=11), 10
+    )
+    assert after.count == 0
+
+    # a new run later is a new episode, announced once it is sustained again
+    h.clock.advance(timedelta(seconds=30))
+    await _hammer(h, 12)
+    assert [a["kind"] for a in await h.alerts()] == ["blocked", "resumed", "blocked"]
+
+
+async def test_bursts_with_quiet_spells_between_them_are_never_a_block(
+    redis: Redis, key_prefix: str
+) -> None:
+    h = _rated(redis, key_prefix)
+    for _ in range(4):  # 8 s of refusals, then 11 s without a request, four times
+        assert Outcome.RATE_LIMITED in await _hammer(h, 8)
+        h.clock.advance(timedelta(seconds=11))
+    assert await h.alerts() == []
+    assert await _announce_resets(h, h.clock.now() + timedelta(minutes=5)) == 0

@@ -51,6 +51,9 @@ async def test_each_alert_is_logged_once_and_marked_when_delivered(
         ("threshold", 100),
     ]
     assert all(a.delivered_at is None for a in logged)
+    # the log keeps what refused the customer (GET .../alerts shows it as `cause`)
+    assert [a.cause for a in logged if a.kind == "blocked"] == ["quota_exhausted"]
+    assert {a.cause for a in logged if a.kind == "threshold"} == {None}
     second = AlertLog(redis=redis, store=store, keys=keys, consumer="w2")  # a restarted worker
     assert await second.run_once(block_ms=10) == 0 and second.stats.logged == 0
     # a delivery (the notifier's callback) marks them; logging again changes nothing

@@ -147,7 +147,7 @@ def ledger_from_row(r: Sequence[Any], c: Conv) -> LedgerRow:
 
 ALERT_COLUMNS = (
     "id", "kind", "customer", "feature", "threshold", "used", '"limit"', "period_start",
-    "period_end", "occurred_at", "decision_id", "delivered_at",
+    "period_end", "occurred_at", "decision_id", "delivered_at", "cause",
 )  # fmt: skip
 
 
@@ -157,5 +157,5 @@ def alert_from_row(r: Sequence[Any], c: Conv) -> LoggedAlert:
         id=r[0], kind=r[1], customer=r[2], feature=r[3], threshold=int(r[4]), used=int(r[5]),
         limit=int(r[6]), period_start=c.parse_ts(r[7]), period_end=c.parse_ts(r[8]),
         occurred_at=c.parse_ts(r[9]), decision_id=r[10],
-        delivered_at=None if r[11] is None else c.parse_ts(r[11]),
+        delivered_at=None if r[11] is None else c.parse_ts(r[11]), cause=r[12] or None,
     )  # fmt: skip

@@ -159,3 +159,4 @@ class LoggedAlert:
     occurred_at: datetime
     decision_id: str
     delivered_at: datetime | None
+    cause: str | None = None  # blocked, resumed: quota_exhausted, spend_cap or rate_limited

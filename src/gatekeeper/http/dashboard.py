@@ -112,6 +112,7 @@ def alert_json(event: AlertEvent) -> dict[str, Any]:
             occurred_at=event.time,
             decision_id=event.decision_id,
             delivered_at=None,
+            cause=event.cause or None,
         )
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatekeeper.events import AlertKind
+from gatekeeper.events import BLOCK_CAUSES, AlertKind
 
 __all__ = ["COMPONENTS", "FEATURE_NAME", "ID", "PLAN_NAME", "ref"]
 
@@ -382,6 +382,7 @@ COMPONENTS: dict[str, Schema] = {
             "limit": {"type": ["integer", "string"]},
             "at": TIME,
             "delivered_at": _null(TIME),
+            "cause": _null({"enum": list(BLOCK_CAUSES)}),
         },
         ("id", "kind", "customer", "threshold", "at"),
     ),
@@ -458,7 +459,7 @@ COMPONENTS: dict[str, Schema] = {
                         "customer": STR,
                         "plan": STR,
                         "feature": _null(STR),
-                        "cause": {"enum": ["quota_exhausted", "spend_cap"]},
+                        "cause": {"enum": list(BLOCK_CAUSES)},
                         "limit": _null(INT),
                         "limit_amount": _null(MONEY),
                         "currency": _null(STR),

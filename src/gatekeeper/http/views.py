@@ -302,6 +302,7 @@ def alert_view(alert: LoggedAlert) -> Json:
         "period_end": _iso(alert.period_end),
         "at": _iso(alert.occurred_at),
         "delivered_at": _iso(alert.delivered_at),
+        "cause": alert.cause,
     }
 
 

@@ -111,8 +111,9 @@ local function read_meter()
   local nr = A[i + 1]
   i = i + 1
   for j = 1, nr do
-    m.rates[j] = {key = key_at(A[i + 1]), limit = A[i + 2], period = A[i + 3], unit = A[i + 4]}
-    i = i + 4
+    m.rates[j] = {key = key_at(A[i + 1]), ekey = key_at(A[i + 2]), limit = A[i + 3],
+                  period = A[i + 4], unit = A[i + 5]}
+    i = i + 5
   end
   m.b = {key = key_at(A[i + 1]), exp_us = A[i + 2]}
   local ntiers = A[i + 3]

@@ -19,7 +19,7 @@
 -- none. Denial priority: quota, then spend cap, then rate. On admission appends one usage
 -- event per metered feature and the alert events of thresholds crossed, in this same script;
 -- the first denial by a quota or spend cap appends a 'blocked' alert, the admission that ends
--- that block a 'resumed' one.
+-- that block a 'resumed' one; a rate limit that refuses for a sustained span, a 'blocked' too.
 --
 -- Returns a flat array: 'N' (a new decision) or 'R' (replayed from the idempotency record),
 -- outcome (A|D|P), decision_id, deny_kind, deny_meter, deny_rate, retry_after_us, cost_nano,
@@ -100,11 +100,14 @@ local reserved = false
 local n_alerts = 0
 
 -- One alert on the partition's alert stream about meter m's quota (m nil: the spend cap).
--- `cause` (blocked/resumed): quota_exhausted or spend_cap; `used` defaults to after this call.
-local function emit(kind, threshold, m, cause, used)
+-- `cause` (blocked/resumed): quota_exhausted, spend_cap or rate_limited; `used` defaults to
+-- after this call; `span` {limit, start_us, end_us} replaces the quota's (a rate limit's run).
+local function emit(kind, threshold, m, cause, used, span)
   n_alerts = n_alerts + 1
   local feature, limit, start_us, end_us
-  if m then
+  if span then
+    feature, limit, start_us, end_us = m.feature, span[1], span[2], span[3]
+  elseif m then
     feature, limit = m.feature, m.q.limit
     used = used or m.q.u1
     start_us, end_us = m.q.start_us, m.q.end_us
@@ -143,6 +146,38 @@ local function close_episode(key)
   redis.call('HDEL', key, 'blk', 'blkm')
 end
 
+-- Sustained rate limiting: a rate limit that refuses the customer again and again is a block
+-- too. Each refusal is noted on the limit's episode hash (r.ekey: 'f' the run's first refusal,
+-- 'x' the last one written, 'm' the episode's entry once announced), which expires RATE_QUIET
+-- after the last refusal: a quiet spell that long ends the run. A run that lasts RATE_SUSTAIN
+-- opens the episode: one 'blocked' (cause rate_limited) and its entry in KEYS[6], scored by
+-- when it ends if no refusal follows (every refusal pushes that on), where resume_due.lua says
+-- 'resumed'. A shorter burst says nothing. Under a flood of refusals it writes at most once a
+-- second per limit (the hash then expires up to a second early: never before the quiet spell
+-- its score promises has passed since a written refusal).
+local RATE_SUSTAIN, RATE_QUIET, RATE_WRITE_EVERY = 10000000, 10000000, 1000000
+local function rate_refused(m, r)
+  local v = redis.call('HMGET', r.ekey, 'f', 'x', 'm')
+  local first, written, entry = tonumber(v[1]), tonumber(v[2]), v[3]
+  if written and now - written < RATE_WRITE_EVERY then return end
+  -- over by the decisions' clock, though Redis's may not have expired it yet: a new run (an
+  -- announced one ends at its score, where resume_due.lua finds it)
+  if written and now - written >= RATE_QUIET then
+    first, entry = nil, nil
+    redis.call('DEL', r.ekey)
+  end
+  first = first or now
+  local ends = now + RATE_QUIET
+  if not entry and now - first >= RATE_SUSTAIN then
+    entry = cmsgpack.pack({customer, plan, m.feature, 'rate_limited', r.limit, first, r.period})
+    redis.call('HSET', r.ekey, 'm', entry)
+    emit('blocked', 100, m, 'rate_limited', r.limit, {r.limit, first, ends})
+  end
+  redis.call('HSET', r.ekey, 'f', fmt(first), 'x', fmt(now))
+  redis.call('PEXPIRE', r.ekey, fmt(RATE_QUIET / 1000))
+  if entry then redis.call('ZADD', KEYS[6], fmt(ends), entry) end
+end
+
 if deny_kind ~= '' and not peek and not force then
   if deny_kind == 'quota' then
     local m = meters[deny_meter]
@@ -157,6 +192,8 @@ if deny_kind ~= '' and not peek and not force then
       emit('blocked', 100, nil, 'spend_cap', spend.s0)
       open_episode(spend.key, '', spend.cap, 'spend_cap', spend.start_us, spend.end_us)
     end
+  elseif deny_kind == 'rate' then
+    rate_refused(meters[deny_meter], meters[deny_meter].rates[deny_rate])
   end
 end
 

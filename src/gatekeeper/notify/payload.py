@@ -32,7 +32,7 @@ ALERT_TYPE_PREFIX = "gatekeeper.alert."
 DIGEST_TYPE = "gatekeeper.alert.digest"
 # Optional stream fields of forecast and anomaly alerts, copied into the payload's `details`.
 EXTRA_FIELDS = (
-    "cause",  # blocked, resumed: quota_exhausted or spend_cap
+    "cause",  # blocked, resumed: quota_exhausted, spend_cap or rate_limited
     "projected",
     "low",
     "high",

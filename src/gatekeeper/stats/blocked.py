@@ -29,7 +29,7 @@ class BlockedEpisode:
     customer: str
     plan: str
     feature: str
-    cause: str  # quota_exhausted | spend_cap
+    cause: str  # quota_exhausted | spend_cap | rate_limited
     limit: int
     period_start: datetime
     until: datetime
@@ -77,12 +77,19 @@ def _episodes(flat: list[object]) -> list[BlockedEpisode]:
                 plan=_text(plan),
                 feature=_text(feature),
                 cause=_text(cause),
-                limit=int(str(limit)),
-                period_start=from_us(int(str(start_us))),
-                until=from_us(int(str(end_us))),
+                limit=_int(limit),
+                period_start=from_us(_int(start_us)),
+                until=from_us(_int(end_us)),
             )
         )
     return out
+
+
+def _int(value: object) -> int:
+    """An integer reply, or a score (a bulk string of an integer)."""
+    if isinstance(value, int | str | bytes):
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}")
 
 
 def _text(value: object) -> str:

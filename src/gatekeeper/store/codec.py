@@ -85,7 +85,13 @@ def _meter(b: _Builder, ks: KeySpace, customer: str, m: MeterPlan) -> None:
         )
     b.add(len(m.rates))
     for r in m.rates:
-        b.add(b.key(ks.rate(customer, m.feature, r.unit)), r.limit, r.window_s * 1_000_000, r.unit)
+        b.add(
+            b.key(ks.rate(customer, m.feature, r.unit)),
+            b.key(ks.rate_episode(customer, m.feature, r.unit)),
+            r.limit,
+            r.window_s * 1_000_000,
+            r.unit,
+        )
     if m.billing is None:
         b.add(0, 0)
     else:

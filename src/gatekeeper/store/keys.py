@@ -78,6 +78,12 @@ class KeySpace:
         """String: GCRA theoretical arrival time in microseconds."""
         return f"{self._customer(customer)}:r:{customer}:{feature}:{unit}"
 
+    def rate_episode(self, customer: str, feature: str, unit: str) -> str:
+        """Hash: the rate limit's current run of refusals (decide.lua: 'f' the first, 'x' the
+        last one written, 'm' the block episode's entry once the run is sustained); it expires
+        a quiet spell after the last refusal, which ends the run."""
+        return f"{self._customer(customer)}:re:{customer}:{feature}:{unit}"
+
     def idempotency(self, customer: str, idempotency_key: str, scope: str = "") -> str:
         """String: the first decision made under `idempotency_key` for this `scope` (the
         request's route and usage): the same key on a different request is another record."""

@@ -368,8 +368,12 @@
       case "spend_cap": return "Spend cap reached";
       case "forecast": return `${subject} projected to reach its ${a.feature ? "limit" : "cap"} before the period ends`;
       case "anomaly": return `Unusual ${subject} usage today`;
-      case "blocked": return a.feature ? `Blocked: ${a.feature} quota used up until ${when(a.period_end)}` : `Blocked: spend cap of ${money(a.limit, live.lastUsage && live.lastUsage.currency)} reached`;
-      case "resumed": return a.feature ? `${a.feature} available again` : "Spending allowed again";
+      case "blocked":
+        if (causeOf(a) === "rate_limited") return `Blocked: ${a.feature} rate limited (above ${num(a.limit)} per window) since ${when(a.period_start)}`;
+        return a.feature ? `Blocked: ${a.feature} quota used up until ${when(a.period_end)}` : `Blocked: spend cap of ${money(a.limit, live.lastUsage && live.lastUsage.currency)} reached`;
+      case "resumed":
+        if (causeOf(a) === "rate_limited") return `${a.feature} no longer rate limited`;
+        return a.feature ? `${a.feature} available again` : "Spending allowed again";
       default: return `${a.kind} alert on ${subject}`;
     }
   }
@@ -409,10 +413,13 @@
       h("div", { class: "feature-foot" },
         h("span", { text: limited ? `${num(f.remaining)} left (${pctFmt.format(Math.min(ratio, 9.99))} used)` : "" }),
         h("span", { title: f.reset ? new Date(f.reset).toString() : "", text: f.reset ? `resets in ${until(f.reset)}` : "" })),
-      f.kind === "quota" && blockOf(f.feature)
-        ? blockNote(blockOf(f.feature), `the ${f.period || "period"}'s ${num(f.limit)}${unit} are used up`,
+      f.kind === "quota" && blockOf(f.feature, "quota_exhausted")
+        ? blockNote(blockOf(f.feature, "quota_exhausted"), `the ${f.period || "period"}'s ${num(f.limit)}${unit} are used up`,
           `Requests are refused until the reset (${f.reset ? when(f.reset) : "period end"}); a larger plan or a grant lifts it sooner.`)
-        : null);
+        : f.kind === "rate" && blockOf(f.feature, "rate_limited")
+          ? blockNote(blockOf(f.feature, "rate_limited"), `requests keep going over ${num(f.limit)} per ${f.period || "window"}`,
+            "Requests above the rate are refused; slow down (each refusal says when to retry) and it ends after 10 s without one, or a larger plan raises the rate.")
+          : null);
   }
 
   function renderSpend(spend, currency) {
@@ -436,7 +443,7 @@
       h("dl", { class: "facts" },
         h("div", {}, h("dt", { text: "Remaining" }), h("dd", { text: spend.remaining === null || spend.remaining === undefined ? "–" : money(spend.remaining, cur) })),
         h("div", {}, h("dt", { text: "Period ends" }), h("dd", { text: spend.reset ? when(spend.reset) : "–" }))),
-      blockOf("") ? blockNote(blockOf(""), "the spend cap is reached",
+      blockOf("", "spend_cap") ? blockNote(blockOf("", "spend_cap"), "the spend cap is reached",
         `Paid requests are refused until ${spend.reset ? when(spend.reset) : "the period ends"}; raise your cap below to lift it now.`) : null));
     setText("cu-spend-period", spend.reset ? `resets in ${until(spend.reset)}` : "");
   }
@@ -543,14 +550,18 @@
   // Blocked now, per feature ("" = the spend cap): the newest blocked/resumed alert of this
   // period says so (the server announces a block on its first refusal, a resumption when a
   // raised cap or limit or a grant ends it; the period's end ends it too).
-  function blockOf(feature) {
+  // (per cause: a feature's quota and its rate limit block apart). A run of rate-limit
+  // refusals has no window end: it lasts until its 'resumed'.
+  function causeOf(a) { return a.cause || (a.feature ? "quota_exhausted" : "spend_cap"); }
+  function blockOf(feature, cause) {
     let newest = null;
     for (const a of live.alerts.values()) {
       if ((a.kind !== "blocked" && a.kind !== "resumed") || (a.feature || "") !== feature) continue;
+      if (causeOf(a) !== cause) continue;
       if (!newest || a.at > newest.at) newest = a;
     }
     if (!newest || newest.kind !== "blocked") return null;
-    if (newest.period_end && new Date(newest.period_end) <= new Date()) return null;
+    if (cause !== "rate_limited" && newest.period_end && new Date(newest.period_end) <= new Date()) return null;
     return newest;
   }
   function blockNote(block, what, lift) {
