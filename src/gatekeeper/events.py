@@ -133,6 +133,9 @@ class AlertEvent:
     traceparent: str = ""  # as UsageEvent.traceparent
     # blocked, resumed: what refuses the customer (quota_exhausted, spend_cap, rate_limited)
     cause: str = ""
+    # threshold: the absolute point crossed (alert_at: units, or nano-units of spend); None for
+    # a percentage of the limit (then `threshold` is that percentage; 0 with `at`)
+    at: int | None = None
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> AlertEvent:
@@ -154,6 +157,7 @@ class AlertEvent:
                 decision_id=_text(fields, "decision_id"),
                 traceparent=_text(fields, "traceparent", ""),
                 cause=_text(fields, "cause", ""),
+                at=int(at) if (at := _text(fields, "at", "")) else None,
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad alert stream entry: {exc}") from exc

@@ -150,6 +150,7 @@ class MeteredEntitlement:
     enforcement: Enforcement = Enforcement.HARD
     overage_allowance: int | None = None  # soft only: past limit + allowance the limit is hard
     alert_thresholds: tuple[int, ...] = ()  # percentages of limit, ascending
+    alert_at: tuple[int, ...] = ()  # units used in the period, ascending (with or without limit)
     # hard only: admit up to limit + grace_percent % (flagged as overage, alerted once), then deny
     grace_percent: int = 0
 
@@ -180,7 +181,8 @@ class SpendCap:
     amount_nano: int | None  # the plan's default cap (None = no default cap)
     max_customer_cap_nano: int | None = None  # ceiling for a customer's own cap
     action: CapAction = CapAction.BLOCK
-    alert_thresholds: tuple[int, ...] = ()
+    alert_thresholds: tuple[int, ...] = ()  # percentages of the cap in force, ascending
+    alert_at: tuple[int, ...] = ()  # nano-units spent in the billing period, ascending
 
     @property
     def ceiling(self) -> int | None:
@@ -278,6 +280,7 @@ class Customer:
             max_customer_cap_nano=base.max_customer_cap_nano,
             action=action,
             alert_thresholds=base.alert_thresholds,
+            alert_at=base.alert_at,
         )
 
 

@@ -13,6 +13,7 @@ from gatekeeper.billing.periods import BillingCalendar
 from gatekeeper.clock import SystemClock
 from gatekeeper.engine.types import DecisionRequest, MeterRequest
 from gatekeeper.events import AlertEvent, AlertKind
+from gatekeeper.pipeline.alert_log import AlertLog
 from gatekeeper.pipeline.worker import BillingWorker, WorkerOptions
 from gatekeeper.store import KeySpace
 from gatekeeper.store.embedded import EmbeddedRedis
@@ -237,3 +238,62 @@ async def test_denials_today_are_the_refusals_the_customer_was_answered(api: Api
     assert usage["denials_today"] == {"date": today, "total": 3, "by_reason": {"quota": 3}}
     status, other = await api.call("GET", "/v1/customers/busy/usage")
     assert status == 200 and other["denials_today"]["total"] == 0
+
+
+async def test_absolute_alert_points_through_the_api(api: Api) -> None:
+    """A customer sets a unit count and a money amount to be told at (beside percentages);
+    decisions cross them; each alert is logged once and read back with its point."""
+    status, problem = await api.call(
+        "PUT", "/v1/customers/busy/alert-thresholds", token=key_of("busy"),
+        body={"features_at": {"chat_requests": [3, 2]}},
+    )  # fmt: skip
+    assert status == 422 and problem["errors"][0]["field"] == "features_at.chat_requests"
+    status, problem = await api.call(
+        "PUT", "/v1/customers/busy/alert-thresholds", token=key_of("busy"),
+        body={"spend_at": ["0"]},
+    )  # fmt: skip
+    assert status == 422 and problem["errors"][0]["field"] == "spend_at", problem
+    status, view = await api.call(
+        "PUT", "/v1/customers/busy/alert-thresholds", token=key_of("busy"),
+        body={"features_at": {"chat_requests": [3]}, "spend_at": ["0.009"]},
+    )  # fmt: skip
+    assert status == 200, view
+    assert view["features_at"]["chat_requests"] == [3] and view["spend_at"] == ["0.009"]
+    for _ in range(4):  # 0.002 + reserved tokens a request; 3 requests pass both points
+        assert await authz(api.app, key_of("busy")) == 200
+    points = await AlertLogDrain(api).until(2)
+    assert sorted((a["feature"] or "", a["alert_at"]) for a in points) == [
+        ("", "0.009"),  # the spend point, in money like `used`
+        ("chat_requests", 3),
+    ]
+    assert all(a["kind"] == "threshold" and a["threshold"] == 0 for a in points)
+
+
+class AlertLogDrain:
+    """Runs the worker's alert log over the app's alert streams, then reads the API."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    async def until(self, n: int) -> list[dict[str, object]]:
+        store = await self.api.app.billing_store()
+        assert self.api.app.redis is not None and store is not None
+        settings = self.api.app.config.settings.redis
+        log = AlertLog(
+            redis=self.api.app.redis.client,
+            store=store,
+            keys=KeySpace(prefix=settings.key_prefix, partitions=settings.partitions),
+            consumer="test",
+            block_ms=10,
+        )
+        await log.ensure_groups()
+        for _ in range(50):
+            await log.run_once(block_ms=10)
+            status, alerts = await self.api.call(
+                "GET", "/v1/customers/busy/alerts", token=key_of("busy")
+            )
+            assert status == 200
+            found = [a for a in alerts["alerts"] if a["alert_at"] is not None]
+            if len(found) >= n:
+                return found
+        raise AssertionError(f"fewer than {n} absolute-point alerts logged: {alerts}")

@@ -161,6 +161,7 @@ async def test_the_migration_fills_the_totals_from_an_older_ledger(
         # back to a store written before migration 2: its tables gone, the step not recorded
         for sql in ("DROP TABLE revenue_daily", "DROP TABLE spend_monthly",
                     "ALTER TABLE alert_log DROP COLUMN cause",
+                    "ALTER TABLE alert_log DROP COLUMN at_value",
                     "DELETE FROM schema_migrations WHERE version = 2"):  # fmt: skip
             await _exec(old, sql)
     finally:

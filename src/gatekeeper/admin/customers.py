@@ -387,38 +387,48 @@ class CustomerAdmin:
 
     # ---- alert thresholds (self-service) -----------------------------------------------
     async def set_thresholds(self, actor: Actor, customer_id: str, body: object) -> None:
-        """`{"features": {feature: [percent, ...]}, "spend": [percent, ...]}`: the customer's
-        own alert thresholds, written as overrides (validated like the file's)."""
+        """`{"features": {feature: [percent, ...]}, "spend": [percent, ...], "features_at":
+        {feature: [units, ...]}, "spend_at": ["25.00", ...]}` (any of them): the customer's own
+        alert thresholds, percentages and absolute points, written as overrides (validated like
+        the file's)."""
         customer = await self.require_manage(actor, customer_id)
-        fields = object_body(body, ("features", "spend"))
-        features = fields.get("features") or {}
-        if not isinstance(features, dict):
-            raise InputError.one("features", "expected an object of feature -> [percent, ...]")
-        for name in features:
-            if name not in customer.entitlements.metered:
-                raise InputError.one(f"features.{name}", "not a metered feature of this plan")
+        fields = object_body(body, ("features", "spend", "features_at", "spend_at"))
+        per_feature: dict[str, tuple[str, dict[str, Any]]] = {}  # body field -> override key
+        for field, key, what in (("features", "alert_thresholds", "percent"),
+                                 ("features_at", "alert_at", "units")):  # fmt: skip
+            given = fields.get(field) or {}
+            if not isinstance(given, dict):
+                raise InputError.one(field, f"expected an object of feature -> [{what}, ...]")
+            for name in given:
+                if name not in customer.entitlements.metered:
+                    raise InputError.one(f"{field}.{name}", "not a metered feature of this plan")
+            per_feature[field] = (key, given)
         if "spend" in fields and customer.entitlements.spend_cap is None:
             raise InputError.one("spend", "this customer's plan has no spend cap")
 
         def rename(field: str) -> str:
+            parts = field.split(".")
             if field.startswith("overrides.spend_cap."):
-                return "spend"
-            if field.startswith("overrides."):
-                return "features." + field.split(".")[1]
+                return "spend_at" if parts[2].startswith("alert_at") else "spend"
+            if field.startswith("overrides.") and len(parts) > 2:
+                at = parts[2].startswith("alert_at")
+                return ("features_at." if at else "features.") + parts[1]
             return field
 
         def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], None]:
             overrides = dict(doc.get("overrides") or {})
-            for name, thresholds in features.items():
-                entry = overrides.get(name)
-                entry = dict(entry) if isinstance(entry, dict) else {}
-                entry["alert_thresholds"] = thresholds
-                overrides[name] = entry
-            if "spend" in fields:
-                cap = overrides.get("spend_cap")
-                cap = dict(cap) if isinstance(cap, dict) else {}
-                cap["alert_thresholds"] = fields["spend"]
-                overrides["spend_cap"] = cap
+            for key, given in per_feature.values():
+                for name, values in given.items():
+                    entry = overrides.get(name)
+                    entry = dict(entry) if isinstance(entry, dict) else {}
+                    entry[key] = values
+                    overrides[name] = entry
+            for field, key in (("spend", "alert_thresholds"), ("spend_at", "alert_at")):
+                if field in fields:
+                    cap = overrides.get("spend_cap")
+                    cap = dict(cap) if isinstance(cap, dict) else {}
+                    cap[key] = fields[field]
+                    overrides["spend_cap"] = cap
             doc["overrides"] = overrides
             return doc, None
 

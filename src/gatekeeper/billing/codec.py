@@ -147,7 +147,7 @@ def ledger_from_row(r: Sequence[Any], c: Conv) -> LedgerRow:
 
 ALERT_COLUMNS = (
     "id", "kind", "customer", "feature", "threshold", "used", '"limit"', "period_start",
-    "period_end", "occurred_at", "decision_id", "delivered_at", "cause",
+    "period_end", "occurred_at", "decision_id", "delivered_at", "cause", "at_value",
 )  # fmt: skip
 
 
@@ -158,4 +158,5 @@ def alert_from_row(r: Sequence[Any], c: Conv) -> LoggedAlert:
         limit=int(r[6]), period_start=c.parse_ts(r[7]), period_end=c.parse_ts(r[8]),
         occurred_at=c.parse_ts(r[9]), decision_id=r[10],
         delivered_at=None if r[11] is None else c.parse_ts(r[11]), cause=r[12] or None,
+        at=None if r[13] is None else int(r[13]),
     )  # fmt: skip

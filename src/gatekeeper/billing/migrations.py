@@ -193,6 +193,7 @@ CREATE TABLE spend_monthly (
 );
 CREATE INDEX spend_monthly_top ON spend_monthly (month, currency, amount_nano DESC, customer);
 ALTER TABLE alert_log ADD COLUMN cause TEXT;  -- blocked, resumed: what refused the customer
+ALTER TABLE alert_log ADD COLUMN at_value BIGINT;  -- threshold: an absolute point (alert_at)
 INSERT INTO revenue_daily (day, currency, event_count, amount_nano)
 SELECT day, currency, SUM(event_count), SUM(amount_nano) FROM revenue_ledger
 GROUP BY day, currency;
@@ -213,7 +214,7 @@ FROM revenue_ledger GROUP BY 1, customer, currency;
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "usage events, periods, invoice lines, revenue ledger, alert log", _V1,
               sqlite=_V1_SQLITE, postgres=_V1_POSTGRES),
-    Migration(2, "revenue per day and spend per customer and month (operator totals); the "
-              "cause of a logged blocked or resumed alert", _V2,
+    Migration(2, "revenue per day and spend per customer and month (operator totals); a "
+              "logged alert's cause and absolute point", _V2,
               sqlite=_V2_SQLITE, postgres=_V2_POSTGRES),
 )  # fmt: skip

@@ -401,12 +401,12 @@ class PostgresBillingStore:
         rows = await self._fetch(
             "insert_alert",
             'INSERT INTO alert_log (id, kind, customer, feature, threshold, used, "limit", '
-            "period_start, period_end, occurred_at, decision_id, delivered_at, cause) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+            "period_start, period_end, occurred_at, decision_id, delivered_at, cause, at_value) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
             "ON CONFLICT (id) DO NOTHING RETURNING id",
             alert.id, alert.kind.value, alert.customer, alert.feature, alert.threshold,
             alert.used, alert.limit, alert.period_start, alert.period_end, alert.time,
-            alert.decision_id, delivered_at, alert.cause or None,
+            alert.decision_id, delivered_at, alert.cause or None, alert.at,
         )  # fmt: skip
         return bool(rows)
 

@@ -362,12 +362,14 @@ class SqliteBillingStore:
         async with self._tx("insert_alert") as db:
             cur = await db.execute(
                 'INSERT INTO alert_log (id, kind, customer, feature, threshold, used, "limit", '
-                "period_start, period_end, occurred_at, decision_id, delivered_at, cause) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                "period_start, period_end, occurred_at, decision_id, delivered_at, cause, "
+                "at_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
                 (alert.id, alert.kind.value, alert.customer, alert.feature, alert.threshold,
                  alert.used, alert.limit, C.ts(alert.period_start), C.ts(alert.period_end),
                  C.ts(alert.time), alert.decision_id,
-                 None if delivered_at is None else C.ts(delivered_at), alert.cause or None),
+                 None if delivered_at is None else C.ts(delivered_at), alert.cause or None,
+                 alert.at),
             )  # fmt: skip
             return cur.rowcount == 1
 

@@ -160,3 +160,4 @@ class LoggedAlert:
     decision_id: str
     delivered_at: datetime | None
     cause: str | None = None  # blocked, resumed: quota_exhausted, spend_cap or rate_limited
+    at: int | None = None  # threshold: the absolute point crossed (units, nano-units)

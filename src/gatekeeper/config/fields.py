@@ -9,7 +9,7 @@ bad, so later cross-checks can skip it). Nothing here raises.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from enum import StrEnum
 from typing import TypeVar
 
@@ -71,6 +71,7 @@ def int_range(lo: int | None, hi: int | None) -> str:
 
 
 MAX_EXACT = MAX_COUNT  # the largest integer a policy may hold (model.MAX_COUNT)
+MAX_ALERT_POINTS = 20  # absolute alert points per limit (alert_at)
 
 
 def expect_int(
@@ -308,17 +309,48 @@ class Section:
 
     def thresholds(self, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
         """Alert thresholds: percentages 1..1000, strictly ascending."""
+        return self._ascending(
+            key, default, "a list of percentages",
+            lambda item, path: expect_int(item, path, self.issues, lo=1, hi=1000),
+        )  # fmt: skip
+
+    def alert_at(self, key: str, default: tuple[int, ...], *, money: bool) -> tuple[int, ...]:
+        """Absolute alert points, strictly ascending, at most MAX_ALERT_POINTS: unit counts
+        (>= 1), or with `money` amounts above zero (nano-units)."""
+
+        def point(item: Node, path: str) -> int | None:
+            if not money:
+                return expect_int(item, path, self.issues, lo=1)
+            nano = expect_money(item, path, self.issues)
+            if nano == 0:
+                self.issues.add(path, item.line, "an amount to alert at must be above zero")
+                return None
+            return nano
+
+        what = "a list of amounts" if money else "a list of unit counts"
+        values = self._ascending(key, default, what, point)
+        if len(values) > MAX_ALERT_POINTS and key not in self.bad:
+            self.error(key, f"at most {MAX_ALERT_POINTS} values, got {len(values)}")
+        return values
+
+    def _ascending(
+        self,
+        key: str,
+        default: tuple[int, ...],
+        what: str,
+        parse: Callable[[Node, str], int | None],
+    ) -> tuple[int, ...]:
         node = self.node.get(key)
         if node is None:
             return default
-        seq = expect_seq(node, self.path_of(key), self.issues, what="a list of percentages")
+        seq = expect_seq(node, self.path_of(key), self.issues, what=what)
         if seq is None:
             self.bad.add(key)
             return default
         values: list[int] = []
         for index, item in enumerate(seq.items):
             path = f"{self.path_of(key)}[{index}]"
-            value = expect_int(item, path, self.issues, lo=1, hi=1000)
+            value = parse(item, path)
             if value is None:
                 self.bad.add(key)
             elif values and value <= values[-1]:

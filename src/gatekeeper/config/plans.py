@@ -48,6 +48,7 @@ _METERED_KEYS = (
     "overage_allowance",
     "grace_percent",
     "alert_thresholds",
+    "alert_at",
 )
 
 
@@ -157,6 +158,7 @@ def _metered(
     inherited = was.overage_allowance if enforcement is Enforcement.SOFT else None
     allowance = sec.integer_or_null("overage_allowance", inherited, lo=0)
     thresholds = sec.thresholds("alert_thresholds", was.alert_thresholds)
+    alert_at = sec.alert_at("alert_at", was.alert_at, money=False)
     inherited_grace = was.grace_percent if enforcement is Enforcement.HARD else 0
     grace = sec.integer("grace_percent", inherited_grace, lo=0, hi=1000)
     hard = enforcement is Enforcement.HARD and "enforcement" not in sec.bad
@@ -184,6 +186,7 @@ def _metered(
         enforcement=enforcement,
         overage_allowance=allowance,
         alert_thresholds=thresholds,
+        alert_at=alert_at,
         grace_percent=grace,
     )
 
@@ -230,7 +233,10 @@ def parse_spend_cap(
 ) -> SpendCap | None:
     """A plan's spend cap, or a customer override merged over the plan's (`base`)."""
     sec = Section(
-        mapping, path, issues, allowed=("amount", "max_customer_cap", "action", "alert_thresholds")
+        mapping,
+        path,
+        issues,
+        allowed=("amount", "max_customer_cap", "action", "alert_thresholds", "alert_at"),
     )
     was = base or SpendCap(amount_nano=None)
     amount = sec.money("amount") if sec.has("amount") else was.amount_nano
@@ -239,6 +245,7 @@ def parse_spend_cap(
     )
     action = sec.choice("action", CapAction, was.action)
     thresholds = sec.thresholds("alert_thresholds", was.alert_thresholds)
+    alert_at = sec.alert_at("alert_at", was.alert_at, money=True)
     money_ok = not sec.bad & {"amount", "max_customer_cap"}
     if amount is not None and ceiling is not None and ceiling < amount and money_ok:
         key = "max_customer_cap" if sec.has("max_customer_cap") else "amount"
@@ -253,4 +260,5 @@ def parse_spend_cap(
         max_customer_cap_nano=ceiling,
         action=action,
         alert_thresholds=thresholds,
+        alert_at=alert_at,
     )

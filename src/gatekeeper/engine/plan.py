@@ -46,7 +46,7 @@ class GrantPlan:
 class QuotaPlan:
     limit: int | None  # None = unlimited (counted only)
     ceiling: int | None  # deny when used would pass this (None = never)
-    thresholds: tuple[int, ...]
+    thresholds: tuple[int, ...]  # percentages, then absolute points negated (alert_points)
     window: Window
 
 
@@ -75,7 +75,7 @@ class MeterPlan:
 class SpendPlan:
     cap: int | None  # nano-units; None = tracked, not capped
     block: bool
-    thresholds: tuple[int, ...]
+    thresholds: tuple[int, ...]  # as QuotaPlan.thresholds (absolute: nano-units)
     window: Window
 
 
@@ -117,7 +117,7 @@ def _quota(ent: MeteredEntitlement, customer: Customer, now: datetime) -> QuotaP
     return QuotaPlan(
         limit=ent.limit,
         ceiling=ent.ceiling,
-        thresholds=ent.alert_thresholds if ent.limit else (),
+        thresholds=alert_points(ent.alert_thresholds if ent.limit else (), ent.alert_at),
         window=window,
     )
 
@@ -175,11 +175,20 @@ def build_spend(customer: Customer, now: datetime) -> SpendPlan:
     """The customer's spend counter for the billing period, capped when a cap applies."""
     cap = customer.effective_spend_cap
     window = billing_window(now, customer.billing_day)
-    if cap is None or cap.amount_nano is None:
+    if cap is None:
         return SpendPlan(cap=None, block=False, thresholds=(), window=window)
+    if cap.amount_nano is None:  # no cap in force: amounts to alert at still apply
+        return SpendPlan(cap=None, block=False, thresholds=alert_points((), cap.alert_at),
+                         window=window)  # fmt: skip
     return SpendPlan(
         cap=cap.amount_nano,
         block=cap.action is CapAction.BLOCK,
-        thresholds=cap.alert_thresholds,
+        thresholds=alert_points(cap.alert_thresholds, cap.alert_at),
         window=window,
     )
+
+
+def alert_points(percents: tuple[int, ...], absolute: tuple[int, ...]) -> tuple[int, ...]:
+    """The one list decide.lua reads: percentages of the limit (ascending), then each absolute
+    point negated (units, or nano-units of spend), so both kinds share the ARGV layout."""
+    return percents + tuple(-a for a in absolute)

@@ -113,6 +113,7 @@ def alert_json(event: AlertEvent) -> dict[str, Any]:
             decision_id=event.decision_id,
             delivered_at=None,
             cause=event.cause or None,
+            at=event.at,
         )
     )
 

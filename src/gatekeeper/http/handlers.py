@@ -380,6 +380,8 @@ class Handlers:
             "customer": customer.id,
             "features": {f: list(m.alert_thresholds) for f, m in ents.metered.items()},
             "spend": None if cap is None else list(cap.alert_thresholds),
+            "features_at": {f: list(m.alert_at) for f, m in ents.metered.items()},
+            "spend_at": [] if cap is None else [format_nano(a) for a in cap.alert_at],
         }
 
     async def get_thresholds(self, request: web.Request) -> web.Response:

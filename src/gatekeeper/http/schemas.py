@@ -53,6 +53,8 @@ def _null(schema: Schema) -> Schema:
 
 
 _PERCENTS = {**_list({"type": "integer", "minimum": 1, "maximum": 1000}), "maxItems": 100}
+_UNIT_POINTS = {**_list({"type": "integer", "minimum": 1}), "maxItems": 20}
+_MONEY_POINTS = {**_list(MONEY), "maxItems": 20}
 _YAMLISH = {"type": "object", "description": "same shape as in the policy file"}
 _METADATA = {
     "type": "object",
@@ -251,11 +253,18 @@ COMPONENTS: dict[str, Schema] = {
             "customer": STR,
             "features": {"type": "object", "additionalProperties": _list(INT)},
             "spend": _null(_list(INT)),
+            "features_at": {"type": "object", "additionalProperties": _list(INT)},
+            "spend_at": _list(MONEY),
         },
-        ("customer", "features", "spend"),
+        ("customer", "features", "spend", "features_at", "spend_at"),
     ),
     "ThresholdsInput": _obj(
-        {"features": {"type": "object", "additionalProperties": _PERCENTS}, "spend": _PERCENTS},
+        {
+            "features": {"type": "object", "additionalProperties": _PERCENTS},
+            "spend": _PERCENTS,
+            "features_at": {"type": "object", "additionalProperties": _UNIT_POINTS},
+            "spend_at": _MONEY_POINTS,
+        },
         (),
         extra=False,
     ),
@@ -383,6 +392,7 @@ COMPONENTS: dict[str, Schema] = {
             "at": TIME,
             "delivered_at": _null(TIME),
             "cause": _null({"enum": list(BLOCK_CAUSES)}),
+            "alert_at": {"anyOf": [INT, MONEY, {"type": "null"}]},
         },
         ("id", "kind", "customer", "threshold", "at"),
     ),

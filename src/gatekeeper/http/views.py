@@ -303,6 +303,8 @@ def alert_view(alert: LoggedAlert) -> Json:
         "at": _iso(alert.occurred_at),
         "delivered_at": _iso(alert.delivered_at),
         "cause": alert.cause,
+        # a threshold at an absolute point (alert_at): units, or money like `used`
+        "alert_at": None if alert.at is None else (format_nano(alert.at) if money else alert.at),
     }
 
 

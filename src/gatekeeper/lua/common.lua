@@ -184,11 +184,17 @@ local function fired(key, field, limit)
   return seen == '1'
 end
 
+-- `thr`: percentages of `limit` (ascending), then absolute points negated (engine/plan.py
+-- alert_points: units, or nano-units of spend), each fired once per window: 'a<t>' holds the
+-- limit a percentage fired against, 'b<n>' marks an absolute point (no limit to re-arm it).
+-- emit(kind, percent, at): `at` the absolute point, nil for a percentage.
 local function fire_thresholds(key, thr, limit, used, emit)
-  if limit <= 0 then return end
   for _, t in ipairs(thr) do
-    if used * 100 < t * limit then return end
-    if not fired(key, 'a' .. t, limit) then emit('threshold', t) end
+    if t < 0 then
+      if used >= -t and not fired(key, 'b' .. fmt(-t), -t) then emit('threshold', 0, -t) end
+    elseif limit > 0 and used * 100 >= t * limit then
+      if not fired(key, 'a' .. t, limit) then emit('threshold', t) end
+    end
   end
 end
 
@@ -222,8 +228,10 @@ local function apply(m, now, emit)
   if q.key then
     redis.call('HINCRBY', q.key, 'u', m.billable)
     if q.u0 == 0 then redis.call('PEXPIRE', q.key, ttl_until(q.exp_us, now)) end
+    if m.billable > 0 and #q.thr > 0 then
+      fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t, at) emit(kind, t, m, nil, nil, nil, at) end)
+    end
     if m.billable > 0 and q.limit >= 0 then
-      fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t) emit(kind, t, m) end)
       if q.u1 > q.limit then
         over = true
         if not fired(q.key, 'ov', q.limit) then emit('overage', 100, m) end
@@ -247,8 +255,10 @@ local function apply_spend(s, total, emit, now)
   if not s.key or total == 0 then return end
   s.s1 = redis.call('HINCRBY', s.key, 'u', total)
   if s.s1 == total then redis.call('PEXPIRE', s.key, ttl_until(s.exp_us, now)) end
+  if total > 0 and #s.thr > 0 then
+    fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t, at) emit(kind, t, nil, nil, nil, nil, at) end)
+  end
   if total > 0 and s.cap >= 0 then
-    fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t) emit(kind, t, nil) end)
     if s.s1 > s.cap and not fired(s.key, 'ov', s.cap) then
       emit('spend_cap', 100, nil)
     end

@@ -101,8 +101,9 @@ local n_alerts = 0
 
 -- One alert on the partition's alert stream about meter m's quota (m nil: the spend cap).
 -- `cause` (blocked/resumed): quota_exhausted, spend_cap or rate_limited; `used` defaults to
--- after this call; `span` {limit, start_us, end_us} replaces the quota's (a rate limit's run).
-local function emit(kind, threshold, m, cause, used, span)
+-- after this call; `span` {limit, start_us, end_us} replaces the quota's (a rate limit's run);
+-- `at`: the absolute point (units, nano-units) a 'threshold' alert is about, not a percentage.
+local function emit(kind, threshold, m, cause, used, span, at)
   n_alerts = n_alerts + 1
   local feature, limit, start_us, end_us
   if span then
@@ -122,6 +123,7 @@ local function emit(kind, threshold, m, cause, used, span)
     'period_start_us', fmt(start_us), 'period_end_us', fmt(end_us), 'time_us', fmt(now),
     'decision_id', decision_id}
   if cause then fields[#fields + 1] = 'cause'; fields[#fields + 1] = cause end
+  if at then fields[#fields + 1] = 'at'; fields[#fields + 1] = fmt(at) end
   alert(KEYS[2], fields)
 end
 

@@ -48,7 +48,8 @@ local expires = tonumber(redis.call('HGET', rk, 'x'))
 if now > expires then return answered({'E'}) end
 
 local n_alerts = 0
-local function emit(kind, threshold, m)
+-- emit as decide.lua's (apply() passes its arguments): `at` an absolute point, else nil
+local function emit(kind, threshold, m, _, _, _, at)
   n_alerts = n_alerts + 1
   local feature, used, limit, start_us, end_us
   if m then
@@ -58,11 +59,13 @@ local function emit(kind, threshold, m)
     feature, used, limit = '', spend.s1, spend.cap
     start_us, end_us = spend.start_us, spend.end_us
   end
-  alert(KEYS[2], {
+  local fields = {
     'id', decision_id .. '.s' .. n_alerts, 'kind', kind, 'customer', customer, 'plan', plan,
     'feature', feature, 'threshold', fmt(threshold), 'used', fmt(used), 'limit', fmt(limit),
     'period_start_us', fmt(start_us), 'period_end_us', fmt(end_us), 'time_us', fmt(now),
-    'decision_id', decision_id})
+    'decision_id', decision_id}
+  if at then fields[#fields + 1] = 'at'; fields[#fields + 1] = fmt(at) end
+  alert(KEYS[2], fields)
 end
 
 -- Give back r units of m: billable units first (quota, billed units, price), then grants.

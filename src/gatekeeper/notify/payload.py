@@ -86,6 +86,10 @@ def alert_payload(
         body["currency"] = currency
         body["used_amount"] = format_nano(alert.used)
         body["limit_amount"] = format_nano(alert.limit)
+    if alert.at is not None:  # an absolute point (alert_at), not a percentage
+        body["alert_at"] = alert.at
+        if alert.feature is None and currency:
+            body["alert_at_amount"] = format_nano(alert.at)
     body["period"] = {"start": rfc3339(alert.period_start), "end": rfc3339(alert.period_end)}
     body["occurred_at"] = rfc3339(alert.time)
     body["decision_id"] = alert.decision_id or None

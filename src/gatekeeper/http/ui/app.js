@@ -363,7 +363,11 @@
   function alertText(a) {
     const subject = a.feature || "spend";
     switch (a.kind) {
-      case "threshold": return `${a.threshold}% of ${a.feature ? a.feature : "the spend cap"} reached`;
+      case "threshold":
+        if (a.alert_at !== null && a.alert_at !== undefined) {
+          return a.feature ? `${a.feature} reached ${num(a.alert_at)}` : `Spend reached ${money(a.alert_at, live.lastUsage && live.lastUsage.currency)}`;
+        }
+        return `${a.threshold}% of ${a.feature ? a.feature : "the spend cap"} reached`;
       case "overage": return `${subject} is past its soft limit`;
       case "spend_cap": return "Spend cap reached";
       case "forecast": return `${subject} projected to reach its ${a.feature ? "limit" : "cap"} before the period ends`;
