@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime
@@ -67,6 +68,20 @@ def test_spend_alert_payload_carries_currency_and_exact_amounts() -> None:
     assert (body["currency"], body["used_amount"], body["limit_amount"]) == ("USD", "8.00", "10.00")
     assert alert_payload(_alert(None))["type"] == "gatekeeper.alert.threshold"
     assert "currency" not in alert_payload(_alert(None))  # unknown without a policy
+
+
+def test_blocked_alerts_name_their_cause_and_points_their_amount() -> None:
+    blocked = dataclasses.replace(_alert("requests", AlertKind.BLOCKED), cause="rate_limited")
+    body = alert_payload(blocked, extra={"cause": "rate_limited"})
+    assert body["cause"] == "rate_limited" and body["details"] == {"cause": "rate_limited"}
+    assert "cause" not in alert_payload(_alert("requests"))
+    point = dataclasses.replace(_alert(None), threshold=0, at=7_500_000_000)
+    body = alert_payload(point, currency="USD")
+    assert (body["threshold"], body["alert_at"], body["alert_at_amount"]) == (0, 7_500_000_000,
+                                                                               "7.50")  # fmt: skip
+    units = alert_payload(dataclasses.replace(_alert("requests"), threshold=0, at=75))
+    assert units["alert_at"] == 75 and "alert_at_amount" not in units
+    assert "alert_at" not in alert_payload(_alert("requests"))
 
 
 def test_digest_payload_and_stable_id() -> None:

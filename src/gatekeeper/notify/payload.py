@@ -86,6 +86,8 @@ def alert_payload(
         body["currency"] = currency
         body["used_amount"] = format_nano(alert.used)
         body["limit_amount"] = format_nano(alert.limit)
+    if alert.cause:  # blocked, resumed (also in `details`, where version 1 first sent it)
+        body["cause"] = alert.cause
     if alert.at is not None:  # an absolute point (alert_at), not a percentage
         body["alert_at"] = alert.at
         if alert.feature is None and currency:
