@@ -103,6 +103,11 @@ def demos(tmp_path: Path) -> Iterator[list[DemoRun]]:
     """Runs started by a test; any still running at the end is killed with its children."""
     runs: list[DemoRun] = []
     yield runs
+    stop_runs(runs)
+
+
+def stop_runs(runs: list[DemoRun]) -> None:
+    """SIGINT each run still going (then SIGKILL), and kill any child left behind."""
     for run in runs:
         if run.proc.poll() is None:
             run.proc.send_signal(signal.SIGINT)

@@ -17,6 +17,9 @@ from gatekeeper.config import load_config
 from gatekeeper.pipeline.worker import BillingWorker, WorkerOptions
 from gatekeeper.store.keys import KeySpace
 from tests.conftest import RedisTarget
+from tests.ui.browser import browser, screenshots
+
+__all__ = ["browser", "screenshots"]
 
 POLICY = Path(__file__).parents[1] / "e2e" / "policy.yaml"
 ADMIN = "dashboard-operator-token"

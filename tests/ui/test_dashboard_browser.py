@@ -2,7 +2,7 @@
 
 Loads the page with a customer's API key in the URL fragment, reads a usage number, drives
 decisions through the ext_authz HTTP path, and sees the number change within 2 s; then the
-operator view. Screenshots land in the test's tmp_path.
+operator view. Screenshots are kept under test-output/screenshots/ (tests/ui/browser.py).
 """
 
 from __future__ import annotations
@@ -10,76 +10,28 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from gatekeeper.app import App
 from gatekeeper.money import format_money, parse_nano
+from tests.ui.browser import CHROMIUM, needs_chromium, open_page
 from tests.ui.conftest import ADMIN, HOBBYIST_KEY, bill_app, chat, following
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="Debian chromium is not installed at /usr/bin/chromium (.ci/run installs it)",
-)
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
 
 if CHROMIUM.exists():
-    from playwright.async_api import BrowserContext, Page, async_playwright, expect
-
-
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
-    async with async_playwright() as p:
-        context = await p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a fresh user-data-dir
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=ARGS,
-            viewport={"width": 1360, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
-
-
-async def _open(context: BrowserContext, url: str, errors: list[str]) -> Page:
-    page = await context.new_page()
-    # script errors and CSP violations; refused requests (401/404/422) are logged as
-    # "Failed to load resource" and are part of what the tests exercise
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(url)
-    return page
+    from playwright.async_api import BrowserContext, expect
 
 
 async def test_customer_view_updates_live(
-    app: App, browser: BrowserContext, tmp_path: Path
+    app: App, browser: BrowserContext, screenshots: Path
 ) -> None:
     errors: list[str] = []
     base = f"http://127.0.0.1:{app.http_port}"
-    page = await _open(browser, f"{base}/ui/#token={HOBBYIST_KEY}", errors)
+    page = await open_page(browser, f"{base}/ui/#token={HOBBYIST_KEY}", errors)
     used = page.get_by_test_id("used-chat_requests")
     await expect(used).to_have_text("0", timeout=10_000)
     assert "token" not in page.url  # taken out of the address bar, kept in sessionStorage
@@ -98,7 +50,7 @@ async def test_customer_view_updates_live(
     await expect(forecast.locator("td").nth(5)).to_have_text(
         re.compile(r"^(blocked( around .+)? \(limit\)|within limit)$")
     )
-    await page.screenshot(path=str(tmp_path / "customer.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "customer.png"), full_page=True)
 
     # the spend cap form names the field at fault
     await page.get_by_test_id("cap-amount").fill("twelve")
@@ -108,10 +60,10 @@ async def test_customer_view_updates_live(
     assert not errors, errors
 
 
-async def test_operator_view(app: App, browser: BrowserContext, tmp_path: Path) -> None:
+async def test_operator_view(app: App, browser: BrowserContext, screenshots: Path) -> None:
     assert await chat(app, HOBBYIST_KEY, 7) == [200] * 5 + [429] * 2
     errors: list[str] = []
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
+    page = await open_page(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
     await expect(page.locator("#role")).to_have_text("operator · admin", timeout=10_000)
     top = page.get_by_test_id("op-top")
     await expect(top).to_contain_text("hobbyist", timeout=5_000)
@@ -120,7 +72,7 @@ async def test_operator_view(app: App, browser: BrowserContext, tmp_path: Path) 
     await expect(page.get_by_test_id("kpi-lag")).not_to_have_text("–")
     # the lag is known with the project's own (embedded, 6.2) Redis too: never "n/a (Redis < 7)"
     await expect(page.locator("#lag-lag")).to_have_text(re.compile(r"^\d[\d,]*$"))
-    await page.screenshot(path=str(tmp_path / "operator.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "operator.png"), full_page=True)
 
     # drill down into the customer from the picker
     await page.get_by_test_id("customer-picker").select_option("hobbyist")
@@ -130,7 +82,7 @@ async def test_operator_view(app: App, browser: BrowserContext, tmp_path: Path) 
 
 async def test_bad_token_shows_the_sign_in_form(app: App, browser: BrowserContext) -> None:
     errors: list[str] = []
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token=wrong", errors)
+    page = await open_page(browser, f"http://127.0.0.1:{app.http_port}/ui/#token=wrong", errors)
     await expect(page.locator("#login-error")).to_contain_text("not accepted", timeout=10_000)
     await page.locator("#token-input").fill(HOBBYIST_KEY)
     await page.get_by_role("button", name="Open dashboard").click()
@@ -139,7 +91,7 @@ async def test_bad_token_shows_the_sign_in_form(app: App, browser: BrowserContex
 
 
 async def test_a_customer_living_on_a_grant_sees_its_balance(
-    app: App, browser: BrowserContext, tmp_path: Path
+    app: App, browser: BrowserContext, screenshots: Path
 ) -> None:
     """3 chat requests all drawn from a grant of 3: the feature shows 0 used against its
     limit, and the grant shows 0 of 3 left (the counters, through the usage API)."""
@@ -158,12 +110,12 @@ async def test_a_customer_living_on_a_grant_sees_its_balance(
             key = (await r.json())["key"]
     assert await chat(app, key, 3) == [200] * 3
     errors: list[str] = []
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={key}", errors)
+    page = await open_page(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={key}", errors)
     await expect(page.get_by_test_id("used-chat_requests")).to_have_text("0", timeout=10_000)
     grant = page.get_by_test_id("grant-promo")
     await expect(grant).to_contain_text("0 of 3 left", timeout=5_000)
     await expect(grant).to_contain_text("3 used")
-    await page.screenshot(path=str(tmp_path / "living-on-grants.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "living-on-grants.png"), full_page=True)
 
     # the customer mutes anomaly alerts for its webhooks from the page: the API holds it
     await page.get_by_test_id("cu-mutes").locator("summary").click()
@@ -182,13 +134,13 @@ async def test_a_customer_living_on_a_grant_sees_its_balance(
 
 
 async def test_blocked_customers_are_told_why_and_how_to_lift_it(
-    app: App, browser: BrowserContext, tmp_path: Path
+    app: App, browser: BrowserContext, screenshots: Path
 ) -> None:
     """Blocked by quota (hobbyist: 5 a day) and by a blocking spend cap (thrifty: 0.005 USD):
     the card says blocked, since when and what lifts it; the alert list says it once."""
     assert await chat(app, HOBBYIST_KEY, 7) == [200] * 5 + [429] * 2
     errors: list[str] = []
-    page = await _open(
+    page = await open_page(
         browser, f"http://127.0.0.1:{app.http_port}/ui/#token={HOBBYIST_KEY}", errors
     )
     card = page.get_by_test_id("feature-chat_requests")
@@ -200,24 +152,24 @@ async def test_blocked_customers_are_told_why_and_how_to_lift_it(
     # the two refusals, by reason, as the serving process flushed them (about a second on)
     await expect(page.get_by_test_id("cu-denials")).to_contain_text("Refused today", timeout=10_000)
     await expect(page.get_by_test_id("cu-denials")).to_contain_text("2 quota used up")
-    await page.screenshot(path=str(tmp_path / "blocked-by-quota.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "blocked-by-quota.png"), full_page=True)
     await page.close()
 
     thrifty = "gk-test-thrifty"
     statuses = await chat(app, thrifty, 6)
     assert statuses[0] == 200 and 402 in statuses, statuses
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={thrifty}", errors)
+    page = await open_page(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={thrifty}", errors)
     spend = page.get_by_test_id("cu-spend")
     await expect(spend.get_by_test_id("blocked")).to_contain_text(
         "spend cap is reached", timeout=10_000
     )
     await expect(spend.get_by_test_id("blocked")).to_contain_text("raise your cap")
-    await page.screenshot(path=str(tmp_path / "blocked-by-cap.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "blocked-by-cap.png"), full_page=True)
     assert not errors, errors
 
 
 async def test_the_bill_and_daily_usage_are_the_billing_store_s(
-    app: App, browser: BrowserContext, tmp_path: Path
+    app: App, browser: BrowserContext, screenshots: Path
 ) -> None:
     """After the worker billed busy's requests, the page's bill to date is the invoice API's
     total (the billing store), line by line, and the daily chart has a point for today."""
@@ -235,7 +187,9 @@ async def test_the_bill_and_daily_usage_are_the_billing_store_s(
     chat_line = next(x for x in invoice["lines"] if x["feature"] == "chat_requests")
     assert chat_line["quantity"] == 6
     errors: list[str] = []
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token=gk-test-busy", errors)
+    page = await open_page(
+        browser, f"http://127.0.0.1:{app.http_port}/ui/#token=gk-test-busy", errors
+    )
     total = page.get_by_test_id("bill-total")
     await expect(total).to_have_text(
         format_money(parse_nano(invoice["total"]), "USD"), timeout=10_000
@@ -243,12 +197,12 @@ async def test_the_bill_and_daily_usage_are_the_billing_store_s(
     row = page.get_by_test_id("cu-bill").locator("tr[data-feature=chat_requests]")
     await expect(row.locator("td").nth(1)).to_have_text("6")
     await expect(page.get_by_test_id("cu-daily")).to_have_attribute("data-days", "1")
-    await page.screenshot(path=str(tmp_path / "bill-to-date.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "bill-to-date.png"), full_page=True)
     assert not errors, errors
 
 
 async def test_the_operator_s_money_is_the_billing_store_s(
-    app: App, browser: BrowserContext, tmp_path: Path
+    app: App, browser: BrowserContext, screenshots: Path
 ) -> None:
     """Revenue today and month to date are the billing store's day totals, the top spenders
     its month spend, "blocked now" the customers refused by a quota or a blocking cap."""
@@ -262,7 +216,7 @@ async def test_the_operator_s_money_is_the_billing_store_s(
     (day,) = await store.day_totals(today, today)
     top = await store.top_spenders(today, "USD", 5)
     errors: list[str] = []
-    page = await _open(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
+    page = await open_page(browser, f"http://127.0.0.1:{app.http_port}/ui/#token={ADMIN}", errors)
     await expect(page.get_by_test_id("kpi-rev-today")).to_have_text(
         format_money(day.amount_nano, "USD"), timeout=10_000
     )
@@ -281,5 +235,5 @@ async def test_the_operator_s_money_is_the_billing_store_s(
     await expect(blocked.locator("tr[data-customer=thrifty] td").nth(2)).to_have_text(
         format_money(parse_nano("0.005"), "USD")
     )
-    await page.screenshot(path=str(tmp_path / "operator-money.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "operator-money.png"), full_page=True)
     assert not errors, errors

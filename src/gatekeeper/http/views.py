@@ -25,6 +25,7 @@ from gatekeeper.model import (
     Plan,
     Policy,
     Price,
+    RateUnit,
     SpendCap,
 )
 from gatekeeper.money import format_nano
@@ -175,6 +176,9 @@ def customer_view(
     }
 
 
+_RATE_UNITS = {u.seconds: u.value for u in RateUnit}
+
+
 def usage_view(
     policy: Policy,
     customer: Customer,
@@ -217,7 +221,9 @@ def usage_view(
                 "remaining": None if unlimited else max(status.remaining, 0),
                 "reset": _iso(status.reset_at),
                 "window_s": status.window_s,
-                "period": None if metered is None or status.kind is not LimitKind.QUOTA
+                # a quota's period; a rate limit's unit (per second, minute, hour)
+                "period": _RATE_UNITS.get(status.window_s) if status.kind is LimitKind.RATE
+                else None if metered is None or status.kind is not LimitKind.QUOTA
                 else metered.period.value,
                 "enforcement": None if metered is None else metered.enforcement.value,
             }

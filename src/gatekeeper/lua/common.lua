@@ -229,7 +229,8 @@ local function apply(m, now, emit)
     redis.call('HINCRBY', q.key, 'u', m.billable)
     if q.u0 == 0 then redis.call('PEXPIRE', q.key, ttl_until(q.exp_us, now)) end
     if m.billable > 0 and #q.thr > 0 then
-      fire_thresholds(q.key, q.thr, q.limit, q.u1, function(kind, t, at) emit(kind, t, m, nil, nil, nil, at) end)
+      fire_thresholds(q.key, q.thr, q.limit, q.u1,
+        function(kind, t, at) emit(kind, t, m, nil, nil, nil, at) end)
     end
     if m.billable > 0 and q.limit >= 0 then
       if q.u1 > q.limit then
@@ -256,7 +257,8 @@ local function apply_spend(s, total, emit, now)
   s.s1 = redis.call('HINCRBY', s.key, 'u', total)
   if s.s1 == total then redis.call('PEXPIRE', s.key, ttl_until(s.exp_us, now)) end
   if total > 0 and #s.thr > 0 then
-    fire_thresholds(s.key, s.thr, s.cap, s.s1, function(kind, t, at) emit(kind, t, nil, nil, nil, nil, at) end)
+    fire_thresholds(s.key, s.thr, s.cap, s.s1,
+      function(kind, t, at) emit(kind, t, nil, nil, nil, nil, at) end)
   end
   if total > 0 and s.cap >= 0 then
     if s.s1 > s.cap and not fired(s.key, 'ov', s.cap) then

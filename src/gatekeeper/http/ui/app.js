@@ -373,7 +373,7 @@
       case "forecast": return `${subject} projected to reach its ${a.feature ? "limit" : "cap"} before the period ends`;
       case "anomaly": return `Unusual ${subject} usage today`;
       case "blocked":
-        if (causeOf(a) === "rate_limited") return `Blocked: ${a.feature} rate limited (above ${num(a.limit)} per window) since ${when(a.period_start)}`;
+        if (causeOf(a) === "rate_limited") return `Blocked: ${a.feature} rate limited (over ${num(a.limit)} at a time, refused again and again) since ${when(a.period_start)}`;
         return a.feature ? `Blocked: ${a.feature} quota used up until ${when(a.period_end)}` : `Blocked: spend cap of ${money(a.limit, live.lastUsage && live.lastUsage.currency)} reached`;
       case "resumed":
         if (causeOf(a) === "rate_limited") return `${a.feature} no longer rate limited`;
@@ -406,12 +406,14 @@
     fill.style.width = `${Math.min(100, ratio * 100)}%`;
     const unit = f.unit ? ` ${f.unit}` : "";
     const kind = f.kind === "rate" ? `rate · per ${f.period || "window"}` : `${f.period || "period"} quota${f.enforcement ? ` · ${f.enforcement}` : ""}`;
-    return h("div", { class: "feature", "data-feature": f.feature, "data-testid": `feature-${f.feature}` },
+    // a feature's quota and its rate limit are two cards: `feature-<f>` / `rate-<f>`
+    const tid = f.kind === "rate" ? `rate-${f.feature}` : `feature-${f.feature}`;
+    return h("div", { class: "feature", "data-feature": f.feature, "data-kind": f.kind, "data-testid": tid },
       h("div", { class: "feature-head" },
         h("span", { class: "feature-name", text: f.feature }),
         h("span", { class: "tag", text: kind })),
       h("div", { class: "figure" },
-        h("span", { class: "used", "data-testid": `used-${f.feature}`, text: num(f.used) }),
+        h("span", { class: "used", "data-testid": f.kind === "rate" ? `rate-used-${f.feature}` : `used-${f.feature}`, text: num(f.used) }),
         h("span", { class: "of", text: limited ? ` / ${num(f.limit)}${unit}` : `${unit} · no limit` })),
       h("div", { class: "meter", role: "meter", "aria-valuemin": "0", "aria-valuemax": limited ? String(f.limit) : null, "aria-valuenow": String(f.used) }, fill),
       h("div", { class: "feature-foot" },
