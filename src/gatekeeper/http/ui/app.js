@@ -322,7 +322,7 @@
     list.textContent = "";
     if (!blocked.blocked.length) list.append(h("tr", {}, h("td", { colspan: "4", class: "empty", text: "No customer is blocked." })));
     for (const b of blocked.blocked) {
-      const by = b.feature ? `${b.feature} quota` : "spend cap";
+      const by = b.cause === "rate_limited" ? `${b.feature} rate limit` : b.feature ? `${b.feature} quota` : "spend cap";
       const at = b.feature ? num(b.limit) : money(b.limit_amount, b.currency);
       list.append(h("tr", { "data-customer": b.customer },
         h("td", {}, h("a", { href: `#customer=${encodeURIComponent(b.customer)}`, text: b.customer })),
