@@ -150,9 +150,9 @@ class MeteredEntitlement:
     enforcement: Enforcement = Enforcement.HARD
     overage_allowance: int | None = None  # soft only: past limit + allowance the limit is hard
     alert_thresholds: tuple[int, ...] = ()  # percentages of limit, ascending
-    alert_at: tuple[int, ...] = ()  # units used in the period, ascending (with or without limit)
     # hard only: admit up to limit + grace_percent % (flagged as overage, alerted once), then deny
     grace_percent: int = 0
+    alert_at: tuple[int, ...] = ()  # units used in the period, ascending (with or without limit)
 
     @property
     def ceiling(self) -> int | None:
