@@ -648,7 +648,8 @@ class Handlers:
         )
 
     async def blocked_now(self, request: web.Request) -> web.Response:
-        """Customers a quota or a blocking spend cap refuses now (the live block episodes)."""
+        """Customers a quota, a blocking spend cap or sustained rate limiting refuses now (the
+        live block episodes)."""
         if self._blocked is None:
             raise NotFound("this process does not read block episodes")
         limit = _int_param(request, "limit", 50, 1, MAX_PAGE)

@@ -161,7 +161,7 @@ def operations(h: Handlers) -> tuple[Operation, ...]:
                          Param("limit", {"type": "integer", "minimum": 1, "maximum": 100},
                                "how many (default 10)"))),
         Operation("GET", "/v1/blocked", h.blocked_now, "listBlocked",
-                  "Customers a quota or a blocking spend cap refuses now", "money", OP,
+                  "Customers a quota, spend cap or rate limit refuses now", "money", OP,
                   "Blocked", query=(_LIMIT,)),
         Operation("GET", "/v1/tokens", h.tokens, "listTokens", "API tokens (never the tokens)",
                   "access", A, "Tokens"),

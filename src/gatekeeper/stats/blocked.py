@@ -1,6 +1,7 @@
 """Customers blocked now: the open block episodes every partition holds (decide.lua opens one
-on the first denial by a quota or a blocking spend cap; an admission that lifts it, or the
-window's reset, closes it). What the operator page shows as "blocked now"."""
+on the first denial by a quota or a blocking spend cap, or on 10 s of rate-limit refusals; an
+admission that lifts it, the window's reset or a quiet spell closes it). What the operator
+page shows as "blocked now"."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ __all__ = ["BlockedEpisode", "BlockedNow", "BlockedReader"]
 
 @dataclass(frozen=True, slots=True)
 class BlockedEpisode:
-    """A customer refused by one limit until `until` (the window's end) unless it is lifted.
+    """A customer refused by one limit until `until` unless it is lifted: the window's end, or
+    (rate_limited) when its run of refusals ends if no refusal follows.
 
-    `feature` "" = the spend cap; `limit`: what it blocked at (units, or nano-units of money)."""
+    `feature` "" = the spend cap; `limit`: what it blocked at (units, nano-units of money, or
+    a rate limit's count per window); `period_start`: the window's start, or the run's first
+    refusal."""
 
     customer: str
     plan: str
