@@ -108,6 +108,17 @@ def _uncursor(text: str) -> tuple[datetime, str]:
         raise InputError.one("cursor", "not a cursor this API returned") from None
 
 
+def _day_range(request: web.Request, today: date) -> tuple[date, date]:
+    """`from` .. `to` (default: the month to date), at most 366 days."""
+    first = _date_param(request, "from", today.replace(day=1))
+    last = _date_param(request, "to", today)
+    if last < first:
+        raise InputError.one("to", "must not be before from")
+    if (last - first).days > 366:
+        raise InputError.one("to", "at most 366 days per request")
+    return first, last
+
+
 class Handlers:
     def __init__(
         self,
@@ -592,13 +603,7 @@ class Handlers:
 
     async def revenue(self, request: web.Request) -> web.Response:
         customer = await self.customer(request)
-        today = self._clock.now().date()
-        first = _date_param(request, "from", today.replace(day=1))
-        last = _date_param(request, "to", today)
-        if last < first:
-            raise InputError.one("to", "must not be before from")
-        if (last - first).days > 366:
-            raise InputError.one("to", "at most 366 days per request")
+        first, last = _day_range(request, self._clock.now().date())
         rows = await (await self._store()).revenue(customer.id, first, last)
         return _json(
             {
@@ -613,13 +618,7 @@ class Handlers:
     # ---- money over every customer (operators) ---------------------------------------
     async def revenue_totals(self, request: web.Request) -> web.Response:
         """Revenue recognised per day over every customer (the billing store's day totals)."""
-        today = self._clock.now().date()
-        first = _date_param(request, "from", today.replace(day=1))
-        last = _date_param(request, "to", today)
-        if last < first:
-            raise InputError.one("to", "must not be before from")
-        if (last - first).days > 366:
-            raise InputError.one("to", "at most 366 days per request")
+        first, last = _day_range(request, self._clock.now().date())
         rows = await (await self._store()).day_totals(first, last)
         currency = self._policy.current().currency
         return _json(
