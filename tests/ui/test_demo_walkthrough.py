@@ -100,6 +100,9 @@ async def test_each_demo_customer_sees_its_own_situation(
         "spend cap is reached", timeout=10_000
     )
     await expect(spend.get_by_test_id("blocked")).to_contain_text("raise your cap")
+    # its forecast says so too: blocked now, not at some projected time
+    verdict = page.get_by_test_id("verdict-spend")
+    await expect(verdict).to_have_text("blocked now (spend cap)", timeout=10_000)
     await page.screenshot(path=str(screenshots / "demo-initech.png"), full_page=True)
     await page.close()
 

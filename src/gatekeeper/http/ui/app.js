@@ -550,7 +550,10 @@
     live.alerts.set(a.id, a);
     const sorted = [...live.alerts.values()].sort((x, y) => (x.at < y.at ? 1 : -1)).slice(0, 50);
     renderAlerts($("cu-alerts"), sorted, false, quiet ? null : new Set([a.id]));
-    if ((a.kind === "blocked" || a.kind === "resumed") && live.lastUsage) renderUsage(live.lastUsage);
+    if (a.kind === "blocked" || a.kind === "resumed") {
+      if (live.lastUsage) renderUsage(live.lastUsage);
+      refreshForecastSoon();  // its verdict says "blocked now" while an episode is open
+    }
   }
 
   // Blocked now, per feature ("" = the spend cap): the newest blocked/resumed alert of this
@@ -590,9 +593,12 @@
   // cuts the customer off ("blocked around <date>"), it is never "over by" anything.
   function outlookVerdict(r) {
     const around = r.reached ? ` around ${when(r.reached)}` : "";
+    // refused already (an open block episode of this limit): now, not a projected time
+    const blockedNow = r.name === "spend" ? blockOf("", "spend_cap") : blockOf(r.name, "quota_exhausted");
     switch (r.outlook) {
       case "blocked":
-        return h("span", { class: "verdict bad", text: `blocked${around}${r.name === "spend" ? " (spend cap)" : " (limit)"}` });
+        return h("span", { class: "verdict bad", "data-testid": `verdict-${r.name}`,
+          text: `blocked${blockedNow ? " now" : around}${r.name === "spend" ? " (spend cap)" : " (limit)"}` });
       case "over_limit":
         return h("span", { class: "verdict warn", text: r.enforcement === "alert"
           ? `over the cap by ${r.fmt(r.projected - r.limit)} (alert only)`
