@@ -196,8 +196,10 @@ async def test_sustained_rate_limiting_is_a_block_once_and_resumes_after_a_quiet
     b = blocked[0]
     assert (b["cause"], b["feature"], b["limit"]) == ("rate_limited", "requests", "2")
     assert int(b["period_start_us"]) == to_us(start)  # the run's first refusal
-    assert to_us(start + timedelta(seconds=10)) <= int(b["time_us"]) <= to_us(
-        start + timedelta(seconds=11)
+    assert (
+        to_us(start + timedelta(seconds=10))
+        <= int(b["time_us"])
+        <= to_us(start + timedelta(seconds=11))
     )
     now = await BlockedReader(redis=h.redis, keys=h.store.keys).read(h.clock.now(), 10)
     assert now.count == 1 and now.episodes[0].cause == "rate_limited"
