@@ -393,7 +393,7 @@ class CustomerAdmin:
         the file's)."""
         customer = await self.require_manage(actor, customer_id)
         fields = object_body(body, ("features", "spend", "features_at", "spend_at"))
-        per_feature: dict[str, tuple[str, dict[str, Any]]] = {}  # body field -> override key
+        per_feature: list[tuple[str, dict[str, Any]]] = []  # (override key, feature -> values)
         for field, key, what in (("features", "alert_thresholds", "percent"),
                                  ("features_at", "alert_at", "units")):  # fmt: skip
             given = fields.get(field) or {}
@@ -402,7 +402,7 @@ class CustomerAdmin:
             for name in given:
                 if name not in customer.entitlements.metered:
                     raise InputError.one(f"{field}.{name}", "not a metered feature of this plan")
-            per_feature[field] = (key, given)
+            per_feature.append((key, given))
         if "spend" in fields and customer.entitlements.spend_cap is None:
             raise InputError.one("spend", "this customer's plan has no spend cap")
 
@@ -417,7 +417,7 @@ class CustomerAdmin:
 
         def edit(doc: dict[str, Any]) -> tuple[dict[str, Any], None]:
             overrides = dict(doc.get("overrides") or {})
-            for key, given in per_feature.values():
+            for key, given in per_feature:
                 for name, values in given.items():
                     entry = overrides.get(name)
                     entry = dict(entry) if isinstance(entry, dict) else {}

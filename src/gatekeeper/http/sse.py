@@ -36,6 +36,7 @@ from gatekeeper.http.auth import ACTOR
 from gatekeeper.http.problems import problem
 from gatekeeper.loop import run_loop, transient_types
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 
 __all__ = ["EventStreams", "StreamWatch", "Subscription", "sse_comment", "sse_event"]
 
@@ -129,7 +130,7 @@ class StreamWatch:
             for stream in fresh:
                 pipe.xrevrange(stream, count=1)
             for stream, reply in zip(fresh, await pipe.execute(), strict=True):
-                self._last[stream] = _text(reply[0][0]) if reply else "0-0"
+                self._last[stream] = reply_text(reply[0][0]) if reply else "0-0"
         self._last = {s: self._last[s] for s in wanted}
         return dict(self._last)
 
@@ -142,12 +143,12 @@ class StreamWatch:
         reply: Any = await self._redis.xread(streams, count=500, block=self._block_ms)  # type: ignore[arg-type]
         seen = 0
         for raw_stream, entries in reply or ():
-            stream = _text(raw_stream)
+            stream = reply_text(raw_stream)
             alerts = stream.endswith(":alerts")
             for entry_id, fields in entries:
                 seen += 1
-                self._last[stream] = _text(entry_id)
-                customer = _text(fields.get(b"customer", fields.get("customer", b"")))
+                self._last[stream] = reply_text(entry_id)
+                customer = reply_text(fields.get(b"customer", fields.get("customer", b"")))
                 subs = self._subs.get(customer)
                 if not subs:
                     continue
@@ -194,10 +195,6 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Channel:

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from gatekeeper.clock import from_us, to_us
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 from gatekeeper.store.scripts import LuaScript, load_script
 
 __all__ = ["BlockedEpisode", "BlockedNow", "BlockedReader"]
@@ -77,10 +78,10 @@ def _episodes(flat: list[object]) -> list[BlockedEpisode]:
         customer, plan, feature, cause, limit, start_us, end_us = flat[i : i + 7]
         out.append(
             BlockedEpisode(
-                customer=_text(customer),
-                plan=_text(plan),
-                feature=_text(feature),
-                cause=_text(cause),
+                customer=_str(customer),
+                plan=_str(plan),
+                feature=_str(feature),
+                cause=_str(cause),
                 limit=_int(limit),
                 period_start=from_us(_int(start_us)),
                 until=from_us(_int(end_us)),
@@ -89,12 +90,14 @@ def _episodes(flat: list[object]) -> list[BlockedEpisode]:
     return out
 
 
+def _str(value: object) -> str:
+    if isinstance(value, bytes | str):
+        return reply_text(value)
+    raise ValueError(f"not a string: {value!r}")
+
+
 def _int(value: object) -> int:
     """An integer reply, or a score (a bulk string of an integer)."""
     if isinstance(value, int | str | bytes):
         return int(value)
     raise ValueError(f"not an integer: {value!r}")
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -18,6 +18,7 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.events import AlertEvent
 from gatekeeper.stats.recorder import ALLOWED_CLASSES, outcome_class
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 from gatekeeper.store.scripts import load_script
 
 __all__ = [
@@ -54,7 +55,7 @@ class DenialsReader:
             raw = await self._redis.hgetall(self._keys.customer_denials(customer, day))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-        counts = {_text(k): int(v) for k, v in raw.items()}
+        counts = {reply_text(k): int(v) for k, v in raw.items()}
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -132,12 +133,8 @@ def _iso(when: datetime) -> str:
 
 
 def _entry_order(entry_id: bytes | str) -> tuple[int, int]:
-    ms, _, seq = _text(entry_id).partition("-")
+    ms, _, seq = reply_text(entry_id).partition("-")
     return int(ms), int(seq or 0)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class StatsReader:
@@ -222,7 +219,7 @@ class StatsReader:
         denied: dict[str, int] = {}
         for i, fields in enumerate(hashes):
             for raw_name, raw_value in fields.items():
-                name, value = _text(raw_name), int(raw_value)
+                name, value = reply_text(raw_name), int(raw_value)
                 kind, _, subject = name.partition(":")
                 if kind == "o":
                     row = series.setdefault(outcome_class(subject), [0] * len(seconds))
@@ -264,7 +261,7 @@ class StatsReader:
             if isinstance(groups, Exception):  # no such stream yet: nothing written, no group
                 without += 1
                 continue
-            mine = [g for g in groups if _text(g.get("name", b"")) == self._group]
+            mine = [g for g in groups if reply_text(g.get("name", b"")) == self._group]
             if not mine:
                 without += 1
                 lag += int(xlen)  # no group yet: none of its entries was delivered
@@ -274,7 +271,7 @@ class StatsReader:
             if group.get("lag") is not None:
                 lag += int(group["lag"])
             else:  # Redis 6.2 (or a lag Redis 7 cannot compute after deletions): count them
-                uncounted.append((stream, _text(group.get("last-delivered-id", b"0-0"))))
+                uncounted.append((stream, reply_text(group.get("last-delivered-id", b"0-0"))))
         capped = False
         for stream, last in uncounted:
             try:
@@ -308,7 +305,7 @@ class StatsReader:
         reply: Any = await self._redis.xrevrange(stream, count=scan)
         found: list[AlertEvent] = []
         for _, fields in reply:
-            if _text(fields.get(b"customer", fields.get("customer", b""))) != customer:
+            if reply_text(fields.get(b"customer", fields.get("customer", b""))) != customer:
                 continue
             try:
                 found.append(AlertEvent.from_fields(fields))

@@ -17,7 +17,7 @@ from gatekeeper.errors import StoreUnavailable
 from gatekeeper.periods import Window
 from gatekeeper.store.argpack import array_header, pack_int, pack_values
 from gatekeeper.store.keys import KeySpace
-from gatekeeper.store.resp import bulk_strings
+from gatekeeper.store.resp import bulk_strings, reply_text
 
 __all__ = [
     "Body",
@@ -220,10 +220,6 @@ def encode(
     return Encoded(keys=keys, argv=[packed], counters_resp=body.counters_resp)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 # a reply row's kind as hiredis (bytes) or a decoding client (str) gives it
 _ROW_KINDS = {b"q": "q", b"r": "r", b"s": "s", "q": "q", "r": "r", "s": "s"}
 
@@ -236,8 +232,8 @@ def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
     if len(reply) == 2:  # an idempotency record written by an earlier version
         return _decode_text(reply)  # type: ignore[arg-type]
     if reply[0] in (b"V", "V"):  # voided before it ran: its caller gave up on it already
-        raise StoreUnavailable(f"decision {_text(reply[2])} was voided before it ran")  # type: ignore[arg-type]
-    overage = _text(reply[8])  # type: ignore[arg-type]
+        raise StoreUnavailable(f"decision {reply_text(reply[2])} was voided before it ran")  # type: ignore[arg-type]
+    overage = reply_text(reply[8])  # type: ignore[arg-type]
     # numbers arrive as integer replies (Lua numbers): ints already, from hiredis and redis-py
     rows = [
         ReplyRow(_ROW_KINDS[reply[i]], *reply[i + 1 : i + 7])  # type: ignore[arg-type,index]
@@ -246,8 +242,8 @@ def decode_decide(reply: Sequence[bytes | str | int]) -> DecideReply:
     return DecideReply(
         reply[0] in (b"R", "R"),  # replayed
         reply[1] in (b"A", "A"),  # admitted
-        _text(reply[2]),  # type: ignore[arg-type]  # decision_id
-        _text(reply[3]),  # type: ignore[arg-type]  # deny_kind
+        reply_text(reply[2]),  # type: ignore[arg-type]  # decision_id
+        reply_text(reply[3]),  # type: ignore[arg-type]  # deny_kind
         reply[4],  # type: ignore[arg-type]  # deny_meter
         reply[5],  # type: ignore[arg-type]  # deny_rate
         reply[6],  # type: ignore[arg-type]  # retry_after_us
@@ -283,9 +279,9 @@ def _decode_text(reply: Sequence[bytes | str]) -> DecideReply:
 
 def decode_settle(reply: Sequence[bytes | str]) -> SettleReply:
     """Parse settle.lua's {'S', total, feature, delta, ...} | {'E'} | {'X'}."""
-    marker = _text(reply[0])
+    marker = reply_text(reply[0])
     if marker != "S":
         return SettleReply(status="expired" if marker == "E" else "unknown")
-    pairs = [_text(x) for x in reply[2:]]
+    pairs = [reply_text(x) for x in reply[2:]]
     deltas = {pairs[i]: int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    return SettleReply(status="settled", cost_delta_nano=int(_text(reply[1])), deltas=deltas)
+    return SettleReply(status="settled", cost_delta_nano=int(reply_text(reply[1])), deltas=deltas)

@@ -15,6 +15,7 @@ __all__ = [
     "encode_command",
     "error_to_exception",
     "evalsha_prefix",
+    "reply_text",
 ]
 
 
@@ -26,6 +27,11 @@ class ErrorReply(Exception):
 # every other error reply is a RedisError there, i.e. a non-transient StoreUnavailable.
 _TRANSIENT_CODES = frozenset({"LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "WRONGPASS"})
 _TRANSIENT_MESSAGES = ("ERR max number of clients reached", "NOAUTH", "ERR invalid password")
+
+
+def reply_text(value: bytes | str) -> str:
+    """A string reply as hiredis (bytes) or a decoding client (str) gives it."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _bulk(value: bytes | str | int) -> bytes:
