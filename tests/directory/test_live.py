@@ -169,7 +169,7 @@ async def test_customers_past_the_compiled_tier_are_held_as_records(
     redis: Redis, key_prefix: str
 ) -> None:
     """The cache holds 20 records, 4 of them compiled: the other 16 are compiled again from
-    memory (no read), a change drops both tiers, and the collector tracks what is compiled only."""
+    memory (no read), a change drops both tiers, and the collector tracks none of them."""
     records, directory, _ = await _setup(redis, key_prefix, n=20, capacity=20, compiled=4)
     first = {
         c.id: c.entitlements for c in [await directory.customer(f"c{i}") for i in range(20)] if c
@@ -185,9 +185,11 @@ async def test_customers_past_the_compiled_tier_are_held_as_records(
     assert calls == []
     stats = directory.stats()
     assert (stats.size, stats.capacity, stats.misses) == (20, 20, 20)
+    assert not gc.is_tracked(again) and not gc.is_tracked(again.entitlements)
     del again, owner
-    compiled = sum(1 for o in gc.get_objects() if isinstance(o, Customer) and o.id in first)
-    assert compiled == 4  # the compiled tier only
+    gc.collect()
+    tracked = sum(1 for o in gc.get_objects() if isinstance(o, Customer) and o.id in first)
+    assert tracked == 0  # compiled customers are off the collector's lists (untrack.py)
 
     await records.put_many(
         [CustomerRecord("c5", {"plan": "pro"}, Source.API)], channel=f"{key_prefix}:invalidate"

@@ -43,13 +43,15 @@ class KeyUsage:
         self._clock = clock
         self._interval = interval_s
         self._monotonic = monotonic
-        self._noted: dict[tuple[str, str], float] = {}  # key -> when noted (monotonic)
-        self._pending: dict[tuple[str, str], int] = {}  # key -> epoch seconds to write
+        # "<customer>\0<key id>" (atoms only: a dict of them is never tracked by the cyclic
+        # collector, however many it holds) -> when noted (monotonic) / epoch seconds to write
+        self._noted: dict[str, float] = {}
+        self._pending: dict[str, int] = {}
         self._capacity = capacity
 
     def touch(self, customer: str, key_id: str) -> None:
         """The key was used now (cheap; at most one note per key per interval)."""
-        key = (customer, key_id)
+        key = f"{customer}\0{key_id}"
         now = self._monotonic()
         noted = self._noted.get(key)
         if noted is not None and now - noted < self._interval:
@@ -68,7 +70,8 @@ class KeyUsage:
         try:
             for start in range(0, len(items), _CHUNK):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for (customer, key_id), at in items[start : start + _CHUNK]:
+                    for key, at in items[start : start + _CHUNK]:
+                        customer, _, key_id = key.partition("\0")
                         pipe.hset(self._keys.key_last_used(customer), key_id, at)
                     await pipe.execute()
         except Exception:

@@ -6,22 +6,18 @@ and each cached customer is compiled again under the new catalog when it is next
 (lazily: a plan of 100,000 customers is not recompiled 100,000 times at once).
 
 Customers are held in two tiers. The cache proper (`capacity`, the setting
-`directory.cache_size`) holds each customer's record as stored: an int and a bytes object,
-which Python's cyclic garbage collector does not track. A smaller tier (`compiled_capacity`)
-holds the most recent of them compiled, ready for the decision path; a customer in the first
-and not in the second is compiled again (~60 µs, no round trip). A compiled customer is ~7
-objects the collector tracks, and a full collection pauses the event loop for every tracked
-object in the process: ~0.2 µs each in a fresh heap, ~0.9 µs in a serve process that has run
-a while (its objects scattered over memory: a cache miss each). 100,000 compiled customers
-made that a 150 ms stall of every decision in flight; 4,096 (with the engine's 4,096 plan
-templates, ~70,000 objects in all) still 40–65 ms after a Zipf(1.1) warm-up over 100,000
-customers; 1,024 of each, ~22,000 objects, 4–14 ms, but then a working set of a few thousand
-customers asked for in turn is compiled on every decision (~60 µs more each, and the garbage
-of it: tests/directory/test_scale.py's 2,500 customers in turn stalled longer, not shorter).
-4,096 it stays, until compiled customers and templates cost the collector fewer objects.
-Customers and
-API key pointers come from Redis (`store.customers`) on a miss: one round trip, shared by every
-request that misses on the same customer meanwhile, never holding up the others. A change
+`directory.cache_size`) holds each customer's record as stored, packed in one bytes object, and
+each API key's owner as a str: atoms only, so the cyclic garbage collector never tracks it
+(directory/cache.py). A smaller tier (`compiled_capacity`) holds the most recent of them
+compiled, ready for the decision path; a customer in the first and not in the second is
+compiled again (~60 µs, no round trip). A compiled customer is immutable, and taken off the
+collector's lists when it is built (untrack.py): a full collection stops the event loop for
+every object it tracks, and 4,096 compiled customers with their plan templates were ~70,000
+objects, a 40–65 ms stall of every decision in flight.
+
+Customers and API key pointers come from Redis (`store.customers`) on a miss: one round trip,
+shared by every request that misses on the same customer meanwhile, never holding up the
+others. A change
 announced on the invalidation channel drops that customer on every process; a process that
 lost the channel drops everything (`clear`).
 """
@@ -42,14 +38,15 @@ from gatekeeper.directory.cache import Lru
 from gatekeeper.errors import StoreUnavailable
 from gatekeeper.model import ApiKey, Customer, Policy, frozen_map
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords
+from gatekeeper.untrack import untrack
 
 __all__ = ["COMPILED_CAPACITY", "DirectoryStats", "LiveDirectory"]
 
 log = logging.getLogger(__name__)
 
 COMPILED_CAPACITY = 4_096
-"""Customers a process holds compiled at most (the rest of the cache holds their records):
-sized by the collector's pause against the cost of compiling again (module doc)."""
+"""Customers a process holds compiled at most (the rest of the cache holds their records): a
+compiled customer and its templates take a few kB; compiling one again costs ~60 µs."""
 
 _NO_KEYS: Mapping[str, ApiKey] = frozen_map()
 
@@ -71,6 +68,9 @@ class _Entry:
         if self.raw is None:
             return None
         return CustomerRecord.from_json(customer_id, self.version, self.raw)
+
+
+_ABSENT = _Entry(None)  # what is held of an id that is no customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +106,11 @@ class LiveDirectory:
     ) -> None:
         self._catalog = catalog
         self._records = records
-        self._stored: Lru[str, tuple[int, bytes | None]] = Lru(capacity)  # (version, raw)
+        # atoms only (directory/cache.py): the version packed before the record's JSON, b""
+        # for no such customer; a key's owner, or until when it is known to have none
+        self._stored: Lru[str, bytes] = Lru(capacity)
         self._customers: Lru[str, _Entry] = Lru(min(capacity, compiled_capacity))
-        self._pointers: Lru[str, tuple[str | None, float]] = Lru(capacity)
+        self._pointers: Lru[str, str | float] = Lru(capacity)
         self._unknown_ttl = unknown_key_ttl_s
         self._monotonic = monotonic
         self._filling: dict[str, asyncio.Future[_Entry]] = {}
@@ -151,10 +153,10 @@ class LiveDirectory:
     def cached_key_owner(self, sha256_hex: str) -> tuple[Customer, ApiKey] | None:
         # peeks: the decision that follows looks the customer up again (cached_customer),
         # which is what keeps it recent; a pointer costs one read when it is evicted
-        pointer = self._pointers.peek(sha256_hex)
-        if pointer is None or pointer[0] is None:
+        owner = self._pointers.peek(sha256_hex)
+        if not isinstance(owner, str):
             return None
-        entry = self._customers.peek(pointer[0]) or self._held(pointer[0])
+        entry = self._customers.peek(owner) or self._held(owner)
         if entry is None or entry.raw is None:
             return None
         if entry.catalog is not self._catalog:
@@ -216,9 +218,9 @@ class LiveDirectory:
             stored = await self._records.get_stored(customer_id)
         except RedisError as exc:
             raise StoreUnavailable(f"directory unavailable: {exc}") from exc
-        entry = _Entry(None) if stored is None else self._compiled(customer_id, *stored)
+        entry = _ABSENT if stored is None else self._compiled(customer_id, *stored)
         if epoch == self._epoch:  # no change announced while we read: keep it
-            self._stored.put(customer_id, (0, None) if stored is None else stored)
+            self._stored.put(customer_id, b"" if stored is None else _pack(*stored))
             self._customers.put(customer_id, entry)
         return entry
 
@@ -228,21 +230,22 @@ class LiveDirectory:
         stored = self._stored.get(customer_id)
         if stored is None:
             return None
-        version, raw = stored
-        entry = _Entry(None) if raw is None else self._compiled(customer_id, version, raw)
+        entry = _ABSENT if not stored else self._compiled(customer_id, *_unpack(stored))
         self._customers.put(customer_id, entry)
         return entry
 
     async def _owner_id(self, sha256_hex: str) -> str | None:
         pointer = self._pointers.get(sha256_hex)
         now = self._monotonic()
-        if pointer is not None and (pointer[0] is not None or now < pointer[1]):
-            return pointer[0]
+        if isinstance(pointer, str):
+            return pointer
+        if pointer is not None and now < pointer:
+            return None  # known to have no owner, for a little while
         try:
             owner = await self._records.owner_of_key(sha256_hex)
         except RedisError as exc:
             raise StoreUnavailable(f"directory unavailable: {exc}") from exc
-        self._pointers.put(sha256_hex, (owner, now + self._unknown_ttl))
+        self._pointers.put(sha256_hex, now + self._unknown_ttl if owner is None else owner)
         return owner
 
     def _compiled(self, customer_id: str, version: int, raw: bytes) -> _Entry:
@@ -261,6 +264,17 @@ class LiveDirectory:
             self.compile_failures += 1
             log.error("directory entry customers.%s left out: %s", record.id, exc)
             return _Entry(raw, version, catalog, None, _NO_KEYS)
-        # a plain dict, never handed out: one object for the collector to track, not two
-        keys = {k.sha256: k for k in customer.api_keys}
-        return _Entry(raw, version, catalog, customer, keys)
+        entry = _Entry(raw, version, catalog, customer, {k.sha256: k for k in customer.api_keys})
+        untrack(entry, stop=(Policy,))  # immutable: reference counting frees it (untrack.py)
+        return entry
+
+
+_VERSION = 8  # bytes of the version packed before a held record
+
+
+def _pack(version: int, raw: bytes) -> bytes:
+    return version.to_bytes(_VERSION, "big") + raw
+
+
+def _unpack(held: bytes) -> tuple[int, bytes]:
+    return int.from_bytes(held[:_VERSION], "big"), held[_VERSION:]

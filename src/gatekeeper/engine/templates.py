@@ -20,6 +20,7 @@ from gatekeeper.engine.plan import DecisionPlan, MeterPlan, PlanMemo
 from gatekeeper.engine.ports import ReplyRow
 from gatekeeper.engine.types import LimitKind, LimitStatus
 from gatekeeper.model import Customer, Policy
+from gatekeeper.untrack import untrack
 
 __all__ = ["PlanTemplate", "TemplateCache", "TemplateKey", "limit_status"]
 
@@ -158,14 +159,16 @@ class PlanTemplate:
         return LimitStatus(kind, feature, row.limit, row.used, row.remaining, reset_at, window_s)
 
 
+_MUTABLE_PARTS = (PlanTemplate, PlanMemo)
+
+
 class TemplateCache:
     """Bounded templates of the policy in force; a new policy object empties it.
 
-    A template is ~14 objects Python's cyclic collector tracks, and a full collection stalls
-    the event loop for each of them (~0.9 µs each in a serve process that has run a while):
-    4,096 templates with as many compiled customers were a 40–65 ms pause, 1,024 of each 4–14
-    ms, at the price of planning again for a working set larger than that (directory/live.py).
-    A template is for one compiled Customer object, so holding more templates than the
+    A template is immutable but for its memo and remembered denial (which never lead back to
+    it), so it is taken off the cyclic collector's lists when kept (untrack.py): ~10 objects
+    each that a full collection would otherwise walk, an event loop stall growing with the
+    cache. A template is for one compiled Customer object, so holding more templates than the
     directory holds compiled customers (its `compiled_capacity`, 4,096 too) keeps only
     templates that can no longer match."""
 
@@ -197,6 +200,8 @@ class TemplateCache:
             return template  # planned under a policy replaced meanwhile: use once, keep none
         if len(self._entries) >= self._max and key not in self._entries:
             del self._entries[next(iter(self._entries))]  # the oldest
+        untrack(template, also=_MUTABLE_PARTS, stop=(Policy,))
+        untrack(key)  # atoms: CPython would untrack it too, at a full collection
         self._entries[key] = template
         return template
 

@@ -40,6 +40,7 @@ from gatekeeper.store.journal import DecisionJournal, LostCall
 from gatekeeper.store.keys import KeySpace
 from gatekeeper.store.resp import bulk_strings, encode_command
 from gatekeeper.store.scripts import LuaScript, load_script
+from gatekeeper.untrack import untrack
 
 __all__ = ["RedisDecisionStore", "ScriptSpan", "ScriptTracer"]
 
@@ -257,6 +258,7 @@ class RedisDecisionStore:
             return memo.value
         body = compile_body(plan, self.keys, grace_s=self._settings.period_grace_s)
         if memo is not None:
+            untrack(body)  # held as long as the template: immutable (untrack.py)
             memo.owner, memo.value = self, body
         return body
 
