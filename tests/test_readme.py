@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.cli import SUBCOMMANDS, build_parser
+from gatekeeper.cli import VERBS, build_parser
 from gatekeeper.store.datadir import DataDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_every_gatekeeper_command_line_parses() -> None:
 
 
 def test_every_gatekeeper_verb_named_exists() -> None:
-    verbs = {command.name for command in SUBCOMMANDS}
+    verbs = {verb.name for verb in VERBS}
     named = set(re.findall(r"`(?:\.venv/bin/)?gatekeeper ([a-z][a-z-]*)", README))
     named |= {args[0] for line in _command_lines() if (args := _gatekeeper_args(line))}
     assert named and named <= verbs, sorted(named - verbs)

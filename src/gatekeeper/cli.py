@@ -1,29 +1,25 @@
 """The `gatekeeper` command line (DESIGN.md §6). Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 
-Each subcommand is one `Subcommand` entry: a name, its arguments, and a function
-`run(args, env) -> exit code`. New subcommands are added to `SUBCOMMANDS`.
+Each subcommand is one `Subcommand`: a name, its arguments, and a function
+`run(args, env) -> exit code`, defined in its own module and named in `VERBS`, which imports
+only the one being run (all of them for the top-level help): `gatekeeper check-config` does not
+pay for importing the server, the worker and the bench (~1.3 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from gatekeeper.apiclient import KEYS, USAGE
-from gatekeeper.benchmark.command import BENCH
+from gatekeeper.command_spec import CommandSpec
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
-from gatekeeper.demo import DEMO
-from gatekeeper.directory.commands import DIRECTORY, IMPORT
-from gatekeeper.envoyconfig import command as envoy_config
-from gatekeeper.pipeline.commands import EXPORT, RECONCILE, WORKER
-from gatekeeper.ratelimit import load_ratelimit_config
-from gatekeeper.serve import add_serve_arguments, run_serve
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "VERBS", "Subcommand", "Verb", "main"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -48,7 +44,11 @@ def check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         loaded = load_config(args.file, env=env)
         rls = loaded.settings.ratelimit_config
-        domains = None if not rls else load_ratelimit_config(rls).domains
+        domains = None
+        if rls:
+            from gatekeeper.ratelimit import load_ratelimit_config  # the server's package
+
+            domains = load_ratelimit_config(rls).domains
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
@@ -76,34 +76,40 @@ def summary(loaded: LoadedConfig) -> str:
     return ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts)
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand(
-        name="check-config",
-        help="validate a policy file and report every error with its line",
-        add_arguments=_check_config_arguments,
-        run=check_config,
-    ),
-    Subcommand(
-        name="serve",
-        help="serve Envoy ext_authz, rate limit and access log, and the gatekeeper gRPC API",
-        add_arguments=add_serve_arguments,
-        run=run_serve,
-    ),
-    Subcommand(*WORKER),
-    Subcommand(*EXPORT),
-    Subcommand(*RECONCILE),
-    Subcommand(*IMPORT),
-    Subcommand(*DIRECTORY),
-    Subcommand(*BENCH),
-    Subcommand(
-        name="envoy-config",
-        help=envoy_config.HELP,
-        add_arguments=envoy_config.add_arguments,
-        run=envoy_config.run_envoy_config,
-    ),
-    Subcommand(*DEMO),
-    Subcommand(*KEYS),
-    Subcommand(*USAGE),
+CHECK_CONFIG = CommandSpec(
+    "check-config",
+    "validate a policy file and report every error with its line",
+    _check_config_arguments,
+    check_config,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verb:
+    """A subcommand by name; `spec` is "module:attribute" of its definition (a CommandSpec, or
+    a tuple of the same fields), imported by `load` only."""
+
+    name: str
+    spec: str
+
+    def load(self) -> Subcommand:
+        module, _, attribute = self.spec.partition(":")
+        return Subcommand(*getattr(importlib.import_module(module), attribute))
+
+
+VERBS: tuple[Verb, ...] = (
+    Verb("check-config", "gatekeeper.cli:CHECK_CONFIG"),
+    Verb("serve", "gatekeeper.serve:SERVE"),
+    Verb("worker", "gatekeeper.pipeline.commands:WORKER"),
+    Verb("export", "gatekeeper.pipeline.commands:EXPORT"),
+    Verb("reconcile", "gatekeeper.pipeline.commands:RECONCILE"),
+    Verb("import", "gatekeeper.directory.commands:IMPORT"),
+    Verb("directory", "gatekeeper.directory.commands:DIRECTORY"),
+    Verb("bench", "gatekeeper.benchmark.command:BENCH"),
+    Verb("envoy-config", "gatekeeper.envoyconfig.command:ENVOY_CONFIG"),
+    Verb("demo", "gatekeeper.demo:DEMO"),
+    Verb("keys", "gatekeeper.apiclient:KEYS"),
+    Verb("usage", "gatekeeper.apiclient:USAGE"),
 )
 
 
@@ -114,7 +120,10 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser(subcommands: Sequence[Subcommand] = SUBCOMMANDS) -> argparse.ArgumentParser:
+def build_parser(subcommands: Sequence[Subcommand] | None = None) -> argparse.ArgumentParser:
+    """The parser of `subcommands` (default: every verb's)."""
+    if subcommands is None:
+        subcommands = [verb.load() for verb in VERBS]
     parser = argparse.ArgumentParser(
         prog="gatekeeper",
         description="Real-time enforcement of usage-based pricing beside Envoy.",
@@ -130,9 +139,11 @@ def build_parser(subcommands: Sequence[Subcommand] = SUBCOMMANDS) -> argparse.Ar
 
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None) -> int:
     """Run the CLI; returns the exit code. `env` defaults to os.environ (tests pass a dict)."""
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = [verb.load() for verb in VERBS if words and verb.name == words[0]]
+    parser = build_parser(chosen or None)  # a verb named first: only its module is imported
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # --help, --version, usage errors (argparse exits 2)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     if getattr(args, "run", None) is None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 from gatekeeper.app import App
+from gatekeeper.command_spec import CommandSpec
 from gatekeeper.config import ConfigError, LoadedConfig, load_or_report
 from gatekeeper.data_location import (
     add_data_dir_argument,
@@ -25,7 +26,7 @@ from gatekeeper.store.datadir import DataDir, open_shared_redis
 from gatekeeper.store.embedded import EmbeddedRedisError
 from gatekeeper.tracing import Tracing, TracingConfigError, parse_tracing_env
 
-__all__ = ["add_serve_arguments", "run_serve"]
+__all__ = ["SERVE", "add_serve_arguments", "run_serve"]
 
 log = logging.getLogger("gatekeeper")
 
@@ -198,3 +199,11 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(run_serve(argparse.Namespace(), os.environ))
+
+
+SERVE = CommandSpec(
+    "serve",
+    "serve Envoy ext_authz, rate limit and access log, and the gatekeeper gRPC API",
+    add_serve_arguments,
+    run_serve,
+)

@@ -102,3 +102,21 @@ def test_check_config_checks_the_ratelimit_config_serve_would_load(
     bad.write_text(rls % "minute")
     assert main(["check-config", str(DEMO)], env={"GATEKEEPER_RATELIMIT_CONFIG": str(bad)}) == 0
     assert capsys.readouterr().out.endswith(f"; ratelimit config {bad}: 1 domain\n")
+
+
+def test_a_verb_imports_only_its_own_module() -> None:
+    """check-config does not import the server, the worker or the bench (~1.3 s of a start);
+    every verb still loads, under its own name."""
+    probe = (
+        "import sys\n"
+        "from gatekeeper.cli import VERBS, main\n"
+        f"assert main(['check-config', {str(_example())!r}], env={{}}) == 0\n"
+        "heavy = [m for m in ('gatekeeper.app', 'gatekeeper.benchmark.command',\n"
+        "         'gatekeeper.pipeline.commands', 'redis.asyncio') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert [v.load().name for v in VERBS] == [v.name for v in VERBS]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

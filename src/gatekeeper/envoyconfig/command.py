@@ -11,10 +11,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gatekeeper.command_spec import CommandSpec
 from gatekeeper.envoyconfig.args import add_arguments, options_from_args
 from gatekeeper.envoyconfig.options import EnvoyConfigOptions, OptionsError
 
-__all__ = ["HELP", "add_arguments", "parse_options", "run_envoy_config"]
+__all__ = ["ENVOY_CONFIG", "HELP", "add_arguments", "parse_options", "run_envoy_config"]
 
 HELP = "write an Envoy bootstrap wired to gatekeeper (ext_authz, settlement, rate limit, tracing)"
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -48,3 +49,6 @@ def run_envoy_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"gatekeeper envoy-config: cannot write {args.out}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+ENVOY_CONFIG = CommandSpec("envoy-config", HELP, add_arguments, run_envoy_config)
