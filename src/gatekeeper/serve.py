@@ -197,13 +197,14 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return asyncio.run(serving)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_serve(argparse.Namespace(), os.environ))
-
-
 SERVE = CommandSpec(
     "serve",
     "serve Envoy ext_authz, rate limit and access log, and the gatekeeper gRPC API",
     add_serve_arguments,
     run_serve,
 )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_serve(argparse.Namespace(), os.environ))
+

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -416,11 +416,7 @@ class CustomerRecords:
         old_plan = put.before.plan if put.before else (put.after.plan if put.after else "")
         new_plan = put.after.plan if put.after else old_plan
         audit_fields = list(put.audit.fields().items()) if put.audit else []
-        after = (
-            ""
-            if put.after is None
-            else replace(put.after, version=0).to_json()  # the version lives beside the JSON
-        )
+        after = "" if put.after is None else put.after.to_json()  # the version lives beside it
         keys = [
             self._keys.customer_record(customer),
             self._keys.customer_index(partition),
