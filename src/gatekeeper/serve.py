@@ -207,4 +207,3 @@ SERVE = CommandSpec(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(run_serve(argparse.Namespace(), os.environ))
-
