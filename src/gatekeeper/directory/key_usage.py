@@ -9,6 +9,7 @@ keys: past it, the notes start over (a key used again is noted again).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -19,12 +20,14 @@ from redis.exceptions import RedisError
 from gatekeeper.backoff import Backoff
 from gatekeeper.clock import Clock
 from gatekeeper.loop import run_loop, transient_types
+from gatekeeper.store.batch import Call, raise_errors, run_batch
 from gatekeeper.store.keys import KeySpace
 
 __all__ = ["KeyUsage"]
 
 log = logging.getLogger(__name__)
-_CHUNK = 500
+_CHUNK = 200  # notes per round trip: a few ms of this process's loop at most (a flush can
+# hold 100,000 of them: one key each of the customers served in the last interval)
 
 
 class KeyUsage:
@@ -66,19 +69,20 @@ class KeyUsage:
         """Write the notes taken since the last flush; returns how many. Raises redis errors
         (the notes are kept for the next flush)."""
         pending, self._pending = self._pending, {}
-        items = sorted(pending.items())
+        notes = iter(pending.items())  # a chunk at a time: never one long step of the loop
         try:
-            for start in range(0, len(items), _CHUNK):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key, at in items[start : start + _CHUNK]:
-                        customer, _, key_id = key.partition("\0")
-                        pipe.hset(self._keys.key_last_used(customer), key_id, at)
-                    await pipe.execute()
+            while chunk := list(itertools.islice(notes, _CHUNK)):
+                calls: list[Call] = []
+                for key, at in chunk:
+                    customer, _, key_id = key.partition("\0")
+                    hash_key = self._keys.key_last_used(customer)
+                    calls.append((("HSET", hash_key, key_id, at), hash_key))
+                raise_errors(await run_batch(self._redis, calls))
         except Exception:
-            for key, at in items:
+            for key, at in pending.items():
                 self._pending.setdefault(key, at)
             raise
-        return len(items)
+        return len(pending)
 
     async def run(self) -> None:
         """Flush every interval until cancelled; a Redis failure is logged and retried (what
