@@ -1,6 +1,6 @@
 """The `gatekeeper` command line (DESIGN.md §6). Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 
-Each subcommand is one `Subcommand`: a name, its arguments, and a function
+Each subcommand is one `CommandSpec`: a name, its arguments, and a function
 `run(args, env) -> exit code`, defined in its own module and named in `VERBS`, which imports
 only the one being run (all of them for the top-level help): `gatekeeper check-config` does not
 pay for importing the server, the worker and the bench (~1.3 s).
@@ -16,22 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from gatekeeper.command_spec import CommandSpec
+from gatekeeper.command_spec import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CommandSpec
 from gatekeeper.config import ConfigError, LoadedConfig, load_config
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "VERBS", "Subcommand", "Verb", "main"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Subcommand:
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Mapping[str, str]], int]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_OK", "VERBS", "Verb", "main"]
 
 
 def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,9 +80,9 @@ class Verb:
     name: str
     spec: str
 
-    def load(self) -> Subcommand:
+    def load(self) -> CommandSpec:
         module, _, attribute = self.spec.partition(":")
-        return Subcommand(*getattr(importlib.import_module(module), attribute))
+        return CommandSpec(*getattr(importlib.import_module(module), attribute))
 
 
 VERBS: tuple[Verb, ...] = (
@@ -120,7 +108,7 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser(subcommands: Sequence[Subcommand] | None = None) -> argparse.ArgumentParser:
+def build_parser(subcommands: Sequence[CommandSpec] | None = None) -> argparse.ArgumentParser:
     """The parser of `subcommands` (default: every verb's)."""
     if subcommands is None:
         subcommands = [verb.load() for verb in VERBS]

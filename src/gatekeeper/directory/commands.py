@@ -1,6 +1,6 @@
 """`gatekeeper import FILE`, `gatekeeper directory import FILE`, `gatekeeper directory export`.
 
-Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a Subcommand.
+Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a subcommand.
 Config as for `export`/`reconcile`: `--config`, else GATEKEEPER_CONFIG, else the packaged demo
 policy; Redis from GATEKEEPER_REDIS_URL, else the embedded Redis of the data directory
 (`--data-dir`, GATEKEEPER_DATA_DIR), shared with serve and the worker. Exit codes: 0 ok, 1

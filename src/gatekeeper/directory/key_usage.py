@@ -22,6 +22,7 @@ from gatekeeper.clock import Clock
 from gatekeeper.loop import run_loop, transient_types
 from gatekeeper.store.batch import Call, raise_errors, run_batch
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 
 __all__ = ["KeyUsage"]
 
@@ -99,8 +100,4 @@ class KeyUsage:
     async def last_used(self, customer: str) -> dict[str, int]:
         """Key id -> last use (epoch seconds) as stored. Raises redis errors."""
         raw = await self._redis.hgetall(self._keys.key_last_used(customer))
-        return {_text(k): int(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return {reply_text(k): int(v) for k, v in raw.items()}

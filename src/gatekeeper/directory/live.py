@@ -17,9 +17,8 @@ objects, a 40–65 ms stall of every decision in flight.
 
 Customers and API key pointers come from Redis (`store.customers`) on a miss: one round trip,
 shared by every request that misses on the same customer meanwhile, never holding up the
-others. A change
-announced on the invalidation channel drops that customer on every process; a process that
-lost the channel drops everything (`clear`).
+others. A change announced on the invalidation channel drops that customer on every process; a
+process that lost the channel drops everything (`clear`).
 """
 
 from __future__ import annotations

@@ -19,14 +19,11 @@ from redis.asyncio import Redis
 from gatekeeper.money import format_nano
 from gatekeeper.store.customers import CustomerRecord, CustomerRecords, RecordChange, Source
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 
 __all__ = ["migrate_legacy_directory"]
 
 log = logging.getLogger(__name__)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _cap_document(raw: Any) -> dict[str, str] | None:
@@ -72,7 +69,7 @@ async def migrate_legacy_directory(
     if not await redis.exists(*old):
         return 0
     docs, caps, hooks = [
-        {_text(k): json.loads(_text(v)) for k, v in (await redis.hgetall(key)).items()}
+        {reply_text(k): json.loads(reply_text(v)) for k, v in (await redis.hgetall(key)).items()}
         for key in old
     ]
     channel = keys.invalidate_channel()

@@ -1,6 +1,6 @@
 """`gatekeeper worker`, `gatekeeper export`, `gatekeeper reconcile` (DESIGN.md §6).
 
-Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a Subcommand;
+Each is a `CommandSpec` (name, help, add_arguments, run) that cli.py turns into a subcommand;
 they are plain tuples so this module need not import gatekeeper.cli (which imports it).
 Config: `--config`, else GATEKEEPER_CONFIG, else the packaged demo policy; settings from env.
 Exit codes: 0 ok, 1 runtime failure (or differences found by reconcile), 2 bad input.

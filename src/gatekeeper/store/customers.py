@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from gatekeeper.store.batch import Call, is_error, raise_errors, run_batch
 from gatekeeper.store.directory import AuditRecord
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 from gatekeeper.store.scripts import load_script
 
 __all__ = [
@@ -166,7 +167,7 @@ class CustomerRecords:
     async def owner_of_key(self, sha256_hex: str) -> str | None:
         """The customer a key hash points to (its record says whether the key is live)."""
         raw = await self._redis.get(self._keys.key_owner(sha256_hex))
-        return None if raw is None else _text(raw)
+        return None if raw is None else reply_text(raw)
 
     async def page(self, *, after: str | None, limit: int, plan: str | None = None) -> list[str]:
         """Customer ids in id order after `after` (a cursor: the last id of the previous page),
@@ -181,7 +182,7 @@ class CustomerRecords:
                 )
                 pipe.zrangebylex(index, low, "+", start=0, num=limit)
             rows = await pipe.execute()
-        merged = heapq.merge(*([_text(x) for x in row] for row in rows))
+        merged = heapq.merge(*([reply_text(x) for x in row] for row in rows))
         return [customer for customer, _ in zip(merged, range(limit), strict=False)]
 
     async def count(self, plan: str | None = None) -> int:
@@ -202,7 +203,7 @@ class CustomerRecords:
             low = "-"
             while True:
                 ids = [
-                    _text(x)
+                    reply_text(x)
                     for x in await self._redis.zrangebylex(
                         self._keys.customer_index(partition), low, "+", start=0, num=chunk
                     )
@@ -230,7 +231,7 @@ class CustomerRecords:
     async def removed_seeds(self) -> set[str]:
         """Ids of file customers deleted through the API (as many as were deleted)."""
         key = self._keys.directory_seed_removed()
-        return {_text(x) async for x in self._redis.sscan_iter(key, count=1000)}
+        return {reply_text(x) async for x in self._redis.sscan_iter(key, count=1000)}
 
     # ---- writes --------------------------------------------------------------------------
     async def change(
@@ -396,7 +397,7 @@ class CustomerRecords:
                 pipe.get(self._keys.key_owner(digest))
             owners = await pipe.execute()
         for (digest, customer), owner in zip(taken, owners, strict=True):
-            holder = None if owner is None else _text(owner)
+            holder = None if owner is None else reply_text(owner)
             if holder == customer:
                 continue
             held = None if holder is None else await self.get(holder)
@@ -441,7 +442,3 @@ class CustomerRecords:
             self._keys.directory_audit(partition), high, "-", count=limit
         )
         return list(rows)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

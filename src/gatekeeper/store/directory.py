@@ -24,6 +24,7 @@ from gatekeeper.access import TokenRecord
 from gatekeeper.config.compose import Doc
 from gatekeeper.model import frozen_map
 from gatekeeper.store.keys import KeySpace
+from gatekeeper.store.resp import reply_text
 
 __all__ = ["INVALIDATE_DIRECTORY", "AuditRecord", "DirectoryState", "DirectoryStore", "Mutation"]
 
@@ -75,12 +76,8 @@ class Mutation(Generic[T]):
 _PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _docs(raw: Mapping[Any, Any]) -> dict[str, Doc | None]:
-    return {_text(k): json.loads(_text(v)) for k, v in raw.items()}
+    return {reply_text(k): json.loads(reply_text(v)) for k, v in raw.items()}
 
 
 class DirectoryStore:
@@ -102,7 +99,7 @@ class DirectoryStore:
         return DirectoryState(
             plans=frozen_map(_docs(plans)),
             tokens=frozen_map(
-                {_text(k): TokenRecord.from_json(_text(v)) for k, v in tokens.items()}
+                {reply_text(k): TokenRecord.from_json(reply_text(v)) for k, v in tokens.items()}
             ),
         )
 
@@ -160,7 +157,7 @@ class DirectoryStore:
                 pipe.xrevrange(stream, high, "-", count=limit)
             replies: Any = await pipe.execute()
         rows = [
-            (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+            (reply_text(entry_id), {reply_text(k): reply_text(v) for k, v in fields.items()})
             for reply in replies
             for entry_id, fields in reply
         ]

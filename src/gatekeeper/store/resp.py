@@ -34,14 +34,6 @@ def reply_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _bulk(value: bytes | str | int) -> bytes:
-    if isinstance(value, str):
-        value = value.encode()
-    elif isinstance(value, int):
-        value = b"%d" % value
-    return b"$%d\r\n%s\r\n" % (len(value), value)
-
-
 def bulk_strings(values: Iterable[str | bytes]) -> bytes:
     """Strings (UTF-8) or bytes as consecutive RESP bulk strings (the array header excluded)."""
     parts = []
@@ -54,7 +46,7 @@ def bulk_strings(values: Iterable[str | bytes]) -> bytes:
 def encode_command(args: Sequence[bytes | str | int]) -> bytes:
     """One command as a RESP array of bulk strings (str is UTF-8, int in decimal)."""
     parts = [b"*%d\r\n" % len(args)]
-    for value in args:  # _bulk inlined: a first seed encodes ~2 million of these
+    for value in args:  # one loop, no call per value: a first seed encodes ~2 million
         if isinstance(value, str):
             value = value.encode()
         elif isinstance(value, int):
@@ -65,7 +57,7 @@ def encode_command(args: Sequence[bytes | str | int]) -> bytes:
 
 def evalsha_prefix(sha: str) -> bytes:
     """`EVALSHA <sha>` as the first two bulk strings of a command (the array header excluded)."""
-    return _bulk("EVALSHA") + _bulk(sha)
+    return bulk_strings(("EVALSHA", sha))
 
 
 def error_to_exception(reply: ErrorReply, what: str) -> StoreUnavailable:
